@@ -1,0 +1,98 @@
+// The configuration schema: every key with its meaning, default and unit. Built twice from one
+// definition: `documentSchema` keeps units as written (what check-config prints), `runtimeSchema` turns
+// durations into milliseconds and sizes into bytes (what the daemon uses).
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { parseCidr } from '../core/cidr.js';
+import { parseDuration, parseSize } from './units.js';
+
+const DEFAULT_PROHIBITED_HOSTS = [
+  '0.0.0.0/8', '127.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10',
+  '169.254.0.0/16', '224.0.0.0/4', '240.0.0.0/4', '255.255.255.255/32',
+  '::/128', '::1/128', 'fc00::/7', 'fe80::/10', 'ff00::/8',
+];
+
+const cidr = z.string().refine((v) => parseCidr(v) !== undefined, { message: 'expected an IP address or CIDR such as 192.0.2.0/24' });
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, {
+  message: 'expected host or host:port, such as mx.example.net:25 or [2001:db8::1]:25',
+});
+
+function unitText(parse: (v: string | number) => number | undefined, what: string, example: string) {
+  return z.union([z.string(), z.number()]).refine((v) => parse(v) !== undefined, {
+    message: `expected a ${what} such as ${example}`,
+  });
+}
+
+function unitValue(parse: (v: string | number) => number | undefined, what: string, example: string) {
+  return unitText(parse, what, example).transform((v) => parse(v)!);
+}
+
+function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefault: string) => D, size: (byDefault: string) => S) {
+  const tlsFiles = z.strictObject({
+    cert: z.string().describe('PEM certificate chain file offered on STARTTLS'),
+    key: z.string().describe('PEM private key file for cert'),
+  });
+
+  const listener = z.strictObject({
+    address: z.string().default('127.0.0.1').describe('IP address to listen on'),
+    port: z.number().int().min(1).max(65535).default(2525).describe('TCP port to listen on'),
+    relay_from: z.array(cidr).default(['127.0.0.1/32', '::1/128'])
+      .describe('client networks allowed to inject mail; all others get 554 5.7.1'),
+    max_message_size: size('25MB').describe('largest message accepted (bytes; units allowed)'),
+    max_recipients: z.number().int().min(1).default(1000).describe('recipients per transaction; more get 452 4.5.3'),
+    tls: tlsFiles.optional().describe('certificate for STARTTLS on this listener; without it STARTTLS is not offered'),
+  });
+
+  const redis = z.strictObject({
+    url: z.string().optional().describe('redis:// or rediss:// URL of an external Redis; excludes embedded'),
+    embedded: z.boolean().optional().describe('start and stop a private redis-server under dir'),
+    dir: z.string().default('var/redis').describe('data directory of the embedded Redis (relative to the config file)'),
+    appendfsync: z.enum(['always', 'everysec', 'no']).default('always')
+      .describe('embedded Redis fsync policy: always makes every 250 reply survive a power loss'),
+    binary: z.string().default('redis-server').describe('redis-server executable for the embedded Redis'),
+    prefix: z.string().default('impulse').describe('key prefix of every Impulse key in Redis'),
+  }).refine((r) => !(r.url && r.embedded), { message: 'set either url or embedded: true, not both' });
+
+  const dns = z.strictObject({
+    servers: z.array(hostPort).optional().describe('resolvers as ip or ip:port; default: the system resolvers'),
+    timeout: duration('5s').describe('time to wait for one DNS answer'),
+    tries: z.number().int().min(1).default(3).describe('attempts per DNS query before a lookup fails temporarily'),
+  });
+
+  return z.strictObject({
+    hostname: z.string().default(hostname()).describe('name of this MTA in Received headers and DSNs'),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('least severe log level written'),
+    redis: redis.prefault({ embedded: true }).describe('where the queue lives'),
+    listen: z.array(listener).min(1).prefault([{}] as z.input<typeof listener>[]).describe('SMTP intake listeners'),
+    dns: dns.prefault({} as z.input<typeof dns>).describe('resolver used for MX and address lookups'),
+    ehlo_hostname: z.string().default(hostname()).describe('name sent in EHLO to remote servers'),
+    remote_smtp_port: z.number().int().min(1).max(65535).default(25).describe('TCP port of remote MX hosts'),
+    connect_timeout: duration('300s').describe('time allowed to establish an outbound TCP connection'),
+    greeting_timeout: duration('300s').describe('time allowed for the remote greeting after connecting'),
+    data_timeout: duration('600s').describe('inactivity allowed on an outbound session after the greeting'),
+    retry_interval: duration('20m').describe('wait after the first transient failure; doubles after each further one'),
+    max_retry_interval: duration('12h').describe('ceiling of the doubling retry interval'),
+    message_expiration: duration('24h')
+      .describe('age after which undelivered mail fails with 554 5.4.7'),
+    tls: z.enum(['ifavailable', 'required', 'no']).default('ifavailable')
+      .describe('outbound STARTTLS: use when offered, insist on it (else defer), or never'),
+    prohibited_hosts: z.array(cidr).default(DEFAULT_PROHIBITED_HOSTS)
+      .describe('destination addresses never connected to; a domain whose MXs are all here fails with 551 5.4.6'),
+    routes: z.record(z.string(), hostPort).default({})
+      .describe('per-domain static next hop host:port; skips the MX lookup'),
+    delivery_concurrency: z.number().int().min(1).default(64).describe('deliveries in progress at once'),
+    shutdown_timeout: duration('30s').describe('time sessions in flight get to finish on SIGTERM'),
+  });
+}
+
+const DURATION_EXAMPLE = '30s, 20m, 12h or 7d';
+export const documentSchema = makeSchema(
+  (d) => unitText(parseDuration, 'duration', DURATION_EXAMPLE).prefault(d),
+  (d) => unitText(parseSize, 'size', '25MB').prefault(d));
+export const runtimeSchema = makeSchema(
+  (d) => unitValue(parseDuration, 'duration', DURATION_EXAMPLE).prefault(d),
+  (d) => unitValue(parseSize, 'size', '25MB').prefault(d));
+export type ConfigDocument = z.output<typeof documentSchema>;
+export type Config = z.output<typeof runtimeSchema>;
+export type ListenerConfig = Config['listen'][number];
