@@ -1,0 +1,40 @@
+// The resolver the delivery path uses: node's c-ares resolver pointed at the configured servers.
+// An interface so the core can be driven by a resolver of the test's choosing.
+import { Resolver } from 'node:dns/promises';
+
+export interface MxRecord {
+  exchange: string;
+  priority: number;
+}
+
+export interface DnsResolver {
+  resolveMx(name: string): Promise<MxRecord[]>;
+  resolve4(name: string): Promise<string[]>;
+  resolve6(name: string): Promise<string[]>;
+}
+
+export interface ResolverOptions {
+  servers?: string[] | undefined;
+  timeout: number;
+  tries: number;
+}
+
+export function createResolver(opts: ResolverOptions): DnsResolver {
+  const r = new Resolver({ timeout: opts.timeout, tries: opts.tries });
+  if (opts.servers && opts.servers.length > 0) r.setServers(opts.servers);
+  return {
+    resolveMx: (name) => r.resolveMx(name),
+    resolve4: (name) => r.resolve4(name),
+    resolve6: (name) => r.resolve6(name),
+  };
+}
+
+/** What a lookup failure means for delivery: the name does not exist, has no such record, or try later. */
+export type LookupFailure = 'nxdomain' | 'nodata' | 'temporary';
+
+export function classifyLookupError(err: unknown): LookupFailure {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOTFOUND') return 'nxdomain';
+  if (code === 'ENODATA') return 'nodata';
+  return 'temporary';
+}
