@@ -1,0 +1,126 @@
+// SMTP intake on every configured listener. A message is answered 250 only once its body and
+// jobs are in Redis; anything that stops that answers 451 4.3.0 and leaves nothing deliverable.
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { AddressSet } from '../core/cidr.js';
+import type { Clock } from '../core/clock.js';
+import { newQueueId } from '../core/ids.js';
+import type { ListenerConfig } from '../config/schema.js';
+import type { Enqueuer } from '../queue/enqueue.js';
+import { messageIdOf, receivedHeader } from './received.js';
+
+export interface IntakeDeps {
+  listeners: ListenerConfig[];
+  hostname: string;
+  enqueuer: Enqueuer;
+  clock: Clock;
+  log: Logger;
+}
+
+function smtpError(code: number, text: string): Error & { responseCode: number } {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => {
+      if (!stream.sizeExceeded) chunks.push(c);
+    });
+    stream.once('end', () => resolve(Buffer.concat(chunks)));
+    stream.once('error', reject);
+  });
+}
+
+export class Intake {
+  private readonly servers: SMTPServer[] = [];
+
+  constructor(private readonly deps: IntakeDeps) {}
+
+  async start(): Promise<void> {
+    for (const l of this.deps.listeners) {
+      const server = this.createServer(l);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(l.port, l.address, () => {
+          server.removeListener('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => this.deps.log.warn({ event: 'intake_error', listener: `${l.address}:${l.port}`, err: err.message }, 'intake connection error'));
+      this.servers.push(server);
+      this.deps.log.info({ event: 'listening', address: l.address, port: l.port }, 'SMTP intake listening');
+    }
+  }
+
+  /** Stops accepting; sessions in flight get until the server's close timeout to finish. */
+  async close(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+
+  private createServer(l: ListenerConfig): SMTPServer {
+    const { log } = this.deps;
+    const relay = new AddressSet(l.relay_from);
+    const tls = l.tls ? { key: readFileSync(l.tls.key), cert: readFileSync(l.tls.cert) } : {};
+    return new SMTPServer({
+      name: this.deps.hostname,
+      banner: 'Impulse',
+      size: l.max_message_size,
+      // Our own checks give the enhanced status codes (552 5.3.4, 452 4.5.3) smtp-server would not.
+      hideSize: true,
+      hideENHANCEDSTATUSCODES: true,
+      authOptional: true,
+      disabledCommands: l.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      logger: false,
+      closeTimeout: 30_000,
+      ...tls,
+      onConnect: (session, cb) => {
+        if (relay.has(session.remoteAddress)) return cb();
+        log.warn({ event: 'relay_refused', client: session.remoteAddress, listener: `${l.address}:${l.port}` }, 'client not in relay_from');
+        cb(smtpError(554, `5.7.1 Relaying denied: ${session.remoteAddress} is not allowed to send through this server`));
+      },
+      onMailFrom: (address, _session, cb) => {
+        const declared = Number((address.args as Record<string, string> | false || {}).SIZE ?? 0);
+        if (declared > l.max_message_size) {
+          return cb(smtpError(552, `5.3.4 Message size ${declared} exceeds the limit of ${l.max_message_size} bytes`));
+        }
+        cb();
+      },
+      onRcptTo: (address, session, cb) => {
+        if (session.envelope.rcptTo.length >= l.max_recipients) {
+          return cb(smtpError(452, `4.5.3 Too many recipients (limit ${l.max_recipients})`));
+        }
+        if (!/@[^@]+$/.test(address.address)) return cb(smtpError(501, '5.1.3 Recipient address must be fully qualified'));
+        cb();
+      },
+      onData: (stream, session, cb) => {
+        this.receive(stream, session, l).then((text) => cb(null, text), (err: Error & { responseCode?: number }) => cb(err));
+      },
+    });
+  }
+
+  private async receive(stream: SMTPServerDataStream, session: SMTPServerSession, l: ListenerConfig): Promise<string> {
+    const { log, clock } = this.deps;
+    const data = await readAll(stream);
+    if (stream.sizeExceeded) throw smtpError(552, `5.3.4 Message exceeds the limit of ${l.max_message_size} bytes`);
+    const now = clock.now();
+    const qid = newQueueId(now);
+    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+    const recipients = session.envelope.rcptTo.map((r) => r.address);
+    const header = receivedHeader({
+      helo: session.hostNameAppearsAs, clientHostname: session.clientHostname, clientAddress: session.remoteAddress,
+      hostname: this.deps.hostname, qid, secure: session.secure, recipients, now,
+    });
+    const body = Buffer.concat([Buffer.from(header, 'latin1'), data]);
+    const messageId = messageIdOf(data);
+    try {
+      await this.deps.enqueuer.enqueue({ qid, sender, recipients, body, receivedAt: now, messageId });
+    } catch (err) {
+      log.error({ event: 'reception_failed', client: session.remoteAddress, sender, recipients, err: (err as Error).message }, 'message not queued');
+      throw smtpError(451, '4.3.0 Temporary queue failure, try again later');
+    }
+    log.info({ event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress }, 'received');
+    return `2.0.0 Ok queued as ${qid}`;
+  }
+}

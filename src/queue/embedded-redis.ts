@@ -1,0 +1,116 @@
+// A private redis-server under the daemon's data directory: append-only file on, reachable only
+// through a Unix socket in that directory, started before the daemon needs it and stopped after.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+
+export interface EmbeddedRedisOptions {
+  dir: string;
+  binary: string;
+  appendfsync: 'always' | 'everysec' | 'no';
+  startTimeoutMs?: number;
+}
+
+export interface EmbeddedRedis {
+  socketPath: string;
+  stop(): Promise<void>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A redis-server left running by a daemon that was killed would share our AOF: stop it first. */
+async function stopLeftover(pidFile: string, log: Logger): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !alive(pid)) return;
+  let comm = '';
+  try {
+    comm = readFileSync(`/proc/${pid}/comm`, 'utf8');
+  } catch {
+    return;
+  }
+  if (!comm.includes('redis')) return;
+  log.warn({ event: 'embedded_redis_leftover', redis_pid: pid }, 'stopping a redis-server left running on this data directory');
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 600 && alive(pid); i++) await sleep(50);
+  if (alive(pid)) throw new Error(`redis-server pid ${pid} on ${pidFile} did not stop`);
+}
+
+export async function startEmbeddedRedis(opts: EmbeddedRedisOptions, log: Logger): Promise<EmbeddedRedis> {
+  mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+  const socketPath = join(opts.dir, 'redis.sock');
+  const pidFile = join(opts.dir, 'redis.pid');
+  await stopLeftover(pidFile, log);
+
+  const args = [
+    '--port', '0', '--unixsocket', socketPath, '--unixsocketperm', '700',
+    '--dir', opts.dir, '--pidfile', pidFile, '--daemonize', 'no',
+    '--appendonly', 'yes', '--appendfsync', opts.appendfsync, '--save', '',
+    '--maxmemory-policy', 'noeviction', '--logfile', '',
+  ];
+  let output = '';
+  const child: ChildProcess = spawn(opts.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const collect = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-4000);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exited = new Promise<string>((resolve) => {
+    child.once('error', (err: NodeJS.ErrnoException) =>
+      resolve(err.code === 'ENOENT'
+        ? `redis-server binary "${opts.binary}" not found: install Redis (Debian: apt-get install redis-server), set redis.binary, or set redis.url`
+        : `cannot start ${opts.binary}: ${err.message}`));
+    child.once('exit', (code, signal) => resolve(`redis-server exited (code ${code}, signal ${signal}): ${output.trim()}`));
+  });
+
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
+  let failure: string | undefined;
+  void exited.then((why) => {
+    failure = why;
+  });
+  while (!failure) {
+    const probe = new Redis({ path: socketPath, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      // LOADING replies arrive while the AOF is replayed; only a PONG means it can take writes.
+      if ((await probe.ping()) === 'PONG') {
+        probe.disconnect();
+        break;
+      }
+    } catch {
+      probe.disconnect();
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`embedded redis-server did not answer within ${opts.startTimeoutMs ?? 60_000} ms: ${output.trim()}`);
+    }
+    await sleep(25);
+  }
+  if (failure) throw new Error(failure);
+  log.info({ event: 'embedded_redis_started', redis_pid: child.pid, dir: opts.dir, appendfsync: opts.appendfsync }, 'embedded redis-server ready');
+
+  return {
+    socketPath,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      // SIGTERM makes redis-server fsync the AOF and exit cleanly.
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

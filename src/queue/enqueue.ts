@@ -1,0 +1,49 @@
+// Puts an accepted message into Redis: the body once, then one job per destination domain in
+// one atomic addBulk. Only when both succeeded may intake answer 250.
+import type { Queue } from 'bullmq';
+import { type DeliveryJobData, domainOf, jobIdFor } from './job.js';
+import type { MessageStore } from './store.js';
+
+export interface NewMessage {
+  qid: string;
+  sender: string;
+  recipients: string[];
+  body: Buffer;
+  receivedAt: number;
+  messageId?: string | undefined;
+}
+
+/** Body TTL beyond message_expiration: time for the final attempt and its bounce. */
+const BODY_GRACE_MS = 7 * 86_400_000;
+
+export class Enqueuer {
+  constructor(
+    private readonly store: MessageStore,
+    private readonly queue: Queue<DeliveryJobData>,
+    private readonly messageExpiration: () => number,
+  ) {}
+
+  async enqueue(msg: NewMessage): Promise<void> {
+    const byDomain = new Map<string, string[]>();
+    for (const rcpt of msg.recipients) {
+      const d = domainOf(rcpt);
+      byDomain.set(d, [...(byDomain.get(d) ?? []), rcpt]);
+    }
+    const jobs = [...byDomain].map(([domain, recipients], i) => ({
+      name: domain,
+      data: {
+        qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
+        messageId: msg.messageId,
+      } satisfies DeliveryJobData,
+      opts: { jobId: jobIdFor(msg.qid, i) },
+    }));
+    await this.store.put(msg.qid, { body: msg.body, sender: msg.sender, receivedAt: msg.receivedAt },
+      jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS);
+    try {
+      await this.queue.addBulk(jobs);
+    } catch (err) {
+      await this.store.discard(msg.qid).catch(() => {});
+      throw err;
+    }
+  }
+}

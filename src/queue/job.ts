@@ -1,0 +1,25 @@
+// What a delivery job carries: one message's recipients at one destination domain. The body
+// lives once in the message store; jobs only name it.
+
+export const DELIVERY_QUEUE = 'delivery';
+
+export interface DeliveryJobData {
+  qid: string;
+  domain: string;
+  sender: string;
+  /** Recipients of this domain still undelivered. */
+  recipients: string[];
+  receivedAt: number;
+  /** Attempts made so far; BullMQ's own counter is not used because deferrals skip it. */
+  attempts: number;
+  messageId?: string | undefined;
+}
+
+/** BullMQ job ids may not contain ':'; ids derived from the queue id make re-adds idempotent. */
+export function jobIdFor(qid: string, index: number): string {
+  return `${qid}-${index}`;
+}
+
+export function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
