@@ -1,0 +1,225 @@
+// Proves the helpers behave like the real things they stand in for, so a daemon test failure
+// points at the daemon rather than at the harness.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { promises as dns } from 'node:dns';
+import { connect } from 'node:net';
+import { test } from 'node:test';
+import { Redis } from 'ioredis';
+import { startDns, type Zone } from './helpers/dns.js';
+import { startRedis } from './helpers/redis.js';
+import { startSink } from './helpers/sink.js';
+import { makeMessage, sendMail, smtpDialogue } from './helpers/smtp-client.js';
+
+function refused(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(undefined);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code));
+  });
+}
+
+test('dns server answers node resolver like an authoritative server', async () => {
+  const zone: Zone = {
+    'example.test': {
+      mx: [
+        { preference: 20, exchange: 'mx2.example.test' },
+        { preference: 10, exchange: 'mx1.example.test' },
+      ],
+    },
+    'mx1.example.test': { a: ['127.0.0.2'], aaaa: ['::1'] },
+    'nullmx.test': { mx: [{ preference: 0, exchange: '.' }] },
+    'servfail.test': { rcode: 'SERVFAIL' },
+    'blackhole.test': { drop: true },
+  };
+  const server = await startDns(zone);
+  try {
+    const r = new dns.Resolver({ timeout: 500, tries: 1 });
+    r.setServers([server.server]);
+    const mx = await r.resolveMx('example.test');
+    assert.deepEqual(
+      mx.sort((a, b) => a.priority - b.priority),
+      [{ exchange: 'mx1.example.test', priority: 10 }, { exchange: 'mx2.example.test', priority: 20 }],
+    );
+    assert.deepEqual(await r.resolve4('mx1.example.test'), ['127.0.0.2']);
+    assert.deepEqual(await r.resolve4('mx1.example.test', { ttl: true }), [{ address: '127.0.0.2', ttl: 60 }]);
+    assert.deepEqual(await r.resolve6('mx1.example.test'), ['::1']);
+    assert.deepEqual(await r.resolveMx('nullmx.test'), [{ exchange: '', priority: 0 }]);
+    await assert.rejects(r.resolveMx('absent.test'), { code: 'ENOTFOUND' });
+    await assert.rejects(r.resolveMx('servfail.test'), { code: 'ESERVFAIL' });
+    await assert.rejects(r.resolveMx('blackhole.test'), { code: 'ETIMEOUT' });
+    await assert.rejects(r.resolveMx('mx1.example.test'), { code: 'ENODATA' });
+    await assert.rejects(r.resolve6('example.test'), { code: 'ENODATA' });
+
+    zone['late.test'] = { a: ['127.0.0.3'] };
+    assert.deepEqual(await r.resolve4('late.test'), ['127.0.0.3']);
+    await server.waitForQuery((q) => q.name === 'late.test' && q.type === 'A');
+    assert.ok(server.queries.some((q) => q.name === 'blackhole.test' && q.type === 'MX'));
+  } finally {
+    await server.close();
+  }
+});
+
+test('sink stores exactly the bytes sent, with envelope and peer address', async () => {
+  const sink = await startSink({ host: '127.0.0.2' });
+  try {
+    const raw = makeMessage({
+      from: 'sender@origin.test',
+      to: ['rcpt@dest.test'],
+      body: 'line one\n.starts with a dot\n..two dots\nlast',
+    });
+    const result = await sendMail({
+      host: sink.host,
+      port: sink.port,
+      from: 'sender@origin.test',
+      to: ['rcpt@dest.test'],
+      raw,
+      localAddress: '127.0.0.3',
+      name: 'upstream.test',
+    });
+    assert.match(result.response, /^250 /);
+    assert.deepEqual(result.accepted, ['rcpt@dest.test']);
+
+    const [message] = await sink.waitForMessages(1);
+    assert.equal(message!.raw.toString(), raw);
+    assert.equal(message!.mailFrom, 'sender@origin.test');
+    assert.deepEqual(message!.rcptTo, ['rcpt@dest.test']);
+    assert.equal(message!.remoteAddress, '127.0.0.3');
+    assert.equal(message!.helo, 'upstream.test');
+
+    await sendMail({ host: sink.host, port: sink.port, from: '', to: ['bounce@dest.test'], raw });
+    const messages = await sink.waitForRecipients(['bounce@dest.test']);
+    assert.equal(messages[0]!.mailFrom, '');
+    assert.equal(sink.connections, 2);
+  } finally {
+    await sink.close();
+  }
+});
+
+test('sink behaviour replies reach the client verbatim', async () => {
+  const sink = await startSink({
+    host: '127.0.0.2',
+    behaviour: ({ stage, address, session, message }) => {
+      if (stage === 'connect' && session.remoteAddress === '127.0.0.5') return { code: 554, message: '5.7.1 go away' };
+      if (stage === 'data' && message!.rcptTo.includes('big@dest.test')) return { code: 552, message: '5.3.4 too big' };
+      if (stage === 'rcpt' && address === 'later@dest.test') return { code: 451, message: '4.3.0 try later' };
+      if (stage === 'rcpt' && address === 'gone@dest.test') return { code: 550, message: '5.1.1 no such user' };
+      return undefined;
+    },
+  });
+  try {
+    const raw = makeMessage({ from: 'a@origin.test', to: ['later@dest.test'] });
+    await assert.rejects(
+      sendMail({ host: sink.host, port: sink.port, from: 'a@origin.test', to: ['later@dest.test'], raw }),
+      { responseCode: 451, response: '451 4.3.0 try later' },
+    );
+
+    const partial = await sendMail({
+      host: sink.host,
+      port: sink.port,
+      from: 'a@origin.test',
+      to: ['ok@dest.test', 'gone@dest.test'],
+      raw,
+    });
+    assert.deepEqual(partial.accepted, ['ok@dest.test']);
+    assert.deepEqual(partial.rejected, ['gone@dest.test']);
+    assert.deepEqual((await sink.waitForMessages(1))[0]!.rcptTo, ['ok@dest.test']);
+
+    const replies = await smtpDialogue({
+      host: sink.host,
+      port: sink.port,
+      lines: [
+        'EHLO raw.test',
+        'MAIL FROM:<a@origin.test>',
+        'RCPT TO:<gone@dest.test>',
+        'RCPT TO:<ok@dest.test>',
+        'DATA',
+        'Subject: x\r\n\r\nhi',
+        '.',
+        'QUIT',
+      ],
+    });
+    assert.match(replies[0]!, /^220 /);
+    assert.match(replies[1]!, /^250-.*\n250 /s);
+    assert.equal(replies[3], '550 5.1.1 no such user');
+    assert.match(replies[5]!, /^354 /);
+    assert.match(replies[6]!, /^250 /);
+    assert.match(replies[7]!, /^221 /);
+
+    const refusedAtConnect = await smtpDialogue({
+      host: sink.host,
+      port: sink.port,
+      localAddress: '127.0.0.5',
+      lines: ['EHLO a'],
+    });
+    assert.deepEqual(refusedAtConnect, ['554 5.7.1 go away']);
+    await assert.rejects(
+      sendMail({ host: sink.host, port: sink.port, from: 'a@origin.test', to: ['big@dest.test'], raw }),
+      { responseCode: 552, response: '552 5.3.4 too big' },
+    );
+    assert.equal(sink.messages.length, 2);
+    assert.deepEqual(
+      sink.rejections.map((r) => `${r.stage} ${r.code}`),
+      ['rcpt 451', 'rcpt 550', 'rcpt 550', 'connect 554', 'data 552'],
+    );
+  } finally {
+    await sink.close();
+  }
+});
+
+test('a closed sink refuses connections and can come back on the same port', async () => {
+  const first = await startSink({ host: '127.0.0.2' });
+  // An idle client must not keep the "down" sink alive.
+  const idle = connect({ host: first.host, port: first.port });
+  const idleClosed = new Promise((resolve) => idle.once('close', resolve));
+  idle.on('error', () => undefined);
+  await first.waitForConnections(1);
+  await first.close();
+  await idleClosed;
+  assert.equal(await refused(first.host, first.port), 'ECONNREFUSED');
+
+  const second = await startSink({ host: first.host, port: first.port });
+  try {
+    const raw = makeMessage({ from: 'a@origin.test', to: ['b@dest.test'] });
+    await sendMail({ host: second.host, port: second.port, from: 'a@origin.test', to: ['b@dest.test'], raw });
+    await second.waitForMessages(1);
+  } finally {
+    await second.close();
+  }
+});
+
+test('makeMessage pads to the requested size', () => {
+  for (const size of [1000, 1001, 4096, 100_000]) {
+    const msg = makeMessage({ from: 'a@origin.test', to: ['b@dest.test'], size });
+    assert.equal(Buffer.byteLength(msg), size);
+    assert.ok(msg.split('\r\n').every((line) => line.length <= 998));
+    assert.ok(!/[^\r]\n/.test(msg));
+  }
+});
+
+test('redis starts, survives SIGKILL with its AOF, and cleans up', async () => {
+  const redis = await startRedis();
+  const client = new Redis(redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
+  try {
+    await client.connect();
+    assert.equal(await client.ping(), 'PONG');
+    await client.set('harness:key', 'kept');
+    await client.quit();
+
+    await redis.kill9();
+    assert.equal(await refused('127.0.0.1', redis.port), 'ECONNREFUSED');
+    await redis.restart();
+
+    const again = new Redis(redis.url, { lazyConnect: true });
+    await again.connect();
+    assert.equal(await again.get('harness:key'), 'kept');
+    await again.quit();
+  } finally {
+    if (client.status !== 'end') client.disconnect();
+    await redis.stop();
+  }
+  assert.equal(existsSync(redis.dir), false);
+});

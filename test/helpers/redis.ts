@@ -1,0 +1,114 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { forgetDir, killOnExit, removeOnExit } from './cleanup.js';
+import { freePort } from './ports.js';
+
+export type TestRedis = {
+  url: string;
+  port: number;
+  dir: string;
+  /** Everything the current redis-server process wrote, for failure messages. */
+  readonly output: string;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+  /** SIGKILLs any running instance, then starts redis-server again on the same port and dir (replaying the AOF). */
+  restart(): Promise<void>;
+};
+
+const READY = 'Ready to accept connections';
+const START_TIMEOUT_MS = 10000;
+
+type Running = { proc: ChildProcess; exited: Promise<void>; output: () => string };
+
+function launch(port: number, dir: string): Promise<Running> {
+  const proc = spawn(
+    'redis-server',
+    [
+      '--port', String(port),
+      '--bind', '127.0.0.1',
+      '--dir', dir,
+      '--save', '',
+      '--appendonly', 'yes',
+      '--appendfsync', 'everysec',
+      '--daemonize', 'no',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  killOnExit(proc);
+  let output = '';
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`redis-server on port ${port} not ready after ${START_TIMEOUT_MS} ms:\n${output}`));
+    }, START_TIMEOUT_MS);
+    // Both pipes are drained for the process lifetime; a full pipe would block redis.
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes(READY)) {
+        clearTimeout(timer);
+        resolve({ proc, exited, output: () => output });
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited (code ${code}, signal ${signal}) before ready:\n${output}`));
+    });
+  });
+}
+
+async function halt(running: Running, signal: NodeJS.Signals): Promise<void> {
+  if (running.proc.exitCode === null && running.proc.signalCode === null) running.proc.kill(signal);
+  await running.exited;
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'impulse-redis-'));
+  removeOnExit(dir);
+  let port = 0;
+  let running: Running | undefined;
+  // The free port can be taken between probe and bind; only that failure is worth a retry.
+  for (let attempt = 0; !running; attempt++) {
+    port = await freePort();
+    try {
+      running = await launch(port, dir);
+    } catch (err) {
+      if (attempt >= 3 || !String(err).includes('Address already in use')) {
+        rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+  }
+  let current: Running = running;
+
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    dir,
+    get output() {
+      return current.output();
+    },
+    async stop() {
+      await halt(current, 'SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+      forgetDir(dir);
+    },
+    async kill9() {
+      await halt(current, 'SIGKILL');
+    },
+    async restart() {
+      await halt(current, 'SIGKILL');
+      mkdirSync(dir, { recursive: true });
+      removeOnExit(dir);
+      current = await launch(port, dir);
+    },
+  };
+}
