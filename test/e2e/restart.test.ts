@@ -1,0 +1,45 @@
+// Mail queued when the daemon stops is delivered after it starts again, exactly once.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { makeMessage, sendMail } from '../helpers/smtp-client.js';
+import { type World, buildWorld, queueIdOf } from './world.js';
+
+let world: World;
+
+before(async () => {
+  world = await buildWorld({
+    zone: {
+      'down.test': { mx: [{ preference: 10, exchange: 'mx.down.test' }] },
+      'mx.down.test': { a: ['127.0.0.6'] },
+    },
+    sinks: {},
+  });
+});
+
+after(async () => {
+  await world.close();
+});
+
+test('messages queued for a sink that is down survive a stop and are delivered once after restart', async () => {
+  const first = await world.start();
+  const qids: string[] = [];
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const messageId = `<restart-${i}@impulse.test>`;
+    const raw = makeMessage({ from: 's@sender.test', to: [`r${i}@down.test`], messageId });
+    const res = await sendMail({ host: '127.0.0.1', port: world.intakePort, from: 's@sender.test', to: [`r${i}@down.test`], raw });
+    qids.push(queueIdOf(res.response));
+    ids.push(messageId);
+  }
+  const deferred = await first.waitForLogs((r) => r.event === 'transient_failure' && qids.includes(r.qid), 5);
+  for (const d of deferred) assert.match(d.reply, /^451 4\.4\.1 .*ECONNREFUSED/);
+  assert.equal(await first.stop('SIGTERM'), 0);
+
+  const sink = await world.startSink('down', '127.0.0.6');
+  const second = await world.start();
+  await sink.waitForMessages(5);
+  await second.waitForLogs((r) => r.event === 'delivery' && qids.includes(r.qid), 5);
+  const seen = sink.messages.map((m) => /^Message-ID: (.*)$/im.exec(m.raw.toString('latin1'))?.[1]?.trim());
+  assert.deepEqual([...seen].sort(), [...ids].sort(), 'each queued message arrived exactly once');
+  assert.equal(await second.stop('SIGTERM'), 0);
+});
