@@ -2,7 +2,7 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm install --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 COPY test ./test
@@ -16,7 +16,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends redis-server \
     && useradd --system --home /var/lib/impulse --create-home impulse
 WORKDIR /opt/impulse
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+RUN npm install --omit=dev --no-audit --no-fund
 COPY --from=build /app/dist/src ./dist/src
 COPY config/impulse.yaml /etc/impulse/impulse.yaml
 USER impulse
