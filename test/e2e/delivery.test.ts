@@ -1,7 +1,9 @@
 // The walking skeleton end to end: injection over SMTP, MX lookup against a real DNS server,
 // delivery to sinks on loopback, retries, bounces and DNS outcomes, all through the built daemon.
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
 import type { Daemon, LogRecord } from '../helpers/daemon.js';
 import type { SinkMessage } from '../helpers/sink.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
@@ -42,7 +44,7 @@ before(async () => {
       },
     },
   });
-  daemon = await world.start();
+  daemon = await world.start({ routes: { 'routed.test': `127.0.0.3:${world.sinkPort}` } });
 });
 
 after(async () => {
@@ -148,4 +150,30 @@ test('SERVFAIL defers and never bounces', async () => {
   assert.equal(daemon.logs.filter(forQid(qid, 'permanent_failure')).length, 0);
   assert.equal(daemon.logs.filter(forQid(qid, 'bounce_queued')).length, 0);
   assert.equal(copiesOf(world.sinks.sender!.messages, 'dns-defer@sender.test').length, 0);
+});
+
+test('a static route delivers to its next hop without any DNS lookup for the domain', async () => {
+  const { qid } = await inject('s@sender.test', ['r@routed.test']);
+  await world.sinks.b!.waitForRecipients(['r@routed.test']);
+  const delivery = await daemon.waitForLog(forQid(qid, 'delivery'));
+  assert.equal(delivery.mx_ip, '127.0.0.3');
+  assert.equal(world.dns.queries.filter((q) => q.name === 'routed.test').length, 0);
+});
+
+test('finished jobs leave nothing behind in Redis', async () => {
+  const deferred = daemon.logs.find((r) => r.event === 'transient_failure' && r.domain === 'servfail.test');
+  assert.ok(deferred, 'the SERVFAIL message is the only one still queued');
+  const redis = new Redis({ path: join(world.dir, 'redis', 'redis.sock') });
+  try {
+    const keys = await redis.keys('impulse:*');
+    const bodies = keys.filter((k) => k.startsWith('impulse:msg:'));
+    assert.deepEqual(bodies.sort(), [`impulse:msg:${deferred.qid}`, `impulse:msg:${deferred.qid}:jobs`]);
+    const jobs = keys.filter((k) => /^impulse:delivery:[0-9A-Z]+-\d+/.test(k) && !k.endsWith(':lock'));
+    assert.deepEqual(jobs, [`impulse:delivery:${deferred.qid}-0`]);
+    assert.equal(await redis.exists('impulse:delivery:completed'), 0);
+    assert.equal(await redis.exists('impulse:delivery:failed'), 0);
+    assert.equal(await redis.zcard('impulse:delivery:delayed'), 1);
+  } finally {
+    await redis.quit();
+  }
 });

@@ -1,5 +1,6 @@
 // Mail queued when the daemon stops is delivered after it starts again, exactly once.
 import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
 import { type World, buildWorld, queueIdOf } from './world.js';
@@ -11,6 +12,8 @@ before(async () => {
     zone: {
       'down.test': { mx: [{ preference: 10, exchange: 'mx.down.test' }] },
       'mx.down.test': { a: ['127.0.0.6'] },
+      'slow.test': { mx: [{ preference: 10, exchange: 'mx.slow.test' }] },
+      'mx.slow.test': { a: ['127.0.0.8'] },
     },
     sinks: {},
   });
@@ -42,4 +45,28 @@ test('messages queued for a sink that is down survive a stop and are delivered o
   const seen = sink.messages.map((m) => /^Message-ID: (.*)$/im.exec(m.raw.toString('latin1'))?.[1]?.trim());
   assert.deepEqual([...seen].sort(), [...ids].sort(), 'each queued message arrived exactly once');
   assert.equal(await second.stop('SIGTERM'), 0);
+});
+
+test('SIGTERM lets a session in flight finish before the daemon exits', async () => {
+  let reachedData!: () => void;
+  const atData = new Promise<void>((resolve) => {
+    reachedData = resolve;
+  });
+  // A slow receiver: the final reply comes a second after the data, well inside shutdown_timeout.
+  const sink = await world.startSink('slow', '127.0.0.8', async (ctx) => {
+    if (ctx.stage !== 'data') return undefined;
+    reachedData();
+    await delay(1000);
+    return undefined;
+  });
+  const daemon = await world.start();
+  const raw = makeMessage({ from: 's@sender.test', to: ['x@slow.test'] });
+  const res = await sendMail({ host: '127.0.0.1', port: world.intakePort, from: 's@sender.test', to: ['x@slow.test'], raw });
+  const qid = queueIdOf(res.response);
+  await atData;
+  const code = await daemon.stop('SIGTERM');
+  assert.equal(code, 0);
+  assert.equal(sink.messages.length, 1);
+  assert.ok(daemon.logs.some((r) => r.event === 'delivery' && r.qid === qid), 'the delivery was recorded before exit');
+  assert.ok(daemon.logs.findIndex((r) => r.event === 'stopping') < daemon.logs.findIndex((r) => r.event === 'delivery' && r.qid === qid));
 });

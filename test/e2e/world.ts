@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../helpers/daemon.js';
 import { type TestDns, type Zone, startDns } from '../helpers/dns.js';
 import { freePort } from '../helpers/ports.js';
-import { type Sink, type SinkBehaviour, startSink } from '../helpers/sink.js';
+import { type Sink, type SinkBehaviour, type SinkOptions, startSink } from '../helpers/sink.js';
 
 export interface World {
   dns: TestDns;
@@ -17,13 +17,13 @@ export interface World {
   dir: string;
   config: Record<string, unknown>;
   start(overrides?: Record<string, unknown>): Promise<Daemon>;
-  startSink(name: string, host: string, behaviour?: SinkBehaviour): Promise<Sink>;
+  startSink(name: string, host: string, behaviour?: SinkBehaviour, tls?: SinkOptions['tls']): Promise<Sink>;
   close(): Promise<void>;
 }
 
 export async function buildWorld(opts: {
   zone: Zone;
-  sinks: Record<string, { host: string; behaviour?: SinkBehaviour }>;
+  sinks: Record<string, { host: string; behaviour?: SinkBehaviour; tls?: SinkOptions['tls'] }>;
   config?: Record<string, unknown>;
 }): Promise<World> {
   const dns = await startDns(opts.zone);
@@ -55,8 +55,8 @@ export async function buildWorld(opts: {
       daemons.push(d);
       return d;
     },
-    async startSink(name, host, behaviour) {
-      const sink = await startSink({ host, port: sinkPort, ...(behaviour ? { behaviour } : {}) });
+    async startSink(name, host, behaviour, tls) {
+      const sink = await startSink({ host, port: sinkPort, ...(behaviour ? { behaviour } : {}), ...(tls ? { tls } : {}) });
       sinks[name] = sink;
       return sink;
     },
@@ -68,7 +68,7 @@ export async function buildWorld(opts: {
       await dns.close();
     },
   };
-  for (const [name, s] of Object.entries(opts.sinks)) await world.startSink(name, s.host, s.behaviour);
+  for (const [name, s] of Object.entries(opts.sinks)) await world.startSink(name, s.host, s.behaviour, s.tls);
   return world;
 }
 

@@ -19,6 +19,8 @@ export type SinkMessage = {
   helo: string;
   connectionId: string;
   receivedAt: number;
+  /** True when the message came over a STARTTLS-protected session. */
+  secure: boolean;
 };
 
 export type SinkContext = {
@@ -41,8 +43,8 @@ export type SinkOptions = {
   behaviour?: SinkBehaviour;
   /** Greeting and EHLO name. */
   name?: string;
-  /** Reserved for STARTTLS sinks; not supported yet, so passing it throws. */
-  tls?: SecureContextOptions;
+  /** Offer STARTTLS with this key and certificate; without it STARTTLS is not offered. */
+  tls?: Pick<SecureContextOptions, 'key' | 'cert'>;
 };
 
 export type SinkRejection = SinkReply & { stage: SinkStage; address?: string; connectionId: string };
@@ -91,7 +93,6 @@ function summary(sink: Sink): string {
 }
 
 export async function startSink(opts: SinkOptions): Promise<Sink> {
-  if (opts.tls) throw new Error('startSink: TLS sinks are not implemented');
   const behaviour = opts.behaviour ?? (() => undefined);
   const changed = new Condition();
   const sockets = new Set<Socket>();
@@ -131,8 +132,9 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
     disableReverseLookup: true,
     hideENHANCEDSTATUSCODES: true,
     authOptional: true,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideSTARTTLS: true,
+    ...(opts.tls
+      ? { key: opts.tls.key, cert: opts.tls.cert, disabledCommands: ['AUTH'] }
+      : { disabledCommands: ['AUTH', 'STARTTLS'], hideSTARTTLS: true }),
     onConnect(session, callback) {
       decide('connect', session, {}).then(callback, callback);
     },
@@ -154,6 +156,7 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
             helo: session.hostNameAppearsAs,
             connectionId: session.id,
             receivedAt: Date.now(),
+            secure: session.secure,
           };
           const err = await decide('data', session, { message });
           if (!err) {
