@@ -1,7 +1,6 @@
 // The composition root: builds every real dependency from the config, wires them, runs until
 // a signal. No policy lives here.
 import { Queue } from 'bullmq';
-import type { Logger } from 'pino';
 import { AddressSet } from './core/cidr.js';
 import { systemClock } from './core/clock.js';
 import type { Config } from './config/schema.js';
@@ -78,7 +77,9 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
     clock: systemClock,
     log,
   });
-  const intake = new Intake({ listeners: config.listen, hostname: config.hostname, enqueuer, clock: systemClock, log });
+  const intake = new Intake({
+    listeners: config.listen, hostname: config.hostname, enqueuer, clock: systemClock, log, closeTimeout: config.shutdown_timeout,
+  });
 
   consumer.start();
   try {
@@ -122,5 +123,3 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
     process.on('SIGINT', onSignal);
   });
 }
-
-export type { Logger };

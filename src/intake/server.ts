@@ -16,6 +16,8 @@ export interface IntakeDeps {
   enqueuer: Enqueuer;
   clock: Clock;
   log: Logger;
+  /** How long sessions in progress may go on after close() before they are cut. */
+  closeTimeout: number;
 }
 
 function smtpError(code: number, text: string): Error & { responseCode: number } {
@@ -73,7 +75,7 @@ export class Intake {
       authOptional: true,
       disabledCommands: l.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
       logger: false,
-      closeTimeout: 30_000,
+      closeTimeout: this.deps.closeTimeout,
       ...tls,
       onConnect: (session, cb) => {
         if (relay.has(session.remoteAddress)) return cb();

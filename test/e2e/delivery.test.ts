@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import type { Daemon, LogRecord } from '../helpers/daemon.js';
 import type { SinkMessage } from '../helpers/sink.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
-import { type World, buildWorld, mimePart, queueIdOf, splitReceived } from './world.js';
+import { type World, buildWorld, mxZone, mimePart, queueIdOf, splitReceived } from './world.js';
 
 let world: World;
 let daemon: Daemon;
@@ -16,14 +16,7 @@ const flakySeen = new Set<string>();
 before(async () => {
   world = await buildWorld({
     zone: {
-      'a.test': { mx: [{ preference: 10, exchange: 'mx.a.test' }] },
-      'mx.a.test': { a: ['127.0.0.2'] },
-      'b.test': { mx: [{ preference: 10, exchange: 'mx.b.test' }] },
-      'mx.b.test': { a: ['127.0.0.3'] },
-      'sender.test': { mx: [{ preference: 10, exchange: 'mx.sender.test' }] },
-      'mx.sender.test': { a: ['127.0.0.4'] },
-      'flaky.test': { mx: [{ preference: 10, exchange: 'mx.flaky.test' }] },
-      'mx.flaky.test': { a: ['127.0.0.5'] },
+      ...mxZone({ 'a.test': '127.0.0.2', 'b.test': '127.0.0.3', 'sender.test': '127.0.0.4', 'flaky.test': '127.0.0.5' }),
       'nullmx.test': { mx: [{ preference: 0, exchange: '.' }] },
       'servfail.test': { rcode: 'SERVFAIL' },
     },

@@ -4,19 +4,14 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Daemon, LogRecord } from '../helpers/daemon.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
-import { type World, buildWorld, mimePart, queueIdOf } from './world.js';
+import { type World, buildWorld, mxZone, mimePart, queueIdOf } from './world.js';
 
 let world: World;
 let daemon: Daemon;
 
 before(async () => {
   world = await buildWorld({
-    zone: {
-      'gone.test': { mx: [{ preference: 10, exchange: 'mx.gone.test' }] },
-      'mx.gone.test': { a: ['127.0.0.7'] },
-      'sender.test': { mx: [{ preference: 10, exchange: 'mx.sender.test' }] },
-      'mx.sender.test': { a: ['127.0.0.4'] },
-    },
+    zone: mxZone({ 'gone.test': '127.0.0.7', 'sender.test': '127.0.0.4' }),
     sinks: { sender: { host: '127.0.0.4' } },
     config: { message_expiration: '3s', retry_interval: '1s', max_retry_interval: '1s' },
   });

@@ -3,18 +3,13 @@ import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
-import { type World, buildWorld, queueIdOf } from './world.js';
+import { type World, buildWorld, mxZone, queueIdOf } from './world.js';
 
 let world: World;
 
 before(async () => {
   world = await buildWorld({
-    zone: {
-      'down.test': { mx: [{ preference: 10, exchange: 'mx.down.test' }] },
-      'mx.down.test': { a: ['127.0.0.6'] },
-      'slow.test': { mx: [{ preference: 10, exchange: 'mx.slow.test' }] },
-      'mx.slow.test': { a: ['127.0.0.8'] },
-    },
+    zone: mxZone({ 'down.test': '127.0.0.6', 'slow.test': '127.0.0.8' }),
     sinks: {},
   });
 });

@@ -4,19 +4,14 @@ import { after, before, test } from 'node:test';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { makeMessage, sendMail, smtpDialogue } from '../helpers/smtp-client.js';
 import { makeCertificate } from '../helpers/tls.js';
-import { type World, buildWorld, queueIdOf } from './world.js';
+import { type World, buildWorld, mxZone, queueIdOf } from './world.js';
 
 let world: World;
 
 before(async () => {
   const cert = makeCertificate('mx.tls.test');
   world = await buildWorld({
-    zone: {
-      'tls.test': { mx: [{ preference: 10, exchange: 'mx.tls.test' }] },
-      'mx.tls.test': { a: ['127.0.0.2'] },
-      'plain.test': { mx: [{ preference: 10, exchange: 'mx.plain.test' }] },
-      'mx.plain.test': { a: ['127.0.0.3'] },
-    },
+    zone: mxZone({ 'tls.test': '127.0.0.2', 'plain.test': '127.0.0.3' }),
     sinks: {
       tls: { host: '127.0.0.2', tls: { key: cert.key, cert: cert.cert } },
       plain: { host: '127.0.0.3' },

@@ -72,6 +72,16 @@ export async function buildWorld(opts: {
   return world;
 }
 
+/** Zone entries giving each domain one MX, `mx.<domain>`, at the given address. */
+export function mxZone(domains: Record<string, string>): Zone {
+  const zone: Zone = {};
+  for (const [domain, address] of Object.entries(domains)) {
+    zone[domain] = { mx: [{ preference: 10, exchange: `mx.${domain}` }] };
+    zone[`mx.${domain}`] = { a: [address] };
+  }
+  return zone;
+}
+
 /** The queue id from a `250 2.0.0 Ok queued as <id>` reply. */
 export function queueIdOf(response: string): string {
   const m = /^250 2\.0\.0 Ok queued as (\S+)/.exec(response);
