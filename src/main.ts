@@ -1,11 +1,21 @@
 // The composition root: builds every real dependency from the config, wires them, runs until
 // a signal. No policy lives here.
+import { dirname, resolve } from 'node:path';
 import { Queue } from 'bullmq';
+import { Bindings } from './binding/registry.js';
 import { AddressSet } from './core/cidr.js';
 import { systemClock } from './core/clock.js';
 import type { Config } from './config/schema.js';
+import { AddressHealth } from './delivery/address-health.js';
+import { smtpConnector } from './delivery/connector.js';
 import { Deliverer } from './delivery/deliverer.js';
+import { DomainRecords } from './delivery/domain-record.js';
+import { HostConnections } from './delivery/host-connections.js';
+import { Initiator } from './delivery/initiator.js';
+import { isLocalAddress } from './delivery/local-address.js';
 import { createResolver } from './dns/resolver.js';
+import { loadPlugins } from './hooks/plugins.js';
+import { HookRegistry } from './hooks/registry.js';
 import { Intake } from './intake/server.js';
 import { createLogger } from './observability/logger.js';
 import { Consumer } from './queue/consumer.js';
@@ -20,6 +30,8 @@ import { Scheduler } from './scheduler/scheduler.js';
 const EVENTS_MAX_LEN = 1000;
 /** A job that throws unexpectedly is retried at this pace instead of being failed. */
 const JOB_ERROR_RETRY_MS = 60_000;
+/** Time past shutdown_timeout after which the daemon exits whatever is still closing. */
+const HARD_STOP_GRACE_MS = 5_000;
 
 export async function runDaemon(config: Config, configPath: string): Promise<void> {
   const log = createLogger(config.log_level);
@@ -52,19 +64,37 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
     },
   });
   const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix), queue, () => config.message_expiration);
-  const deliverer = new Deliverer({
+  const hooks = new HookRegistry({ log, defaultTimeoutMs: config.hook_timeout });
+  await loadPlugins(config.plugins, hooks, { log, baseDir: dirname(resolve(configPath)) });
+  hooks.seal();
+
+  const bindings = new Bindings(config);
+  const hosts = new HostConnections();
+  const prohibited = new AddressSet(config.prohibited_hosts);
+  const skipHosts = new Set(config.skip_hosts.map((h) => h.toLowerCase()));
+  const initiator = new Initiator({
     resolver: createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }),
-    routes: config.routes,
-    remotePort: config.remote_smtp_port,
-    prohibited: new AddressSet(config.prohibited_hosts),
-    session: {
-      ehloHostname: config.ehlo_hostname,
+    connector: smtpConnector,
+    health: new AddressHealth(),
+    hosts,
+    hooks,
+    clock: systemClock,
+    log,
+    isLocalAddress,
+    policy: () => ({
+      port: config.remote_smtp_port,
+      routes: config.routes,
+      prohibited,
+      skipHosts,
+      hostFailureRetry: config.host_failure_retry,
+      hostLimit: (host) => config.hosts[host]?.max_outbound_connections,
       connectTimeout: config.connect_timeout,
       greetingTimeout: config.greeting_timeout,
       dataTimeout: config.data_timeout,
       tls: config.tls,
-    },
+    }),
   });
+  const deliverer = new Deliverer({ initiator, records: new DomainRecords(), hosts, clock: systemClock });
   const consumer = new Consumer({
     connection: queueRedis,
     prefix,
@@ -74,11 +104,14 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
     enqueuer,
     policy: () => ({ retryInterval: config.retry_interval, maxRetryInterval: config.max_retry_interval, messageExpiration: config.message_expiration }),
     reportingMta: config.hostname,
+    bindings,
+    hooks,
     clock: systemClock,
     log,
   });
   const intake = new Intake({
     listeners: config.listen, hostname: config.hostname, enqueuer, clock: systemClock, log, closeTimeout: config.shutdown_timeout,
+    bindings, bindingRules: config.binding_rules, defaultBinding: config.default_binding, hooks,
   });
 
   consumer.start();
@@ -94,6 +127,7 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
   async function stop(force = false): Promise<void> {
     await intake.close();
     await consumer.close(force);
+    await hooks.idle();
     await queue.close();
     intakeRedis.disconnect();
     queueRedis.disconnect();
@@ -110,8 +144,15 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
         log.warn({ event: 'shutdown_timeout', after_ms: config.shutdown_timeout }, 'sessions still in flight; they will be retried after restart');
         void consumer.close(true);
       }, config.shutdown_timeout);
+      // Past this, something (an unreachable Redis) holds the close: every queued message is
+      // already in Redis and jobs in flight are retried after restart, so exiting loses nothing.
+      const hardDeadline = setTimeout(() => {
+        log.error({ event: 'shutdown_forced', after_ms: config.shutdown_timeout + HARD_STOP_GRACE_MS }, 'shutdown did not complete; exiting');
+        resolve();
+      }, config.shutdown_timeout + HARD_STOP_GRACE_MS);
       stop().then(() => {
         clearTimeout(deadline);
+        clearTimeout(hardDeadline);
         log.info({ event: 'stopped' }, 'impulse stopped');
         resolve();
       }, (err: Error) => {

@@ -28,6 +28,39 @@ function unitValue(parse: (v: string | number) => number | undefined, what: stri
   return unitText(parse, what, example).transform((v) => parse(v)!);
 }
 
+const NAME = /^[A-Za-z0-9_.-]+$/;
+const name = (what: string) => z.string().regex(NAME, { message: `${what} names use letters, digits, '.', '_' and '-' only` });
+
+const binding = z.strictObject({
+  name: name('binding').describe('binding name; "default" configures the implicit default binding'),
+  bind_address: z.string().refine((v) => parseCidr(v)?.prefix === (v.includes(':') ? 128 : 32), { message: 'expected an IP address' })
+    .optional().describe('source IP address of connections from this binding; default: chosen by the kernel'),
+  ehlo_hostname: z.string().optional().describe('EHLO name of this binding; default: the global ehlo_hostname'),
+});
+
+const bindingGroup = z.strictObject({
+  name: name('binding group').describe('binding group name'),
+  bindings: z.array(z.string()).min(1).describe('member bindings; a message picks one by a hash of its id'),
+});
+
+const bindingRule = z.strictObject({
+  sender_domain: z.string().toLowerCase().optional().describe('match the envelope sender domain'),
+  recipient_domain: z.string().toLowerCase().optional().describe('match the recipient domain'),
+  binding: z.string().optional().describe('assign this binding'),
+  binding_group: z.string().optional().describe('assign this binding group'),
+}).refine((r) => (r.binding === undefined) !== (r.binding_group === undefined), { message: 'set exactly one of binding or binding_group' })
+  .refine((r) => r.sender_domain !== undefined || r.recipient_domain !== undefined, { message: 'set sender_domain or recipient_domain' });
+
+const hostOptions = z.strictObject({
+  max_outbound_connections: z.number().int().min(1).optional()
+    .describe('connections to this MX host across all bindings and domains; default: unlimited'),
+});
+
+const plugin = z.strictObject({
+  path: z.string().describe('ES module exporting register(api) (relative to the config file)'),
+  options: z.unknown().optional().describe('passed to the plugin as api.options'),
+});
+
 function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefault: string) => D, size: (byDefault: string) => S) {
   const tlsFiles = z.strictObject({
     cert: z.string().describe('PEM certificate chain file offered on STARTTLS'),
@@ -81,8 +114,37 @@ function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefau
       .describe('destination addresses never connected to; a domain whose MXs are all here fails with 551 5.4.6'),
     routes: z.record(z.string(), hostPort).default({})
       .describe('per-domain static next hop host:port; skips the MX lookup'),
+    bind_address: z.string().optional().describe('source address of the default binding; default: chosen by the kernel'),
+    bindings: z.array(binding).default([]).describe('bindings: source address and EHLO name per virtual MTA'),
+    binding_groups: z.array(bindingGroup).default([]).describe('named sets of bindings'),
+    binding_rules: z.array(bindingRule).default([])
+      .describe('binding assignment by sender or recipient domain, first match wins; headers X-Impulse-Binding(-Group) take precedence'),
+    default_binding: z.enum(['normal', 'none']).default('normal')
+      .describe('mail with no (or an unknown) binding: normal sends it from the default binding, none refuses it at intake with 451'),
+    host_failure_retry: duration('120s').describe('how long an address that refused or timed out is skipped, per binding'),
+    skip_hosts: z.array(z.string()).default([]).describe('MX host names or addresses never connected to; other MXs of the domain are still used'),
+    hosts: z.record(z.string(), hostOptions).default({}).describe('options per MX host name'),
+    plugins: z.array(plugin).default([]).describe('plugins loaded at start, in order'),
+    hook_timeout: duration('5s').describe('time a hook handler may take before it is abandoned and logged'),
     delivery_concurrency: z.number().int().min(1).default(64).describe('deliveries in progress at once'),
     shutdown_timeout: duration('30s').describe('time sessions in flight get to finish on SIGTERM'),
+  }).superRefine((cfg, ctx) => {
+    const bindingNames = new Set(['default']);
+    cfg.bindings.forEach((b, i) => {
+      if (b.name !== 'default' && bindingNames.has(b.name)) ctx.addIssue({ code: 'custom', path: ['bindings', i, 'name'], message: `duplicate binding "${b.name}"` });
+      bindingNames.add(b.name);
+    });
+    const groupNames = new Set(['default']);
+    cfg.binding_groups.forEach((g, i) => {
+      groupNames.add(g.name);
+      g.bindings.forEach((m, j) => {
+        if (!bindingNames.has(m)) ctx.addIssue({ code: 'custom', path: ['binding_groups', i, 'bindings', j], message: `unknown binding "${m}"` });
+      });
+    });
+    cfg.binding_rules.forEach((r, i) => {
+      if (r.binding !== undefined && !bindingNames.has(r.binding)) ctx.addIssue({ code: 'custom', path: ['binding_rules', i, 'binding'], message: `unknown binding "${r.binding}"` });
+      if (r.binding_group !== undefined && !groupNames.has(r.binding_group)) ctx.addIssue({ code: 'custom', path: ['binding_rules', i, 'binding_group'], message: `unknown binding group "${r.binding_group}"` });
+    });
   });
 }
 

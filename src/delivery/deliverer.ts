@@ -1,70 +1,71 @@
-// Delivers one domain's recipients of one message: resolve the targets, then try them in order
-// until one takes the transaction. Only an address that never got to the transaction is skipped.
-import type { AddressSet } from '../core/cidr.js';
-import { ImpulseError } from '../core/error.js';
-import { type Reply, reply } from '../core/reply.js';
-import type { DnsResolver } from '../dns/resolver.js';
-import { type Target, resolveTargets } from './route.js';
-import { type Envelope, type RecipientReply, type SessionOptions, type SessionResult, runSession } from './session.js';
+// Delivers one domain's recipients of one message from one binding: asks the initiator for a
+// connection, waits out the conditions that call for no action (lookup in flight, every MX at
+// its limit), and runs the transaction. Errors that call for an action come back as replies
+// with their flags; the scheduler decides what the action means for the queue.
+import type { Binding } from '../binding/registry.js';
+import type { Clock } from '../core/clock.js';
+import type { Reply } from '../core/reply.js';
+import type { DomainRecords } from './domain-record.js';
+import { CONN_ERROR_HOST_MAX_REACHED, CONN_ERROR_MX_LOOKUP_PENDING } from './flags.js';
+import type { HostConnections } from './host-connections.js';
+import type { ConnectionError, ConnectionHandle, Initiator } from './initiator.js';
+import type { Target } from './route.js';
+import { type Envelope, type RecipientReply, runTransaction } from './session.js';
 
 export interface DeliveryRequest extends Envelope {
   domain: string;
-}
-
-export interface FailedTarget {
-  target: Target;
-  reply: Reply;
-  error: string;
+  binding: Binding;
 }
 
 export interface DeliveryResult {
   replies: RecipientReply[];
-  /** The target that took the transaction, or the last one tried. */
+  /** The address that took the transaction, or the last one tried. */
   target?: Target | undefined;
-  failedTargets: FailedTarget[];
+  /** CONN_ERROR_* | CONN_ACTION_* when no transaction took place. */
+  flags?: number | undefined;
 }
-
-export type Connector = (target: Target, env: Envelope, opts: SessionOptions) => Promise<SessionResult>;
 
 export interface DelivererDeps {
-  resolver: DnsResolver;
-  routes: Record<string, string>;
-  remotePort: number;
-  prohibited: AddressSet;
-  session: SessionOptions;
-  connector?: Connector;
+  initiator: Initiator;
+  records: DomainRecords;
+  hosts: HostConnections;
+  clock: Clock;
 }
 
-export class Deliverer {
-  private readonly connector: Connector;
+type Connected = { handle: ConnectionHandle<undefined>; error?: ConnectionError | undefined };
 
-  constructor(private readonly deps: DelivererDeps) {
-    this.connector = deps.connector ?? runSession;
-  }
+export class Deliverer {
+  constructor(private readonly deps: DelivererDeps) {}
 
   async deliver(req: DeliveryRequest): Promise<DeliveryResult> {
+    const { initiator, records, hosts, clock } = this.deps;
+    const dr = records.get(req.domain);
     const all = (r: Reply) => req.recipients.map((recipient) => ({ recipient, reply: r }));
-    let targets: Target[];
-    try {
-      targets = await resolveTargets(req.domain, this.deps.resolver, {
-        routes: this.deps.routes, port: this.deps.remotePort, prohibited: this.deps.prohibited,
+    for (;;) {
+      let done!: (c: Connected) => void;
+      const connected = new Promise<Connected>((resolve) => {
+        done = resolve;
       });
-    } catch (err) {
-      if (err instanceof ImpulseError) return { replies: all(err.reply), failedTargets: [] };
-      throw err;
+      const r = initiator.initiateConnection(dr, req.binding, clock.now(),
+        (handle, error) => done({ handle, error }), (handle, error) => done({ handle, error }), undefined);
+      if ('error' in r) {
+        if (r.error & CONN_ERROR_MX_LOOKUP_PENDING && dr.mx.phase === 'resolving') {
+          await dr.mx.settled;
+          continue;
+        }
+        if (r.error & CONN_ERROR_HOST_MAX_REACHED) {
+          await hosts.released(initiator.hostsOf(dr));
+          continue;
+        }
+        return { replies: all(r.reply), flags: r.error };
+      }
+      const { handle, error } = await connected;
+      if (error) return { replies: all(error.reply), target: handle.target, flags: error.flags };
+      try {
+        return { replies: await runTransaction(handle.client!, req), target: handle.target };
+      } finally {
+        handle.close();
+      }
     }
-    const failedTargets: FailedTarget[] = [];
-    for (const target of targets) {
-      const result = await this.connector(target, req, this.deps.session);
-      if (result.kind === 'transaction') return { replies: result.replies, target, failedTargets };
-      failedTargets.push({ target, reply: result.reply, error: result.error });
-    }
-    const last = failedTargets[failedTargets.length - 1];
-    const why = last ? `${last.target.host} [${last.target.address}]: ${last.reply.code} ${last.reply.text}` : 'no target';
-    return {
-      replies: all(reply(451, '4.4.1', `[internal] no MX of ${req.domain} could be reached (last: ${why})`)),
-      target: last?.target,
-      failedTargets,
-    };
   }
 }

@@ -7,10 +7,15 @@ export interface MxRecord {
   priority: number;
 }
 
+export interface AddressRecord {
+  address: string;
+  /** Seconds. */
+  ttl: number;
+}
+
 export interface DnsResolver {
   resolveMx(name: string): Promise<MxRecord[]>;
-  resolve4(name: string): Promise<string[]>;
-  resolve6(name: string): Promise<string[]>;
+  resolve4(name: string): Promise<AddressRecord[]>;
 }
 
 export interface ResolverOptions {
@@ -24,8 +29,7 @@ export function createResolver(opts: ResolverOptions): DnsResolver {
   if (opts.servers && opts.servers.length > 0) r.setServers(opts.servers);
   return {
     resolveMx: (name) => r.resolveMx(name),
-    resolve4: (name) => r.resolve4(name),
-    resolve6: (name) => r.resolve6(name),
+    resolve4: (name) => r.resolve4(name, { ttl: true }),
   };
 }
 

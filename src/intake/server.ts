@@ -3,11 +3,17 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { type BindingChoice, type BindingRule, assignBinding } from '../binding/assign.js';
+import type { Bindings } from '../binding/registry.js';
 import { AddressSet } from '../core/cidr.js';
+import { parseHeaders, removeHeaders } from '../core/headers.js';
 import type { Clock } from '../core/clock.js';
 import { newQueueId } from '../core/ids.js';
 import type { ListenerConfig } from '../config/schema.js';
+import type { HookRegistry } from '../hooks/registry.js';
+import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
+import { domainOf } from '../queue/job.js';
 import { messageIdOf, receivedHeader } from './received.js';
 
 export interface IntakeDeps {
@@ -18,7 +24,15 @@ export interface IntakeDeps {
   log: Logger;
   /** How long sessions in progress may go on after close() before they are cut. */
   closeTimeout: number;
+  bindings: Bindings;
+  bindingRules: readonly BindingRule[];
+  defaultBinding: 'normal' | 'none';
+  hooks: HookRegistry;
 }
+
+/** Set by the upstream MTA for Impulse alone; removed before the message is stored. */
+const BINDING_HEADER = 'x-impulse-binding';
+const BINDING_GROUP_HEADER = 'x-impulse-binding-group';
 
 function smtpError(code: number, text: string): Error & { responseCode: number } {
   return Object.assign(new Error(text), { responseCode: code });
@@ -110,19 +124,50 @@ export class Intake {
     const qid = newQueueId(now);
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const recipients = session.envelope.rcptTo.map((r) => r.address);
+    const headers = parseHeaders(data);
+    const bindings = await this.assignBindings(qid, sender, recipients, headers);
     const header = receivedHeader({
       helo: session.hostNameAppearsAs, clientHostname: session.clientHostname, clientAddress: session.remoteAddress,
       hostname: this.deps.hostname, qid, secure: session.secure, recipients, now,
     });
-    const body = Buffer.concat([Buffer.from(header, 'latin1'), data]);
+    const body = Buffer.concat([Buffer.from(header, 'latin1'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER])]);
     const messageId = messageIdOf(data);
     try {
-      await this.deps.enqueuer.enqueue({ qid, sender, recipients, body, receivedAt: now, messageId });
+      await this.deps.enqueuer.enqueue({ qid, sender, recipients, body, receivedAt: now, messageId, bindings });
     } catch (err) {
       log.error({ event: 'reception_failed', client: session.remoteAddress, sender, recipients, err: (err as Error).message }, 'message not queued');
       throw smtpError(451, '4.3.0 Temporary queue failure, try again later');
     }
-    log.info({ event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress }, 'received');
+    log.info({
+      event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress,
+      bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
+    }, 'received');
     return `2.0.0 Ok queued as ${qid}`;
+  }
+
+  /** One binding decision per destination domain; a refusal refuses the whole message. */
+  private async assignBindings(qid: string, sender: string, recipients: string[], headers: Map<string, string>): Promise<Map<string, BindingChoice>> {
+    const { bindings, bindingRules, defaultBinding, hooks, log } = this.deps;
+    const bindingHeader = headers.get(BINDING_HEADER);
+    const groupHeader = headers.get(BINDING_GROUP_HEADER);
+    const header: BindingChoice | undefined = bindingHeader ? { binding: bindingHeader } : groupHeader ? { group: groupHeader } : undefined;
+    const msg: HookMessage = { qid, sender, recipients, headers };
+    const out = new Map<string, BindingChoice>();
+    for (const domain of new Set(recipients.map(domainOf))) {
+      const a = await assignBinding({
+        senderDomain: domainOf(sender), recipientDomain: domain, header,
+        hook: async () => {
+          if (!hooks.has('set_binding')) return undefined;
+          return (await hooks.call('set_binding', msg, domain)).filter((c) => c !== undefined).pop();
+        },
+      }, bindingRules, bindings, defaultBinding);
+      if (a.kind === 'refused') {
+        log.warn({ event: 'binding_refused', qid, sender, domain, note: a.note }, 'no binding for this message: refused');
+        throw smtpError(451, `4.3.5 No binding for mail to ${domain}: ${a.note}`);
+      }
+      if (a.note) log.warn({ event: 'binding_unknown', qid, sender, domain, note: a.note, decision: 'default' }, 'unknown binding: using the default binding');
+      out.set(domain, a.choice);
+    }
+    return out;
   }
 }

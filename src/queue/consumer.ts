@@ -4,12 +4,16 @@
 import { DelayedError, type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { Bindings } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
+import { parseHeaders } from '../core/headers.js';
 import { type Reply, formatReply, reply } from '../core/reply.js';
 import type { DeliveryResult } from '../delivery/deliverer.js';
 import { buildDsn } from '../delivery/dsn.js';
 import type { RetryPolicy } from '../delivery/retry.js';
 import type { RecipientReply } from '../delivery/session.js';
+import type { HookRegistry } from '../hooks/registry.js';
+import type { HookMessage } from '../hooks/signatures.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { Enqueuer } from './enqueue.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './job.js';
@@ -25,9 +29,13 @@ export interface ConsumerDeps {
   enqueuer: Enqueuer;
   policy: () => RetryPolicy;
   reportingMta: string;
+  bindings: Bindings;
+  hooks: HookRegistry;
   clock: Clock;
   log: Logger;
 }
+
+const OUTCOME_HOOKS = ['log_delivery', 'log_transient_failure', 'log_permanent_failure'] as const;
 
 /** High enough that no crash loop ever turns a stalled job into a failed one. */
 const MAX_STALLED = 1_000_000;
@@ -74,29 +82,25 @@ export class Consumer {
     const data = job.data;
     const { clock } = this.deps;
     const stored = await this.deps.store.get(data.qid);
+    const binding = this.deps.bindings.resolve({ binding: data.binding, group: data.bindingGroup }, data.qid);
     const result: DeliveryResult = stored
-      ? await this.deps.scheduler.deliver({ domain: data.domain, sender: data.sender, recipients: data.recipients, body: stored.body })
-      : {
-        replies: data.recipients.map((recipient) => ({ recipient, reply: reply(554, '5.3.0', '[internal] message body missing from the store') })),
-        failedTargets: [],
-      };
+      ? await this.deps.scheduler.deliver({ domain: data.domain, binding, sender: data.sender, recipients: data.recipients, body: stored.body })
+      : { replies: data.recipients.map((recipient) => ({ recipient, reply: reply(554, '5.3.0', '[internal] message body missing from the store') })) };
     const now = clock.now();
     const attempt = data.attempts + 1;
     const outcome = settle(result.replies, now, data.receivedAt, attempt, this.deps.policy());
     const common = {
-      qid: data.qid, message_id: data.messageId, domain: data.domain, attempt,
+      qid: data.qid, message_id: data.messageId, domain: data.domain, binding: binding.name, attempt,
       mx_host: result.target?.host, mx_ip: result.target?.address,
       age_s: Math.round((now - data.receivedAt) / 1000),
     };
     const { log } = this.deps;
-    for (const f of result.failedTargets) {
-      log.info({ event: 'connection_failure', ...common, mx_host: f.target.host, mx_ip: f.target.address, error: f.error, reply: formatReply(f.reply) }, 'connection attempt failed');
-    }
     for (const g of byReply(outcome.delivered)) log.info({ event: 'delivery', ...common, recipients: g.recipients, reply: formatReply(g.reply) }, 'delivered');
     for (const g of byReply(outcome.deferred)) {
       log.info({ event: 'transient_failure', ...common, recipients: g.recipients, reply: formatReply(g.reply), next_attempt: new Date(outcome.retryAt!).toISOString() }, 'deferred');
     }
     for (const g of byReply(outcome.failed)) log.info({ event: 'permanent_failure', ...common, recipients: g.recipients, reply: formatReply(g.reply) }, 'failed');
+    this.fireOutcomeHooks(data, stored?.body, [outcome.delivered, outcome.deferred, outcome.failed], now);
 
     if (outcome.failed.length > 0 && data.sender !== '') await this.bounce(job, data, stored?.body, outcome.failed, result, now, attempt);
     if (outcome.deferred.length > 0) {
@@ -104,6 +108,18 @@ export class Consumer {
       await job.moveToDelayed(outcome.retryAt!, token);
       throw new DelayedError();
     }
+  }
+
+  private fireOutcomeHooks(data: DeliveryJobData, body: Buffer | undefined, groups: RecipientReply[][], now: number): void {
+    const { hooks } = this.deps;
+    if (!OUTCOME_HOOKS.some((h) => hooks.has(h))) return;
+    const headers = body ? parseHeaders(body) : new Map<string, string>();
+    OUTCOME_HOOKS.forEach((hook, i) => {
+      for (const g of byReply(groups[i]!)) {
+        const msg: HookMessage = { qid: data.qid, sender: data.sender, recipients: g.recipients, headers };
+        hooks.fire(hook, msg, data.domain, now, formatReply(g.reply));
+      }
+    });
   }
 
   private async bounce(job: Job<DeliveryJobData>, data: DeliveryJobData, original: Buffer | undefined,

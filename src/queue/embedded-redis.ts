@@ -1,7 +1,7 @@
 // A private redis-server under the daemon's data directory: append-only file on, reachable only
 // through a Unix socket in that directory, started before the daemon needs it and stopped after.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -26,6 +26,23 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * One daemon per data directory: a second one would share (and its leftover check would stop)
+ * the first one's redis-server. The lock is a pid file checked for a live process.
+ */
+function lockDirectory(dir: string): void {
+  const lockFile = join(dir, 'impulse.pid');
+  try {
+    const owner = Number(readFileSync(lockFile, 'utf8').trim());
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+      throw new Error(`another impulse process (pid ${owner}) is using ${dir}; stop it or set a different redis.dir`);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  writeFileSync(lockFile, `${process.pid}\n`);
 }
 
 /** A redis-server left running by a daemon that was killed would share our AOF: stop it first. */
@@ -54,6 +71,7 @@ export async function startEmbeddedRedis(opts: EmbeddedRedisOptions, log: Logger
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   const socketPath = join(opts.dir, 'redis.sock');
   const pidFile = join(opts.dir, 'redis.pid');
+  lockDirectory(opts.dir);
   await stopLeftover(pidFile, log);
 
   const args = [
@@ -111,6 +129,7 @@ export async function startEmbeddedRedis(opts: EmbeddedRedisOptions, log: Logger
       // SIGTERM makes redis-server fsync the AOF and exit cleanly.
       child.kill('SIGTERM');
       await exited;
+      rmSync(join(opts.dir, 'impulse.pid'), { force: true });
     },
   };
 }

@@ -1,6 +1,7 @@
 // Puts an accepted message into Redis: the body once, then one job per destination domain in
 // one atomic addBulk. Only when both succeeded may intake answer 250.
 import type { Queue } from 'bullmq';
+import type { BindingChoice } from '../binding/assign.js';
 import { type DeliveryJobData, domainOf, jobIdFor } from './job.js';
 import type { MessageStore } from './store.js';
 
@@ -11,6 +12,8 @@ export interface NewMessage {
   body: Buffer;
   receivedAt: number;
   messageId?: string | undefined;
+  /** Binding or group per destination domain; absent: the default binding. */
+  bindings?: ReadonlyMap<string, BindingChoice>;
 }
 
 /** Body TTL beyond message_expiration: time for the final attempt and its bounce. */
@@ -29,14 +32,19 @@ export class Enqueuer {
       const d = domainOf(rcpt);
       byDomain.set(d, [...(byDomain.get(d) ?? []), rcpt]);
     }
-    const jobs = [...byDomain].map(([domain, recipients], i) => ({
-      name: domain,
-      data: {
-        qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
-        messageId: msg.messageId,
-      } satisfies DeliveryJobData,
-      opts: { jobId: jobIdFor(msg.qid, i) },
-    }));
+    const jobs = [...byDomain].map(([domain, recipients], i) => {
+      const choice = msg.bindings?.get(domain);
+      return {
+        name: domain,
+        data: {
+          qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
+          messageId: msg.messageId,
+          ...(choice && 'binding' in choice ? { binding: choice.binding } : {}),
+          ...(choice && 'group' in choice ? { bindingGroup: choice.group } : {}),
+        } satisfies DeliveryJobData,
+        opts: { jobId: jobIdFor(msg.qid, i) },
+      };
+    });
     await this.store.put(msg.qid, { body: msg.body, sender: msg.sender, receivedAt: msg.receivedAt },
       jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS);
     try {

@@ -13,6 +13,9 @@ export interface DeliveryJobData {
   /** Attempts made so far; BullMQ's own counter is not used because deferrals skip it. */
   attempts: number;
   messageId?: string | undefined;
+  /** Binding assigned at intake; or the group, resolved to a binding at each attempt. */
+  binding?: string | undefined;
+  bindingGroup?: string | undefined;
 }
 
 /** BullMQ job ids may not contain ':'; ids derived from the queue id make re-adds idempotent. */

@@ -48,6 +48,7 @@ export async function buildWorld(opts: {
       greeting_timeout: '2s',
       data_timeout: '5s',
       shutdown_timeout: '5s',
+      host_failure_retry: '1s',
       ...opts.config,
     },
     async start(overrides = {}) {

@@ -1,0 +1,282 @@
+// Momentum's initiate_connection: open one outbound connection for a (domain, binding) pair, or
+// say at once why not, as a CONN_ERROR_* possibly ORed with CONN_ACTION_*. Checks run in order:
+// MX lookup state, prohibited hosts, failed addresses and host limits, source address; then the
+// attempt runs asynchronously, moving on to the next address when one refuses.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Binding } from '../binding/registry.js';
+import type { AddressSet } from '../core/cidr.js';
+import type { Clock } from '../core/clock.js';
+import { type Reply, formatReply, parseReply, reply } from '../core/reply.js';
+import type { DnsResolver } from '../dns/resolver.js';
+import type { HookRegistry } from '../hooks/registry.js';
+import type { HookAddress, HookBindingSlot, HookConnection } from '../hooks/signatures.js';
+import type { AddressHealth } from './address-health.js';
+import { type ConnectError, type Connector, type SmtpClient, classifyConnectError } from './connector.js';
+import type { DomainRecord } from './domain-record.js';
+import {
+  CONN_ACTION_PURGE_DOMAIN, CONN_ACTION_REQUEUE1, CONN_ERROR_BIND, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_NETWORK,
+  CONN_ERROR_CONNECT_TIMEOUT, CONN_ERROR_HOST_MAX_REACHED, CONN_ERROR_MX_LOOKUP_FAILED, CONN_ERROR_MX_LOOKUP_PENDING,
+  CONN_ERROR_NO_MXS_REACHABLE, CONN_ERROR_PROHIBITED_IP, CONN_ERROR_SMTP_NULL_MX, flagNames,
+} from './flags.js';
+import type { HostConnections } from './host-connections.js';
+import { chooseTarget } from './mx-choice.js';
+import { type Target, lookupTargets } from './route.js';
+
+/** Delivery options in force for one (domain, binding) pair. */
+export interface ConnectionPolicy {
+  port: number;
+  routes: Record<string, string>;
+  prohibited: AddressSet;
+  skipHosts: ReadonlySet<string>;
+  hostFailureRetry: number;
+  hostLimit(host: string): number | undefined;
+  connectTimeout: number;
+  greetingTimeout: number;
+  dataTimeout: number;
+  tls: 'ifavailable' | 'required' | 'no';
+}
+
+export interface ConnectionError {
+  flags: number;
+  reply: Reply;
+}
+
+export type InitiateResult<U> = { handle: ConnectionHandle<U> } | { error: number; reply: Reply };
+
+export interface InitiatorDeps {
+  resolver: DnsResolver;
+  connector: Connector;
+  health: AddressHealth;
+  hosts: HostConnections;
+  hooks: HookRegistry;
+  clock: Clock;
+  log: Logger;
+  policy(domain: string, binding: Binding): ConnectionPolicy;
+  isLocalAddress(address: string): boolean;
+}
+
+export class ConnectionHandle<U = unknown> implements HookConnection {
+  readonly id = randomUUID();
+  phase: 'connecting' | 'ready' | 'closed' = 'connecting';
+  client: SmtpClient | undefined;
+  private counted = false;
+
+  constructor(
+    readonly domain: DomainRecord,
+    readonly bindingInfo: Binding,
+    public target: Target,
+    readonly userData: U,
+    private readonly hosts: HostConnections,
+  ) {}
+
+  get binding(): string {
+    return this.bindingInfo.name;
+  }
+
+  get remote(): HookAddress {
+    return { address: this.target.address, port: this.target.port, host: this.target.host };
+  }
+
+  /** Counts the connection against its MX host until close(). */
+  occupy(target: Target): void {
+    this.release();
+    this.target = target;
+    this.hosts.acquire(target.host, target.address);
+    this.counted = true;
+  }
+
+  release(): void {
+    if (this.counted) this.hosts.release(this.target.host, this.target.address);
+    this.counted = false;
+  }
+
+  /** Ends the session politely and frees its place under the host limit. */
+  close(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.release();
+    if (this.client) {
+      const client = this.client;
+      client.quit();
+      // QUIT is a courtesy: a peer that never answers it must not hold the socket open.
+      setTimeout(() => client.close(), 5000).unref();
+    }
+  }
+}
+
+const pending = (): ConnectionError => ({ flags: CONN_ERROR_MX_LOOKUP_PENDING, reply: reply(451, '4.4.3', '[internal] MX lookup in progress') });
+
+function connectReply(flags: number, target: Target, err: ConnectError): Reply {
+  const where = `${target.host} [${target.address}]:${target.port}`;
+  if (err.response) {
+    const r = parseReply(err.response);
+    if (r) return { ...r, code: r.code >= 500 ? 421 : r.code, enhanced: r.code >= 500 ? '4.4.0' : r.enhanced, text: `${where} said: ${r.code} ${r.text}` };
+  }
+  if (flags & CONN_ERROR_CONNECT_TIMEOUT) return reply(450, '4.4.1', `[internal] Connection Timed Out to ${where}`);
+  if (flags & CONN_ERROR_BIND) return reply(451, '4.4.0', `[internal] cannot bind the source address (${err.originalCode ?? err.code}): ${err.message}`);
+  return reply(421, '4.4.0', `[internal] ${where}: ${err.originalCode ?? err.code ?? 'error'}: ${err.message}`);
+}
+
+export class Initiator {
+  constructor(private readonly deps: InitiatorDeps) {}
+
+  initiateConnection<U>(
+    dr: DomainRecord,
+    binding: Binding,
+    now: number,
+    onConnected: (handle: ConnectionHandle<U>, error?: ConnectionError) => void,
+    onTimeout: (handle: ConnectionHandle<U>, error: ConnectionError) => void,
+    userData: U,
+  ): InitiateResult<U> {
+    const policy = this.deps.policy(dr.domain, binding);
+    const fail = (e: ConnectionError, target?: Target): InitiateResult<U> => {
+      this.reportFailure(dr, binding, target, e, now);
+      return { error: e.flags, reply: e.reply };
+    };
+
+    if (dr.needsLookup(now)) this.startLookup(dr, policy);
+    const mx = dr.mx;
+    switch (mx.phase) {
+      case 'unresolved':
+      case 'resolving':
+        return fail(pending());
+      case 'failed':
+        return fail({ flags: CONN_ERROR_MX_LOOKUP_FAILED | CONN_ACTION_PURGE_DOMAIN, reply: mx.reply });
+      case 'null_mx':
+        return fail({ flags: CONN_ERROR_SMTP_NULL_MX | CONN_ACTION_PURGE_DOMAIN, reply: mx.reply });
+      case 'resolved':
+        break;
+    }
+
+    const allowed = mx.targets.filter((t) => !policy.prohibited.has(t.address));
+    if (allowed.length === 0) {
+      return fail({
+        flags: CONN_ERROR_PROHIBITED_IP | CONN_ACTION_PURGE_DOMAIN,
+        reply: reply(551, '5.4.6', `[internal] every MX address of ${dr.domain} is a prohibited (private/loopback) address`),
+      });
+    }
+    const eligible = allowed.filter((t) => !policy.skipHosts.has(t.host) && !policy.skipHosts.has(t.address));
+    const choice = chooseTarget(eligible, this.choiceState(binding, policy, now));
+    if (choice.kind === 'all_failed') {
+      return fail({
+        flags: CONN_ERROR_NO_MXS_REACHABLE | CONN_ACTION_REQUEUE1,
+        reply: reply(421, '4.4.0', `[internal] no MXs for ${dr.domain} could be reached at this time`),
+      });
+    }
+    if (choice.kind === 'all_at_limit') {
+      return fail({
+        flags: CONN_ERROR_HOST_MAX_REACHED,
+        reply: reply(451, '4.4.5', `[internal] every eligible MX of ${dr.domain} is at its connection limit (${[...choice.hosts].join(', ')})`),
+      });
+    }
+    if (binding.bindAddress && !this.deps.isLocalAddress(binding.bindAddress)) {
+      return fail({
+        flags: CONN_ERROR_BIND | CONN_ACTION_REQUEUE1,
+        reply: reply(451, '4.4.0', `[internal] source address ${binding.bindAddress} of binding ${binding.name} is not on this host`),
+      }, choice.target);
+    }
+
+    const handle = new ConnectionHandle<U>(dr, binding, choice.target, userData, this.deps.hosts);
+    this.attempt(handle, policy, onConnected, onTimeout);
+    return { handle };
+  }
+
+  /** The connection hosts would count against, for waiting on HOST_MAX_REACHED. */
+  hostsOf(dr: DomainRecord): Set<string> {
+    return new Set(dr.mx.phase === 'resolved' ? dr.mx.targets.map((t) => t.host) : []);
+  }
+
+  private choiceState(binding: Binding, policy: ConnectionPolicy, now: number) {
+    const { health, hosts } = this.deps;
+    return {
+      isFailed: (address: string) => health.isFailed(binding.name, address, now),
+      hostCount: (host: string) => hosts.hostCount(host),
+      addressCount: (address: string) => hosts.addressCount(address),
+      hostLimit: (host: string) => policy.hostLimit(host),
+    };
+  }
+
+  private startLookup(dr: DomainRecord, policy: ConnectionPolicy): void {
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    dr.apply({ kind: 'lookup_started', settled });
+    lookupTargets(dr.domain, this.deps.resolver, { routes: policy.routes, port: policy.port })
+      .catch((err: Error) => ({ kind: 'failed' as const, reply: reply(451, '4.4.3', `[internal] DNS lookup for ${dr.domain} failed: ${err.message}`) }))
+      .then((result) => {
+        dr.apply({ kind: 'lookup_finished', result, now: this.deps.clock.now() });
+        settle();
+      });
+  }
+
+  private attempt<U>(
+    handle: ConnectionHandle<U>,
+    policy: ConnectionPolicy,
+    onConnected: (handle: ConnectionHandle<U>, error?: ConnectionError) => void,
+    onTimeout: (handle: ConnectionHandle<U>, error: ConnectionError) => void,
+  ): void {
+    const { health, clock, connector } = this.deps;
+    const target = handle.target;
+    const binding = handle.bindingInfo;
+    handle.occupy(target);
+    connector({
+      address: target.address, port: target.port, host: target.host, localAddress: binding.bindAddress,
+      ehloHostname: binding.ehloHostname, connectTimeout: policy.connectTimeout, greetingTimeout: policy.greetingTimeout,
+      dataTimeout: policy.dataTimeout, tls: policy.tls,
+    }).then((client) => {
+      handle.client = client;
+      handle.phase = 'ready';
+      health.clear(binding.name, target.address);
+      handle.domain.recordSuccess();
+      this.deps.hooks.fire('log_client_connection_success', handle.remote, handle.domain, this.slot(handle.domain, binding), clock.now());
+      onConnected(handle);
+    }, (err: ConnectError) => {
+      const now = clock.now();
+      handle.release();
+      handle.domain.recordFailure();
+      const flags = classifyConnectError(err);
+      if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK | CONN_ERROR_CONNECT_TIMEOUT)) {
+        health.markFailed(binding.name, target.address, now + policy.hostFailureRetry);
+      }
+      const replyOf = connectReply(flags, target, err);
+      if (flags & CONN_ERROR_CONNECT_TIMEOUT) {
+        const e = { flags: flags | CONN_ACTION_REQUEUE1, reply: replyOf };
+        this.reportFailure(handle.domain, binding, target, e, now);
+        handle.phase = 'closed';
+        onTimeout(handle, e);
+        return;
+      }
+      if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK)) {
+        const next = handle.domain.mx.phase === 'resolved'
+          ? chooseTarget(handle.domain.mx.targets.filter((t) => !policy.prohibited.has(t.address) && !policy.skipHosts.has(t.host)),
+            this.choiceState(binding, policy, now))
+          : undefined;
+        if (next?.kind === 'target') {
+          this.reportFailure(handle.domain, binding, target, { flags, reply: replyOf }, now);
+          handle.target = next.target;
+          this.attempt(handle, policy, onConnected, onTimeout);
+          return;
+        }
+      }
+      const e = { flags: flags | CONN_ACTION_REQUEUE1, reply: replyOf };
+      this.reportFailure(handle.domain, binding, target, e, now);
+      handle.phase = 'closed';
+      onConnected(handle, e);
+    });
+  }
+
+  private slot(dr: DomainRecord, binding: Binding): HookBindingSlot {
+    return { binding: binding.name, domain: dr.domain, bindAddress: binding.bindAddress };
+  }
+
+  private reportFailure(dr: DomainRecord, binding: Binding, target: Target | undefined, e: ConnectionError, now: number | null): void {
+    const addr = target ? { address: target.address, port: target.port, host: target.host } : null;
+    this.deps.log.info({
+      event: 'connection_failure', flags: flagNames(e.flags), domain: dr.domain, binding: binding.name,
+      mx_host: target?.host, mx_ip: target?.address, reply: formatReply(e.reply),
+    }, 'connection attempt failed');
+    this.deps.hooks.fire('log_client_connection_failure', addr, e.flags, dr, this.slot(dr, binding), now);
+  }
+}
