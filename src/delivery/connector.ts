@@ -3,7 +3,7 @@
 // Tests replace it to produce errors loopback cannot (socket, ioctl, unreachable network).
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import {
-  CONN_ERROR_BIND, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_NETWORK, CONN_ERROR_CONNECT_TIMEOUT, CONN_ERROR_SOCKET,
+  CONN_ERROR_BIND, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_NETWORK, CONN_ERROR_CONNECT_TIMEOUT, CONN_ERROR_IOCTL, CONN_ERROR_SOCKET,
 } from './flags.js';
 
 export interface ConnectSpec {
@@ -92,6 +92,10 @@ export function classifyConnectError(err: ConnectError): number {
     case 'ENOBUFS':
     case 'ENOMEM':
       return CONN_ERROR_SOCKET;
+    case 'ENOTTY':
+    case 'ENOTSOCK':
+      // Setting the socket's options (non-blocking, keepalive) failed: Momentum's ioctl stage.
+      return CONN_ERROR_IOCTL;
     case 'ETIMEDOUT':
       // A greeting or TLS timeout is a server that accepted and then stalled: a protocol
       // failure of that address, not a connect timeout.

@@ -273,7 +273,9 @@ export class Initiator {
 
   private reportFailure(dr: DomainRecord, binding: Binding, target: Target | undefined, e: ConnectionError, now: number | null): void {
     const addr = target ? { address: target.address, port: target.port, host: target.host } : null;
-    this.deps.log.info({
+    // A lookup in flight or a full host is a wait, not a failed attempt: hooks see it, logs at debug.
+    const level = e.flags & (CONN_ERROR_MX_LOOKUP_PENDING | CONN_ERROR_HOST_MAX_REACHED) ? 'debug' : 'info';
+    this.deps.log[level]({
       event: 'connection_failure', flags: flagNames(e.flags), domain: dr.domain, binding: binding.name,
       mx_host: target?.host, mx_ip: target?.address, reply: formatReply(e.reply),
     }, 'connection attempt failed');

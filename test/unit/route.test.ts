@@ -2,21 +2,9 @@
 // same paths run against a real DNS server in the end-to-end tests.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DnsResolver, MxRecord } from '../../src/dns/resolver.js';
+import type { DnsResolver } from '../../src/dns/resolver.js';
+import { memoryResolver } from '../helpers/memory-resolver.js';
 import { type LookupResult, type Target, lookupTargets } from '../../src/delivery/route.js';
-
-function dnsError(code: string): Error {
-  return Object.assign(new Error(code), { code });
-}
-
-export function memoryResolver(mx: Record<string, MxRecord[] | string>, a: Record<string, string[] | string>): DnsResolver {
-  const answer = <T>(v: T | string | undefined): Promise<T> =>
-    v === undefined ? Promise.reject(dnsError('ENOTFOUND')) : typeof v === 'string' ? Promise.reject(dnsError(v)) : Promise.resolve(v);
-  return {
-    resolveMx: (n) => answer(mx[n] ?? (a[n] ? 'ENODATA' : undefined)),
-    resolve4: async (n) => (await answer<string[]>(a[n] ?? (mx[n] ? 'ENODATA' : undefined))).map((address) => ({ address, ttl: 300 })),
-  };
-}
 
 const opts = { routes: {}, port: 25 };
 
