@@ -129,23 +129,27 @@ function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefau
     delivery_concurrency: z.number().int().min(1).default(64).describe('deliveries in progress at once'),
     shutdown_timeout: duration('30s').describe('time sessions in flight get to finish on SIGTERM'),
   }).superRefine((cfg, ctx) => {
+    // Runs even when other keys are invalid (see `when`), so every error shows in one pass;
+    // hence the guards against fields that failed their own checks.
+    const list = <T>(v: unknown): T[] => (Array.isArray(v) ? v as T[] : []);
     const bindingNames = new Set(['default']);
-    cfg.bindings.forEach((b, i) => {
+    list<{ name?: unknown }>(cfg.bindings).forEach((b, i) => {
+      if (typeof b?.name !== 'string') return;
       if (b.name !== 'default' && bindingNames.has(b.name)) ctx.addIssue({ code: 'custom', path: ['bindings', i, 'name'], message: `duplicate binding "${b.name}"` });
       bindingNames.add(b.name);
     });
     const groupNames = new Set(['default']);
-    cfg.binding_groups.forEach((g, i) => {
-      groupNames.add(g.name);
-      g.bindings.forEach((m, j) => {
-        if (!bindingNames.has(m)) ctx.addIssue({ code: 'custom', path: ['binding_groups', i, 'bindings', j], message: `unknown binding "${m}"` });
+    list<{ name?: unknown; bindings?: unknown }>(cfg.binding_groups).forEach((g, i) => {
+      if (typeof g?.name === 'string') groupNames.add(g.name);
+      list<unknown>(g?.bindings).forEach((m, j) => {
+        if (typeof m === 'string' && !bindingNames.has(m)) ctx.addIssue({ code: 'custom', path: ['binding_groups', i, 'bindings', j], message: `unknown binding "${m}"` });
       });
     });
-    cfg.binding_rules.forEach((r, i) => {
-      if (r.binding !== undefined && !bindingNames.has(r.binding)) ctx.addIssue({ code: 'custom', path: ['binding_rules', i, 'binding'], message: `unknown binding "${r.binding}"` });
-      if (r.binding_group !== undefined && !groupNames.has(r.binding_group)) ctx.addIssue({ code: 'custom', path: ['binding_rules', i, 'binding_group'], message: `unknown binding group "${r.binding_group}"` });
+    list<{ binding?: unknown; binding_group?: unknown }>(cfg.binding_rules).forEach((r, i) => {
+      if (typeof r?.binding === 'string' && !bindingNames.has(r.binding)) ctx.addIssue({ code: 'custom', path: ['binding_rules', i, 'binding'], message: `unknown binding "${r.binding}"` });
+      if (typeof r?.binding_group === 'string' && !groupNames.has(r.binding_group)) ctx.addIssue({ code: 'custom', path: ['binding_rules', i, 'binding_group'], message: `unknown binding group "${r.binding_group}"` });
     });
-  });
+  }, { when: (payload) => typeof payload.value === 'object' && payload.value !== null });
 }
 
 const DURATION_EXAMPLE = '30s, 20m, 12h or 7d';

@@ -48,6 +48,9 @@ test('check-config reports every bad key with its path and exits 2', async () =>
     'retry_interval: soon',
     'tls: sometimes',
     'dns: { servers: ["not a server"] }',
+    'bindings: [{ name: b1, bind_address: 127.0.0.10 }, { name: "bad name" }]',
+    'binding_groups: [{ name: g, bindings: [b1, nosuch] }]',
+    'binding_rules: [{ sender_domain: x.test, binding: missing }]',
   ].join('\n'));
   const r = await runCli(['check-config', '-c', path]);
   assert.equal(r.code, 2);
@@ -56,6 +59,9 @@ test('check-config reports every bad key with its path and exits 2', async () =>
   assert.match(r.stderr, /retry_interval: expected a duration/);
   assert.match(r.stderr, /tls: /);
   assert.match(r.stderr, /dns\.servers\[0\]: /);
+  assert.match(r.stderr, /bindings\[1\]\.name: /);
+  assert.match(r.stderr, /binding_groups\[0\]\.bindings\[1\]: unknown binding "nosuch"/);
+  assert.match(r.stderr, /binding_rules\[0\]\.binding: unknown binding "missing"/);
   assert.equal(r.stdout, '');
 });
 

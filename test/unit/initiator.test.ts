@@ -28,6 +28,7 @@ function world(opts: {
   connect?: Record<string, (spec: ConnectSpec) => Promise<SmtpClient>>;
   local?: boolean;
   prohibited?: string[];
+  skipHosts?: string[];
   hostLimit?: number;
 }) {
   const records: Array<Record<string, unknown>> = [];
@@ -54,7 +55,7 @@ function world(opts: {
     clock: { now: () => now },
     isLocalAddress: () => opts.local ?? true,
     policy: () => ({
-      port: 25, routes: {}, prohibited: new AddressSet(opts.prohibited ?? []), skipHosts: new Set(), hostFailureRetry: 120_000,
+      port: 25, routes: {}, prohibited: new AddressSet(opts.prohibited ?? []), skipHosts: new Set(opts.skipHosts ?? []), hostFailureRetry: 120_000,
       hostLimit: () => opts.hostLimit, connectTimeout: 1000, greetingTimeout: 1000, dataTimeout: 1000, tls: 'no',
     }),
   });
@@ -208,4 +209,11 @@ test('the fourteen flags are distinct single bits with names', () => {
   assert.equal(new Set(all).size, 14);
   for (const f of all) assert.equal(F.flagNames(f).length, 1);
   assert.equal(all.reduce((a, b) => a | b, 0).toString(2).replace(/0/g, '').length, 14);
+});
+
+test('skip_hosts: a skipped MX host is passed over for the domain\'s other MXs', async () => {
+  const w = world({ resolver: twoMx, skipHosts: ['mx1.d.test'] });
+  const o = await w.afterLookup();
+  assert.ok('via' in o && o.handle.target.host === 'mx2.d.test');
+  assert.deepEqual(w.attempts, ['192.0.2.2']);
 });
