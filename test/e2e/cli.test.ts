@@ -1,13 +1,14 @@
 // The command line as an operator uses it: version, help, and configuration checking.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '../helpers/daemon.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'impulse-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const exampleConfig = fileURLToPath(new URL('../../../config/impulse.yaml', import.meta.url));
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
 

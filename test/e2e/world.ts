@@ -1,7 +1,7 @@
 // A small internet on loopback for end-to-end tests: a DNS server, SMTP sinks on distinct
 // 127.0.0.x addresses sharing one port (the daemon's remote_smtp_port), and a daemon config
 // pointing at both. Each test file builds its own world, so files run in parallel.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../helpers/daemon.js';
@@ -67,6 +67,7 @@ export async function buildWorld(opts: {
       }
       await Promise.all(Object.values(sinks).map((s) => s.close()));
       await dns.close();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
   for (const [name, s] of Object.entries(opts.sinks)) await world.startSink(name, s.host, s.behaviour, s.tls);
