@@ -6,6 +6,7 @@ import { Bindings } from './binding/registry.js';
 import { AddressSet } from './core/cidr.js';
 import { systemClock } from './core/clock.js';
 import type { Config } from './config/schema.js';
+import { OptionScopes, largestScopedValue } from './config/scopes.js';
 import { AddressHealth } from './delivery/address-health.js';
 import { smtpConnector } from './delivery/connector.js';
 import { Deliverer } from './delivery/deliverer.js';
@@ -63,12 +64,13 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
       backoff: { type: 'fixed', delay: JOB_ERROR_RETRY_MS },
     },
   });
-  const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix), queue, () => config.message_expiration);
+  const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix), queue, () => largestScopedValue(config, 'message_expiration'));
   const hooks = new HookRegistry({ log, defaultTimeoutMs: config.hook_timeout });
   await loadPlugins(config.plugins, hooks, { log, baseDir: dirname(resolve(configPath)) });
   hooks.seal();
 
   const bindings = new Bindings(config);
+  const scopes = new OptionScopes(config);
   const hosts = new HostConnections();
   const prohibited = new AddressSet(config.prohibited_hosts);
   const skipHosts = new Set(config.skip_hosts.map((h) => h.toLowerCase()));
@@ -81,18 +83,21 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
     clock: systemClock,
     log,
     isLocalAddress,
-    policy: () => ({
-      port: config.remote_smtp_port,
-      routes: config.routes,
-      prohibited,
-      skipHosts,
-      hostFailureRetry: config.host_failure_retry,
-      hostLimit: (host) => config.hosts[host]?.max_outbound_connections,
-      connectTimeout: config.connect_timeout,
-      greetingTimeout: config.greeting_timeout,
-      dataTimeout: config.data_timeout,
-      tls: config.tls,
-    }),
+    policy: (domain, binding) => {
+      const o = scopes.get(binding.name, domain);
+      return {
+        port: o.remote_smtp_port,
+        routes: config.routes,
+        prohibited,
+        skipHosts,
+        hostFailureRetry: o.host_failure_retry,
+        hostLimit: (host) => config.hosts[host]?.max_outbound_connections,
+        connectTimeout: o.connect_timeout,
+        greetingTimeout: o.greeting_timeout,
+        dataTimeout: o.data_timeout,
+        tls: o.tls,
+      };
+    },
   });
   const deliverer = new Deliverer({ initiator, records: new DomainRecords(), hosts, clock: systemClock });
   const consumer = new Consumer({
@@ -102,7 +107,10 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
     store: new MessageStore(queueRedis, prefix),
     scheduler: new Scheduler(deliverer),
     enqueuer,
-    policy: () => ({ retryInterval: config.retry_interval, maxRetryInterval: config.max_retry_interval, messageExpiration: config.message_expiration }),
+    policy: (binding, domain) => {
+      const o = scopes.get(binding, domain);
+      return { retryInterval: o.retry_interval, maxRetryInterval: o.max_retry_interval, messageExpiration: o.message_expiration };
+    },
     reportingMta: config.hostname,
     bindings,
     hooks,

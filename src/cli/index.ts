@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { stringify } from 'yaml';
 import { type LoadResult, loadConfig } from '../config/load.js';
+import { explainOptions } from '../config/scopes.js';
 import { runDaemon } from '../main.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -39,11 +40,26 @@ program.command('start')
   });
 
 program.command('check-config')
-  .description('validate a configuration file and print the effective configuration, defaults filled in')
+  .description('validate a configuration file and print the effective configuration, defaults filled in; '
+    + 'with --domain, the delivery options in force for one (binding, domain) pair and the scope each comes from')
   .requiredOption('-c, --config <file>', 'configuration file')
-  .action((opts: { config: string }) => {
-    const { document } = loadOrExit(opts.config);
-    process.stdout.write(stringify(document));
+  .option('-d, --domain <domain>', 'destination domain to show effective delivery options for')
+  .option('-b, --binding <name>', 'binding for --domain', 'default')
+  .action((opts: { config: string; domain?: string; binding: string }) => {
+    const { document, config } = loadOrExit(opts.config);
+    if (!opts.domain) {
+      process.stdout.write(stringify(document));
+      return;
+    }
+    if (opts.binding !== 'default' && !config.bindings.some((b) => b.name === opts.binding)) {
+      process.stderr.write(`impulse: unknown binding "${opts.binding}"\n`);
+      process.exit(2);
+    }
+    const rows = Object.entries(explainOptions(document, opts.binding, opts.domain.toLowerCase()));
+    const width = Math.max(...rows.map(([k]) => k.length));
+    const valueWidth = Math.max(...rows.map(([, r]) => String(r.value).length));
+    process.stdout.write(`# effective delivery options for binding ${opts.binding}, domain ${opts.domain.toLowerCase()}\n`);
+    for (const [key, r] of rows) process.stdout.write(`${key.padEnd(width)}  ${String(r.value).padEnd(valueWidth)}  (${r.scope})\n`);
   });
 
 await program.parseAsync(process.argv);

@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { parseCidr } from '../core/cidr.js';
+import { badRegexKeys } from './regex-keys.js';
 import { parseDuration, parseSize } from './units.js';
 
 const DEFAULT_PROHIBITED_HOSTS = [
@@ -31,18 +32,6 @@ function unitValue(parse: (v: string | number) => number | undefined, what: stri
 const NAME = /^[A-Za-z0-9_.-]+$/;
 const name = (what: string) => z.string().regex(NAME, { message: `${what} names use letters, digits, '.', '_' and '-' only` });
 
-const binding = z.strictObject({
-  name: name('binding').describe('binding name; "default" configures the implicit default binding'),
-  bind_address: z.string().refine((v) => parseCidr(v)?.prefix === (v.includes(':') ? 128 : 32), { message: 'expected an IP address' })
-    .optional().describe('source IP address of connections from this binding; default: chosen by the kernel'),
-  ehlo_hostname: z.string().optional().describe('EHLO name of this binding; default: the global ehlo_hostname'),
-});
-
-const bindingGroup = z.strictObject({
-  name: name('binding group').describe('binding group name'),
-  bindings: z.array(z.string()).min(1).describe('member bindings; a message picks one by a hash of its id'),
-});
-
 const bindingRule = z.strictObject({
   sender_domain: z.string().toLowerCase().optional().describe('match the envelope sender domain'),
   recipient_domain: z.string().toLowerCase().optional().describe('match the recipient domain'),
@@ -61,7 +50,47 @@ const plugin = z.strictObject({
   options: z.unknown().optional().describe('passed to the plugin as api.options'),
 });
 
-function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefault: string) => D, size: (byDefault: string) => S) {
+/** Delivery options that may be set per scope; see src/config/scopes.ts for the fallback order. */
+export const SCOPED_OPTIONS = [
+  'remote_smtp_port', 'connect_timeout', 'greeting_timeout', 'data_timeout', 'retry_interval', 'max_retry_interval',
+  'message_expiration', 'tls', 'host_failure_retry',
+] as const;
+
+function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodType>(
+  duration: (byDefault: string) => D, durationOpt: () => DO, size: (byDefault: string) => S,
+) {
+  const scoped = {
+    remote_smtp_port: z.number().int().min(1).max(65535).optional().describe('TCP port of remote MX hosts'),
+    connect_timeout: durationOpt().describe('time allowed to establish an outbound TCP connection'),
+    greeting_timeout: durationOpt().describe('time allowed for the remote greeting after connecting'),
+    data_timeout: durationOpt().describe('inactivity allowed on an outbound session after the greeting'),
+    retry_interval: durationOpt().describe('wait after the first transient failure; doubles after each further one'),
+    max_retry_interval: durationOpt().describe('ceiling of the doubling retry interval'),
+    message_expiration: durationOpt().describe('age after which undelivered mail fails with 554 5.4.7'),
+    tls: z.enum(['ifavailable', 'required', 'no']).optional()
+      .describe('outbound STARTTLS: use when offered, insist on it (else defer), or never'),
+    host_failure_retry: durationOpt().describe('how long an address that refused or timed out is skipped, per binding'),
+  };
+  const domainScopes = z.record(z.string(), z.strictObject(scoped)).optional()
+    .describe('delivery options per destination domain; a key written /regex/ matches by pattern (literal keys win)');
+
+  const binding = z.strictObject({
+    name: name('binding').describe('binding name; "default" configures the implicit default binding'),
+    bind_address: z.string().refine((v) => parseCidr(v)?.prefix === (v.includes(':') ? 128 : 32), { message: 'expected an IP address' })
+      .optional().describe('source IP address of connections from this binding; default: chosen by the kernel'),
+    ehlo_hostname: z.string().optional().describe('EHLO name of this binding; default: the global ehlo_hostname'),
+    ...scoped,
+    domains: domainScopes,
+  });
+  
+  const bindingGroup = z.strictObject({
+    name: name('binding group').describe('binding group name'),
+    bindings: z.array(z.string()).min(1).describe('member bindings; a message picks one by a hash of its id'),
+    ...scoped,
+    domains: domainScopes,
+  });
+
+
   const tlsFiles = z.strictObject({
     cert: z.string().describe('PEM certificate chain file offered on STARTTLS'),
     key: z.string().describe('PEM private key file for cert'),
@@ -100,7 +129,7 @@ function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefau
     listen: z.array(listener).min(1).prefault([{}] as z.input<typeof listener>[]).describe('SMTP intake listeners'),
     dns: dns.prefault({} as z.input<typeof dns>).describe('resolver used for MX and address lookups'),
     ehlo_hostname: z.string().default(hostname()).describe('name sent in EHLO to remote servers'),
-    remote_smtp_port: z.number().int().min(1).max(65535).default(25).describe('TCP port of remote MX hosts'),
+    remote_smtp_port: scoped.remote_smtp_port.unwrap().default(25),
     connect_timeout: duration('300s').describe('time allowed to establish an outbound TCP connection'),
     greeting_timeout: duration('300s').describe('time allowed for the remote greeting after connecting'),
     data_timeout: duration('600s').describe('inactivity allowed on an outbound session after the greeting'),
@@ -108,8 +137,8 @@ function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefau
     max_retry_interval: duration('12h').describe('ceiling of the doubling retry interval'),
     message_expiration: duration('24h')
       .describe('age after which undelivered mail fails with 554 5.4.7'),
-    tls: z.enum(['ifavailable', 'required', 'no']).default('ifavailable')
-      .describe('outbound STARTTLS: use when offered, insist on it (else defer), or never'),
+    tls: scoped.tls.unwrap().default('ifavailable'),
+    domains: domainScopes.unwrap().default({}),
     prohibited_hosts: z.array(cidr).default(DEFAULT_PROHIBITED_HOSTS)
       .describe('destination addresses never connected to; a domain whose MXs are all here fails with 551 5.4.6'),
     routes: z.record(z.string(), hostPort).default({})
@@ -145,6 +174,15 @@ function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefau
         if (typeof m === 'string' && !bindingNames.has(m)) ctx.addIssue({ code: 'custom', path: ['binding_groups', i, 'bindings', j], message: `unknown binding "${m}"` });
       });
     });
+    const regexCheck = (table: unknown, path: Array<string | number>) => {
+      if (typeof table !== 'object' || table === null) return;
+      for (const key of badRegexKeys(table as Record<string, Record<string, unknown>>)) {
+        ctx.addIssue({ code: 'custom', path: [...path, key], message: `invalid regular expression ${key}` });
+      }
+    };
+    regexCheck(cfg.domains, ['domains']);
+    list<{ domains?: unknown }>(cfg.bindings).forEach((b, i) => regexCheck(b?.domains, ['bindings', i, 'domains']));
+    list<{ domains?: unknown }>(cfg.binding_groups).forEach((g, i) => regexCheck(g?.domains, ['binding_groups', i, 'domains']));
     list<{ binding?: unknown; binding_group?: unknown }>(cfg.binding_rules).forEach((r, i) => {
       if (typeof r?.binding === 'string' && !bindingNames.has(r.binding)) ctx.addIssue({ code: 'custom', path: ['binding_rules', i, 'binding'], message: `unknown binding "${r.binding}"` });
       if (typeof r?.binding_group === 'string' && !groupNames.has(r.binding_group)) ctx.addIssue({ code: 'custom', path: ['binding_rules', i, 'binding_group'], message: `unknown binding group "${r.binding_group}"` });
@@ -155,9 +193,11 @@ function makeSchema<D extends z.ZodType, S extends z.ZodType>(duration: (byDefau
 const DURATION_EXAMPLE = '30s, 20m, 12h or 7d';
 export const documentSchema = makeSchema(
   (d) => unitText(parseDuration, 'duration', DURATION_EXAMPLE).prefault(d),
+  () => unitText(parseDuration, 'duration', DURATION_EXAMPLE).optional(),
   (d) => unitText(parseSize, 'size', '25MB').prefault(d));
 export const runtimeSchema = makeSchema(
   (d) => unitValue(parseDuration, 'duration', DURATION_EXAMPLE).prefault(d),
+  () => unitValue(parseDuration, 'duration', DURATION_EXAMPLE).optional(),
   (d) => unitValue(parseSize, 'size', '25MB').prefault(d));
 export type ConfigDocument = z.output<typeof documentSchema>;
 export type Config = z.output<typeof runtimeSchema>;

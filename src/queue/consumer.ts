@@ -27,7 +27,8 @@ export interface ConsumerDeps {
   store: MessageStore;
   scheduler: Scheduler;
   enqueuer: Enqueuer;
-  policy: () => RetryPolicy;
+  /** Retry schedule in force for a (binding, domain) pair. */
+  policy: (binding: string, domain: string) => RetryPolicy;
   reportingMta: string;
   bindings: Bindings;
   hooks: HookRegistry;
@@ -88,7 +89,7 @@ export class Consumer {
       : { replies: data.recipients.map((recipient) => ({ recipient, reply: reply(554, '5.3.0', '[internal] message body missing from the store') })) };
     const now = clock.now();
     const attempt = data.attempts + 1;
-    const outcome = settle(result.replies, now, data.receivedAt, attempt, this.deps.policy());
+    const outcome = settle(result.replies, now, data.receivedAt, attempt, this.deps.policy(binding.name, data.domain));
     const common = {
       qid: data.qid, message_id: data.messageId, domain: data.domain, binding: binding.name, attempt,
       mx_host: result.target?.host, mx_ip: result.target?.address,

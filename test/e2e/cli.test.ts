@@ -91,3 +91,19 @@ test('a missing redis-server binary is a clear startup error', async () => {
   assert.equal(r.code, 1);
   assert.match(r.stderr, /redis-server binary "\/nonexistent\/redis-server" not found/);
 });
+
+test('check-config --domain shows each delivery option in force for a binding and domain, with its scope', async () => {
+  const path = configFile('scoped.yaml', [
+    'domains: { example.com: { tls: required } }',
+    'bindings: [{ name: b1, retry_interval: 1m, domains: { example.com: { connect_timeout: 9s } } }]',
+  ].join('\n'));
+  const r = await runCli(['check-config', '-c', path, '--domain', 'example.com', '--binding', 'b1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^connect_timeout +9s +\(binding b1 :: domain example\.com\)$/m);
+  assert.match(r.stdout, /^retry_interval +1m +\(binding b1\)$/m);
+  assert.match(r.stdout, /^tls +required +\(domain example\.com\)$/m);
+  assert.match(r.stdout, /^max_retry_interval +12h +\(global\)$/m);
+  const unknown = await runCli(['check-config', '-c', path, '--domain', 'example.com', '--binding', 'nosuch']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown binding "nosuch"/);
+});

@@ -88,3 +88,14 @@ test('a listener with a certificate offers STARTTLS and records ESMTPS; one with
   assert.doesNotMatch(noTls[1]!, /STARTTLS/);
   await plain.stop();
 });
+
+test('a domain-scoped option applies to that domain only: tls required for plain.test', async () => {
+  const daemon = await world.start({ tls: 'ifavailable', domains: { 'plain.test': { tls: 'required' } } });
+  const deferredQid = await inject('g@plain.test');
+  await inject('h@tls.test');
+  await world.sinks.tls!.waitForRecipients(['h@tls.test']);
+  const deferral = await daemon.waitForLog((r) => r.event === 'transient_failure' && r.qid === deferredQid);
+  assert.match(deferral.reply, /^4\d\d /);
+  assert.equal(world.sinks.plain!.messages.filter((m) => m.rcptTo.includes('g@plain.test')).length, 0);
+  await daemon.stop();
+});

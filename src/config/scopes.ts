@@ -1,0 +1,96 @@
+// Momentum's fallback for delivery options: binding::domain > binding_group::domain > binding >
+// binding_group > domain > global. Domain keys are literal names or /regex/ patterns; a literal
+// key wins over patterns, and patterns are tried in the order they are written. The same walk
+// serves the daemon (runtime values) and check-config (values as written, with their scope).
+import { regexKey } from './regex-keys.js';
+import { type Config, SCOPED_OPTIONS } from './schema.js';
+
+export type ScopedOption = (typeof SCOPED_OPTIONS)[number];
+
+type Options = Partial<Record<ScopedOption, unknown>>;
+type DomainTable = Record<string, Options> | undefined;
+
+/** The parts of a config (runtime or document) the fallback walks. */
+export interface ScopedConfig {
+  domains?: DomainTable;
+  bindings: Array<Options & { name: string; domains?: DomainTable }>;
+  binding_groups: Array<Options & { name: string; bindings: string[]; domains?: DomainTable }>;
+}
+
+export interface Resolved {
+  value: unknown;
+  scope: string;
+}
+
+/** The options block of `table` that applies to `domain`, and the key that matched. */
+export function domainEntry(table: DomainTable, domain: string): { key: string; options: Options } | undefined {
+  if (!table) return undefined;
+  const literal = table[domain];
+  if (literal) return { key: domain, options: literal };
+  for (const [key, options] of Object.entries(table)) {
+    if (regexKey(key)?.test(domain)) return { key, options };
+  }
+  return undefined;
+}
+
+/** The scopes that apply to (binding, domain), most specific first. */
+function chain(cfg: ScopedConfig & Options, binding: string, domain: string): Array<{ scope: string; options: Options }> {
+  const b = cfg.bindings.find((x) => x.name === binding);
+  // A binding listed in several groups takes its options from the first.
+  const g = cfg.binding_groups.find((x) => x.bindings.includes(binding));
+  const out: Array<{ scope: string; options: Options }> = [];
+  const bd = domainEntry(b?.domains, domain);
+  if (bd) out.push({ scope: `binding ${binding} :: domain ${bd.key}`, options: bd.options });
+  const gd = domainEntry(g?.domains, domain);
+  if (gd) out.push({ scope: `binding_group ${g!.name} :: domain ${gd.key}`, options: gd.options });
+  if (b) out.push({ scope: `binding ${binding}`, options: b });
+  if (g) out.push({ scope: `binding_group ${g.name}`, options: g });
+  const d = domainEntry(cfg.domains, domain);
+  if (d) out.push({ scope: `domain ${d.key}`, options: d.options });
+  out.push({ scope: 'global', options: cfg });
+  return out;
+}
+
+/** Every scoped option for (binding, domain) with the scope it came from. */
+export function explainOptions(cfg: ScopedConfig & Options, binding: string, domain: string): Record<ScopedOption, Resolved> {
+  const scopes = chain(cfg, binding, domain);
+  const out = {} as Record<ScopedOption, Resolved>;
+  for (const key of SCOPED_OPTIONS) {
+    const hit = scopes.find((s) => s.options[key] !== undefined)!;
+    out[key] = { value: hit.options[key], scope: hit.scope };
+  }
+  return out;
+}
+
+/** Runtime values of the scoped options for one (binding, domain) pair. */
+export type ScopedValues = Pick<Config, ScopedOption>;
+
+/** Bounds the memo: one entry per (binding, domain) pair seen, and domains are unbounded. */
+const MEMO_LIMIT = 10_000;
+
+export class OptionScopes {
+  private readonly memo = new Map<string, ScopedValues>();
+
+  constructor(private readonly cfg: Config) {}
+
+  get(binding: string, domain: string): ScopedValues {
+    const key = `${binding}\u0000${domain}`;
+    let values = this.memo.get(key);
+    if (!values) {
+      const explained = explainOptions(this.cfg, binding, domain);
+      values = Object.fromEntries(SCOPED_OPTIONS.map((k) => [k, explained[k].value])) as ScopedValues;
+      if (this.memo.size >= MEMO_LIMIT) this.memo.clear();
+      this.memo.set(key, values);
+    }
+    return values;
+  }
+}
+
+/** The largest value a numeric scoped option takes in any scope (for bounds such as body TTLs). */
+export function largestScopedValue(cfg: Config, key: 'message_expiration'): number {
+  const values: unknown[] = [cfg[key]];
+  const tables = [cfg.domains, ...cfg.bindings.map((b) => b.domains), ...cfg.binding_groups.map((g) => g.domains)];
+  for (const scope of [...cfg.bindings, ...cfg.binding_groups]) values.push(scope[key]);
+  for (const table of tables) for (const options of Object.values(table ?? {})) values.push(options[key]);
+  return Math.max(...values.filter((v): v is number => typeof v === 'number'));
+}
