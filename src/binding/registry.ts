@@ -52,14 +52,6 @@ export class Bindings {
     return this.groups.has(name);
   }
 
-  all(): Binding[] {
-    return [...this.bindings.values()];
-  }
-
-  isSuspended(name: string): boolean {
-    return this.suspended.has(name);
-  }
-
   suspend(name: string): void {
     this.suspended.add(name);
   }

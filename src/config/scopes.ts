@@ -23,7 +23,7 @@ export interface Resolved {
 }
 
 /** The options block of `table` that applies to `domain`, and the key that matched. */
-export function domainEntry(table: DomainTable, domain: string): { key: string; options: Options } | undefined {
+function domainEntry(table: DomainTable, domain: string): { key: string; options: Options } | undefined {
   if (!table) return undefined;
   const literal = table[domain];
   if (literal) return { key: domain, options: literal };

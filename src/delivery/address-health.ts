@@ -22,9 +22,4 @@ export class AddressHealth {
     this.failedUntil.delete(this.key(binding, address));
     return false;
   }
-
-  /** When the mark on an address ends, if it has one; for the admin view. */
-  failedUntilOf(binding: string, address: string): number | undefined {
-    return this.failedUntil.get(this.key(binding, address));
-  }
 }

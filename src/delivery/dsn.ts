@@ -23,7 +23,7 @@ function rfc5322Date(ms: number): string {
   return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
 }
 
-export function headerBlock(message: Buffer | undefined): string {
+function headerBlock(message: Buffer | undefined): string {
   if (!message) return '';
   const text = message.toString('latin1');
   const end = text.search(/\r?\n\r?\n/);

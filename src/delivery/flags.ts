@@ -17,8 +17,6 @@ export const CONN_ERROR_CONNECT_TIMEOUT = 1 << 11;
 export const CONN_ACTION_REQUEUE1 = 1 << 16;
 export const CONN_ACTION_PURGE_DOMAIN = 1 << 17;
 
-export const CONN_ERROR_MASK = 0xffff;
-
 const NAMES: ReadonlyArray<readonly [number, string]> = [
   [CONN_ERROR_MX_LOOKUP_PENDING, 'CONN_ERROR_MX_LOOKUP_PENDING'],
   [CONN_ERROR_MX_LOOKUP_FAILED, 'CONN_ERROR_MX_LOOKUP_FAILED'],

@@ -14,7 +14,7 @@ export interface Settlement {
   expired: boolean;
 }
 
-export function expiredReply(last: Reply): Reply {
+function expiredReply(last: Reply): Reply {
   return reply(554, '5.4.7', `[internal] exceeded max time without delivery (last: ${last.code} ${last.enhanced} ${last.text})`);
 }
 
