@@ -20,6 +20,11 @@ function fields(message: Buffer): Array<{ name: string; raw: string }> {
   return out;
 }
 
+/** The header section with CRLF line ends, ending in one CRLF (for text/rfc822-headers). */
+export function headerSection(message: Buffer): string {
+  return message.subarray(0, headerEnd(message)).toString('latin1').replace(/\r?\n/g, '\r\n');
+}
+
 /** Lower-cased names to unfolded values; the first occurrence of a name wins. */
 export function parseHeaders(message: Buffer): Map<string, string> {
   const map = new Map<string, string>();

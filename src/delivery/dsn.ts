@@ -1,6 +1,7 @@
 // RFC 3464 delivery status notifications: multipart/report with a human part, the
 // machine-readable message/delivery-status part, and the original headers (RFC 6522).
 import { randomBytes } from 'node:crypto';
+import { headerSection } from '../core/headers.js';
 import { type Reply, formatReply } from '../core/reply.js';
 
 export interface FailedRecipient {
@@ -21,13 +22,6 @@ export interface DsnInput {
 
 function rfc5322Date(ms: number): string {
   return new Date(ms).toUTCString().replace(/GMT$/, '+0000');
-}
-
-function headerBlock(message: Buffer | undefined): string {
-  if (!message) return '';
-  const text = message.toString('latin1');
-  const end = text.search(/\r?\n\r?\n/);
-  return (end < 0 ? text : text.slice(0, end)).replace(/\r?\n/g, '\r\n') + '\r\n';
 }
 
 /** A single-line diagnostic: reply text from the remote side must not break the report's syntax. */
@@ -79,7 +73,7 @@ export function buildDsn(input: DsnInput): Buffer {
     `--${boundary}`,
     'Content-Type: text/rfc822-headers',
     '',
-    headerBlock(input.originalMessage),
+    input.originalMessage ? headerSection(input.originalMessage) : '',
     `--${boundary}--`,
     '',
   ];

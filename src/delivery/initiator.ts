@@ -118,6 +118,11 @@ function connectReply(flags: number, target: Target, err: ConnectError): Reply {
   return reply(421, '4.4.0', `[internal] ${where}: ${err.originalCode ?? err.code ?? 'error'}: ${err.message}`);
 }
 
+/** The targets a connection may go to under the policy: not prohibited, not skipped. */
+function eligibleTargets(targets: readonly Target[], policy: ConnectionPolicy): Target[] {
+  return targets.filter((t) => !policy.prohibited.has(t.address) && !policy.skipHosts.has(t.host) && !policy.skipHosts.has(t.address));
+}
+
 export class Initiator {
   constructor(private readonly deps: InitiatorDeps) {}
 
@@ -149,15 +154,13 @@ export class Initiator {
         break;
     }
 
-    const allowed = mx.targets.filter((t) => !policy.prohibited.has(t.address));
-    if (allowed.length === 0) {
+    if (mx.targets.every((t) => policy.prohibited.has(t.address))) {
       return fail({
         flags: CONN_ERROR_PROHIBITED_IP | CONN_ACTION_PURGE_DOMAIN,
         reply: reply(551, '5.4.6', `[internal] every MX address of ${dr.domain} is a prohibited (private/loopback) address`),
       });
     }
-    const eligible = allowed.filter((t) => !policy.skipHosts.has(t.host) && !policy.skipHosts.has(t.address));
-    const choice = chooseTarget(eligible, this.choiceState(binding, policy, now));
+    const choice = chooseTarget(eligibleTargets(mx.targets, policy), this.choiceState(binding, policy, now));
     if (choice.kind === 'all_failed') {
       return fail({
         flags: CONN_ERROR_NO_MXS_REACHABLE | CONN_ACTION_REQUEUE1,
@@ -250,8 +253,7 @@ export class Initiator {
       }
       if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK)) {
         const next = handle.domain.mx.phase === 'resolved'
-          ? chooseTarget(handle.domain.mx.targets.filter((t) => !policy.prohibited.has(t.address) && !policy.skipHosts.has(t.host)),
-            this.choiceState(binding, policy, now))
+          ? chooseTarget(eligibleTargets(handle.domain.mx.targets, policy), this.choiceState(binding, policy, now))
           : undefined;
         if (next?.kind === 'target') {
           this.reportFailure(handle.domain, binding, target, { flags, reply: replyOf }, now);

@@ -78,12 +78,12 @@ async function mxHosts(domain: string, resolver: DnsResolver): Promise<MxHosts> 
 
 export async function lookupTargets(domain: string, resolver: DnsResolver, opts: LookupOptions): Promise<LookupResult> {
   const random = opts.random ?? Math.random;
-  const staticRoute = opts.routes[domain];
+  const staticRoute = opts.routes[domain] === undefined ? undefined : splitHostPort(opts.routes[domain], opts.port);
   const found: MxHosts = staticRoute
-    ? { kind: 'hosts', hosts: [{ host: splitHostPort(staticRoute, opts.port).host, preference: 0 }] }
+    ? { kind: 'hosts', hosts: [{ host: staticRoute.host, preference: 0 }] }
     : await mxHosts(domain, resolver);
   if (found.kind !== 'hosts') return found;
-  const port = staticRoute ? splitHostPort(staticRoute, opts.port).port : opts.port;
+  const port = staticRoute?.port ?? opts.port;
 
   const targets: Target[] = [];
   let temporary = false;

@@ -14,7 +14,7 @@ import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
 import { domainOf } from '../queue/job.js';
-import { messageIdOf, receivedHeader } from './received.js';
+import { receivedHeader } from './received.js';
 
 export interface IntakeDeps {
   listeners: ListenerConfig[];
@@ -131,7 +131,7 @@ export class Intake {
       hostname: this.deps.hostname, qid, secure: session.secure, recipients, now,
     });
     const body = Buffer.concat([Buffer.from(header, 'latin1'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER])]);
-    const messageId = messageIdOf(data);
+    const messageId = headers.get('message-id');
     try {
       await this.deps.enqueuer.enqueue({ qid, sender, recipients, body, receivedAt: now, messageId, bindings });
     } catch (err) {

@@ -13,7 +13,6 @@ import { buildDsn } from '../delivery/dsn.js';
 import type { RetryPolicy } from '../delivery/retry.js';
 import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
-import type { HookMessage } from '../hooks/signatures.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { Enqueuer } from './enqueue.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './job.js';
@@ -36,7 +35,13 @@ export interface ConsumerDeps {
   log: Logger;
 }
 
-const OUTCOME_HOOKS = ['log_delivery', 'log_transient_failure', 'log_permanent_failure'] as const;
+interface Outcome {
+  event: 'delivery' | 'transient_failure' | 'permanent_failure';
+  hook: 'log_delivery' | 'log_transient_failure' | 'log_permanent_failure';
+  replies: RecipientReply[];
+  msg: string;
+  extra?: Record<string, unknown>;
+}
 
 /** High enough that no crash loop ever turns a stalled job into a failed one. */
 const MAX_STALLED = 1_000_000;
@@ -95,13 +100,12 @@ export class Consumer {
       mx_host: result.target?.host, mx_ip: result.target?.address,
       age_s: Math.round((now - data.receivedAt) / 1000),
     };
-    const { log } = this.deps;
-    for (const g of byReply(outcome.delivered)) log.info({ event: 'delivery', ...common, recipients: g.recipients, reply: formatReply(g.reply) }, 'delivered');
-    for (const g of byReply(outcome.deferred)) {
-      log.info({ event: 'transient_failure', ...common, recipients: g.recipients, reply: formatReply(g.reply), next_attempt: new Date(outcome.retryAt!).toISOString() }, 'deferred');
-    }
-    for (const g of byReply(outcome.failed)) log.info({ event: 'permanent_failure', ...common, recipients: g.recipients, reply: formatReply(g.reply) }, 'failed');
-    this.fireOutcomeHooks(data, stored?.body, [outcome.delivered, outcome.deferred, outcome.failed], now);
+    this.record(data, stored?.body, common, [
+      { event: 'delivery', hook: 'log_delivery', replies: outcome.delivered, msg: 'delivered' },
+      { event: 'transient_failure', hook: 'log_transient_failure', replies: outcome.deferred, msg: 'deferred',
+        extra: outcome.retryAt === undefined ? {} : { next_attempt: new Date(outcome.retryAt).toISOString() } },
+      { event: 'permanent_failure', hook: 'log_permanent_failure', replies: outcome.failed, msg: 'failed' },
+    ], now);
 
     if (outcome.failed.length > 0 && data.sender !== '') await this.bounce(job, data, stored?.body, outcome.failed, result, now, attempt);
     if (outcome.deferred.length > 0) {
@@ -111,16 +115,20 @@ export class Consumer {
     }
   }
 
-  private fireOutcomeHooks(data: DeliveryJobData, body: Buffer | undefined, groups: RecipientReply[][], now: number): void {
-    const { hooks } = this.deps;
-    if (!OUTCOME_HOOKS.some((h) => hooks.has(h))) return;
-    const headers = body ? parseHeaders(body) : new Map<string, string>();
-    OUTCOME_HOOKS.forEach((hook, i) => {
-      for (const g of byReply(groups[i]!)) {
-        const msg: HookMessage = { qid: data.qid, sender: data.sender, recipients: g.recipients, headers };
-        hooks.fire(hook, msg, data.domain, now, formatReply(g.reply));
+  /** One log record and one outcome hook call per group of recipients sharing a reply. */
+  private record(data: DeliveryJobData, body: Buffer | undefined, common: Record<string, unknown>, outcomes: Outcome[], now: number): void {
+    const { hooks, log } = this.deps;
+    let headers: Map<string, string> | undefined;
+    for (const o of outcomes) {
+      const withHook = hooks.has(o.hook);
+      for (const g of byReply(o.replies)) {
+        const note = formatReply(g.reply);
+        log.info({ event: o.event, ...common, recipients: g.recipients, reply: note, ...o.extra }, o.msg);
+        if (!withHook) continue;
+        headers ??= body ? parseHeaders(body) : new Map<string, string>();
+        hooks.fire(o.hook, { qid: data.qid, sender: data.sender, recipients: g.recipients, headers }, data.domain, now, note);
       }
-    });
+    }
   }
 
   private async bounce(job: Job<DeliveryJobData>, data: DeliveryJobData, original: Buffer | undefined,
