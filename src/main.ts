@@ -6,10 +6,9 @@ import { Bindings } from './binding/registry.js';
 import { AddressSet } from './core/cidr.js';
 import { systemClock } from './core/clock.js';
 import type { Config } from './config/schema.js';
-import { OptionScopes, largestScopedValue } from './config/scopes.js';
+import { OptionScopes, hostOptions, largestScopedValue } from './config/scopes.js';
 import { AddressHealth } from './delivery/address-health.js';
 import { smtpConnector } from './delivery/connector.js';
-import { Deliverer } from './delivery/deliverer.js';
 import { DomainRecords } from './delivery/domain-record.js';
 import { HostConnections } from './delivery/host-connections.js';
 import { Initiator } from './delivery/initiator.js';
@@ -34,8 +33,16 @@ const JOB_ERROR_RETRY_MS = 60_000;
 /** Time past shutdown_timeout after which the daemon exits whatever is still closing. */
 const HARD_STOP_GRACE_MS = 5_000;
 
-export async function runDaemon(config: Config, configPath: string): Promise<void> {
-  const log = createLogger(config.log_level);
+/** A running daemon: what tests and the admin API reach, and how it stops. */
+export interface Daemon {
+  scheduler: Scheduler;
+  /** Stops intake, parks held mail, waits for sessions in flight, closes Redis. */
+  stop(): Promise<void>;
+  /** Makes a stop in progress stop waiting for sessions in flight (retried after restart). */
+  abandonSessions(): Promise<void>;
+}
+
+export async function startDaemon(config: Config, configPath: string, log = createLogger(config.log_level)): Promise<Daemon> {
   log.info({ event: 'starting', config: configPath, version: process.env.npm_package_version }, 'impulse starting');
 
   let embedded: EmbeddedRedis | undefined;
@@ -91,7 +98,7 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
         prohibited,
         skipHosts,
         hostFailureRetry: o.host_failure_retry,
-        hostLimit: (host) => config.hosts[host]?.max_outbound_connections,
+        hostLimit: (host) => hostOptions(config, host)?.max_outbound_connections,
         connectTimeout: o.connect_timeout,
         greetingTimeout: o.greeting_timeout,
         dataTimeout: o.data_timeout,
@@ -99,18 +106,35 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
       };
     },
   });
-  const deliverer = new Deliverer({ initiator, records: new DomainRecords(), hosts, clock: systemClock });
+  const store = new MessageStore(queueRedis, prefix);
+  const retryPolicy = (binding: string, domain: string) => {
+    const o = scopes.get(binding, domain);
+    return { retryInterval: o.retry_interval, maxRetryInterval: o.max_retry_interval, messageExpiration: o.message_expiration };
+  };
+  const scheduler = new Scheduler({
+    initiator,
+    records: new DomainRecords(),
+    hosts,
+    bindings,
+    hooks,
+    clock: systemClock,
+    log,
+    options: (binding, domain) => scopes.get(binding, domain),
+    scopeOf: (binding, domain, key) => scopes.scopeOf(binding, domain, key),
+    retryPolicy,
+    bodyOf: async (qid) => (await store.get(qid))?.body,
+    serverMaxConnections: config.server_max_outbound_connections,
+    migrate: config.migrate_connections_between_sibling_domains,
+    suspendedRecheck: config.suspended_recheck_interval,
+  });
   const consumer = new Consumer({
     connection: queueRedis,
     prefix,
-    concurrency: config.delivery_concurrency,
-    store: new MessageStore(queueRedis, prefix),
-    scheduler: new Scheduler(deliverer),
+    concurrency: config.max_active_messages,
+    store,
+    scheduler,
     enqueuer,
-    policy: (binding, domain) => {
-      const o = scopes.get(binding, domain);
-      return { retryInterval: o.retry_interval, maxRetryInterval: o.max_retry_interval, messageExpiration: o.message_expiration };
-    },
+    policy: retryPolicy,
     reportingMta: config.hostname,
     bindings,
     hooks,
@@ -132,16 +156,22 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
   }
   log.info({ event: 'ready', listeners: config.listen.map((l) => `${l.address}:${l.port}`) }, 'impulse ready');
 
-  async function stop(force = false): Promise<void> {
+  async function stop(): Promise<void> {
     await intake.close();
-    await consumer.close(force);
+    await consumer.close();
     await hooks.idle();
     await queue.close();
     intakeRedis.disconnect();
     queueRedis.disconnect();
     await embedded?.stop();
   }
+  return { scheduler, stop, abandonSessions: () => consumer.close(true) };
+}
 
+/** Runs the daemon until SIGTERM or SIGINT, then stops it within shutdown_timeout. */
+export async function runDaemon(config: Config, configPath: string): Promise<void> {
+  const log = createLogger(config.log_level);
+  const daemon = await startDaemon(config, configPath, log);
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -150,7 +180,7 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
       log.info({ event: 'stopping', signal }, 'stopping: no new mail accepted, finishing sessions in flight');
       const deadline = setTimeout(() => {
         log.warn({ event: 'shutdown_timeout', after_ms: config.shutdown_timeout }, 'sessions still in flight; they will be retried after restart');
-        void consumer.close(true);
+        void daemon.abandonSessions();
       }, config.shutdown_timeout);
       // Past this, something (an unreachable Redis) holds the close: every queued message is
       // already in Redis and jobs in flight are retried after restart, so exiting loses nothing.
@@ -158,7 +188,7 @@ export async function runDaemon(config: Config, configPath: string): Promise<voi
         log.error({ event: 'shutdown_forced', after_ms: config.shutdown_timeout + HARD_STOP_GRACE_MS }, 'shutdown did not complete; exiting');
         resolve();
       }, config.shutdown_timeout + HARD_STOP_GRACE_MS);
-      stop().then(() => {
+      daemon.stop().then(() => {
         clearTimeout(deadline);
         clearTimeout(hardDeadline);
         log.info({ event: 'stopped' }, 'impulse stopped');

@@ -1,15 +1,21 @@
 // Proves the helpers behave like the real things they stand in for, so a daemon test failure
 // points at the daemon rather than at the harness.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { promises as dns } from 'node:dns';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { DelayedError, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { startEmbeddedRedis } from '../src/queue/embedded-redis.js';
 import { startDns, type Zone } from './helpers/dns.js';
+import { readJobs, embeddedRedisSocket } from './helpers/jobs.js';
 import { startRedis } from './helpers/redis.js';
 import { startSink } from './helpers/sink.js';
-import { makeMessage, sendMail, smtpDialogue } from './helpers/smtp-client.js';
+import { makeMessage, sendMail, sendMany, smtpDialogue } from './helpers/smtp-client.js';
 
 function refused(host: string, port: number): Promise<string | undefined> {
   return new Promise((resolve) => {
@@ -222,4 +228,114 @@ test('redis starts, survives SIGKILL with its AOF, and cleans up', async () => {
     await redis.stop();
   }
   assert.equal(existsSync(redis.dir), false);
+});
+
+test('sink counts simultaneous connections overall and per source address', async () => {
+  const sink = await startSink({ host: '127.0.0.2' });
+  const open = (localAddress: string) => {
+    const s = connect({ host: sink.host, port: sink.port, localAddress });
+    s.on('error', () => undefined);
+    return s;
+  };
+  const clients: Socket[] = [];
+  try {
+    clients.push(open('127.0.0.1'), open('127.0.0.1'), open('127.0.0.1'));
+    await sink.waitForConnections(3);
+    assert.deepEqual(sink.peakConcurrency(), { total: 3, bySource: { '127.0.0.1': 3 } });
+    assert.equal(sink.open, 3);
+
+    // A connection opened after another closed does not raise the peak.
+    clients.shift()!.destroy();
+    await sink.waitForOpen(2);
+    clients.push(open('127.0.0.4'));
+    await sink.waitForConnections(4);
+    assert.deepEqual(sink.peakConcurrency(), { total: 3, bySource: { '127.0.0.1': 3, '127.0.0.4': 1 } });
+  } finally {
+    for (const c of clients) c.destroy();
+    await sink.close();
+  }
+  assert.deepEqual(
+    sink.connectionLog.map((c) => [c.id, c.remoteAddress, c.closedAt! >= c.openedAt]),
+    [[1, '127.0.0.1', true], [2, '127.0.0.1', true], [3, '127.0.0.1', true], [4, '127.0.0.4', true]],
+  );
+});
+
+test('sendMany spreads messages over a fixed number of sessions and reports each reply', async () => {
+  const sink = await startSink({
+    host: '127.0.0.2',
+    behaviour: ({ stage, message }) =>
+      stage === 'data' && message!.rcptTo.includes('big@dest.test') ? { code: 552, message: '5.3.4 too big' } : undefined,
+  });
+  try {
+    const messages = Array.from({ length: 50 }, (_, i) => ({
+      from: 'a@origin.test',
+      to: [`r${i}@dest.test`],
+      raw: makeMessage({ from: 'a@origin.test', to: [`r${i}@dest.test`] }),
+    }));
+    const replies = await sendMany({ host: sink.host, port: sink.port, messages, connections: 3 });
+    assert.equal(replies.length, 50);
+    assert.ok(replies.every((r) => /^250 /.test(r)), replies.join('\n'));
+    await sink.waitForMessages(50);
+    assert.deepEqual(
+      sink.messages.map((m) => m.rcptTo[0]).sort(),
+      messages.map((m) => m.to[0]).sort(),
+    );
+    assert.equal(sink.connections, 3);
+    assert.equal(sink.peakConcurrency().total, 3);
+    assert.equal(new Set(sink.messages.map((m) => m.connectionId)).size, 3);
+
+    const bad = [...messages.slice(0, 5), { from: 'a@origin.test', to: ['big@dest.test'], raw: 'Subject: x\r\n\r\nx' }];
+    await assert.rejects(sendMany({ host: sink.host, port: sink.port, messages: bad, connections: 2 }), {
+      responseCode: 552,
+      response: '552 5.3.4 too big',
+    });
+    assert.deepEqual(await sendMany({ host: sink.host, port: sink.port, messages: [] }), []);
+  } finally {
+    await sink.close();
+  }
+});
+
+test('readJobs lists queued delivery jobs with the due time of deferred ones', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'impulse-jobs-'));
+  const redis = await startEmbeddedRedis({ dir, binary: 'redis-server', appendfsync: 'no' }, pino({ level: 'silent' }));
+  const conn = new Redis({ path: embeddedRedisSocket(dir), maxRetriesPerRequest: null });
+  const queue = new Queue('delivery', { connection: conn, prefix: 'impulse' });
+  const workerConn = new Redis({ path: embeddedRedisSocket(dir), maxRetriesPerRequest: null });
+  try {
+    const data = (qid: string) => ({ qid, domain: 'dest.test', sender: 'a@origin.test', recipients: ['b@dest.test'], receivedAt: 1, attempts: 0 });
+    const before = Date.now();
+    // The daemon defers by moveToDelayed from inside the processor, which keeps the job's
+    // creation timestamp (backdated here so that timestamp + delay would be visibly wrong).
+    await queue.add('deliver', data('deferred'), { jobId: 'deferred-0', timestamp: before - 600_000 });
+    const retryAt = Date.now() + 3_600_000;
+    const deferred = new Promise<void>((resolve) => {
+      const worker = new Worker(
+        'delivery',
+        async (job, token) => {
+          await job.moveToDelayed(retryAt, token);
+          void worker.close().then(resolve);
+          throw new DelayedError();
+        },
+        { connection: workerConn, prefix: 'impulse' },
+      );
+    });
+    await deferred;
+    await queue.add('deliver', data('waiting'), { jobId: 'waiting-0' });
+    await queue.add('deliver', data('later'), { jobId: 'later-0', delay: 60_000 });
+
+    const jobs = await readJobs(dir, ['delayed', 'wait']);
+    const byId = Object.fromEntries(jobs.map((j) => [j.id, j]));
+    assert.deepEqual(Object.keys(byId).sort(), ['deferred-0', 'later-0', 'waiting-0']);
+    assert.equal(byId['deferred-0']!.delayUntil, retryAt);
+    assert.ok(Math.abs(byId['later-0']!.delayUntil! - (before + 60_000)) < 5_000);
+    assert.equal(byId['waiting-0']!.delayUntil, undefined);
+    assert.equal(byId['waiting-0']!.data.qid, 'waiting');
+    assert.deepEqual((await readJobs(dir, ['active'])), []);
+  } finally {
+    await queue.close();
+    conn.disconnect();
+    workerConn.disconnect();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -60,6 +60,10 @@ export class Bindings {
     this.suspended.delete(name);
   }
 
+  isSuspended(name: string): boolean {
+    return this.suspended.has(name);
+  }
+
   /**
    * The binding a job leaves from at this attempt. A binding or group that no longer exists
    * (after a reload) falls back to the default rather than stranding the mail.

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { parseCidr } from '../core/cidr.js';
 import { badRegexKeys } from './regex-keys.js';
-import { parseDuration, parseSize } from './units.js';
+import { parseDuration, parseRate, parseSize } from './units.js';
 
 const DEFAULT_PROHIBITED_HOSTS = [
   '0.0.0.0/8', '127.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10',
@@ -19,13 +19,13 @@ const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5}
   message: 'expected host or host:port, such as mx.example.net:25 or [2001:db8::1]:25',
 });
 
-function unitText(parse: (v: string | number) => number | undefined, what: string, example: string) {
+function unitText(parse: (v: string | number) => unknown, what: string, example: string) {
   return z.union([z.string(), z.number()]).refine((v) => parse(v) !== undefined, {
     message: `expected a ${what} such as ${example}`,
   });
 }
 
-function unitValue(parse: (v: string | number) => number | undefined, what: string, example: string) {
+function unitValue<T>(parse: (v: string | number) => T | undefined, what: string, example: string) {
   return unitText(parse, what, example).transform((v) => parse(v)!);
 }
 
@@ -53,11 +53,13 @@ const plugin = z.strictObject({
 /** Delivery options that may be set per scope; see src/config/scopes.ts for the fallback order. */
 export const SCOPED_OPTIONS = [
   'remote_smtp_port', 'connect_timeout', 'greeting_timeout', 'data_timeout', 'retry_interval', 'max_retry_interval',
-  'message_expiration', 'tls', 'host_failure_retry',
+  'message_expiration', 'tls', 'host_failure_retry', 'max_outbound_connections', 'scope_max_outbound_connections',
+  'connection_allocation_aggressiveness', 'outbound_throttle_messages', 'outbound_throttle_connections',
+  'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready',
 ] as const;
 
-function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodType>(
-  duration: (byDefault: string) => D, durationOpt: () => DO, size: (byDefault: string) => S,
+function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodType, R extends z.ZodType>(
+  duration: (byDefault: string) => D, durationOpt: () => DO, size: (byDefault: string) => S, rateOpt: () => R,
 ) {
   const scoped = {
     remote_smtp_port: z.number().int().min(1).max(65535).optional().describe('TCP port of remote MX hosts'),
@@ -70,6 +72,21 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     tls: z.enum(['ifavailable', 'required', 'no']).optional()
       .describe('outbound STARTTLS: use when offered, insist on it (else defer), or never'),
     host_failure_retry: durationOpt().describe('how long an address that refused or timed out is skipped, per binding'),
+    max_outbound_connections: z.number().int().min(1).optional()
+      .describe('connections per binding × domain (in a hosts entry: per MX host across bindings)'),
+    scope_max_outbound_connections: z.number().int().min(1).optional()
+      .describe('connections to a domain across all bindings when set globally or per domain; per binding × domain when set in a binding scope'),
+    connection_allocation_aggressiveness: z.enum(['normal', 'high']).optional()
+      .describe('how fast the connection goal grows with the active queue: normal reaches 63% of the limit at 100 messages, high at 40'),
+    outbound_throttle_messages: rateOpt().describe('messages started per period, "N" (per second) or "N/S" (per S seconds); one budget shared by every pair that takes it from the same scope'),
+    outbound_throttle_connections: rateOpt().describe('connections opened per period, "N" or "N/S"; shared like outbound_throttle_messages'),
+    max_deliveries_per_connection: z.number().int().min(0).optional().describe('successful deliveries after which a connection is closed; 0 = unlimited'),
+    max_recipients_per_batch: z.number().int().min(1).optional().describe('recipients per SMTP transaction; a message with more is sent in several'),
+    idle_timeout: durationOpt().describe('how long a connection with nothing to send is held open for more mail'),
+    mx_failures_to_delay: z.number().int().min(0).optional()
+      .describe('consecutive connection failures across all MXs of a domain after which the whole domain is delayed; 0 = never'),
+    max_ready: z.number().int().min(1).optional()
+      .describe('messages held in memory ready for delivery per binding × domain; the rest wait in Redis'),
   };
   const domainScopes = z.record(z.string(), z.strictObject(scoped)).optional()
     .describe('delivery options per destination domain; a key written /regex/ matches by pattern (literal keys win)');
@@ -138,6 +155,19 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     message_expiration: duration('24h')
       .describe('age after which undelivered mail fails with 554 5.4.7'),
     tls: scoped.tls.unwrap().default('ifavailable'),
+    max_outbound_connections: scoped.max_outbound_connections.unwrap().default(32),
+    scope_max_outbound_connections: scoped.scope_max_outbound_connections,
+    connection_allocation_aggressiveness: scoped.connection_allocation_aggressiveness.unwrap().default('normal'),
+    outbound_throttle_messages: scoped.outbound_throttle_messages,
+    outbound_throttle_connections: scoped.outbound_throttle_connections,
+    max_deliveries_per_connection: scoped.max_deliveries_per_connection.unwrap().default(0),
+    max_recipients_per_batch: scoped.max_recipients_per_batch.unwrap().default(100),
+    idle_timeout: duration('5s').describe('how long a connection with nothing to send is held open for more mail'),
+    mx_failures_to_delay: scoped.mx_failures_to_delay.unwrap().default(50),
+    max_ready: scoped.max_ready.unwrap().default(1000),
+    server_max_outbound_connections: z.number().int().min(1).default(20000).describe('outbound connections open at once, all bindings and domains'),
+    migrate_connections_between_sibling_domains: z.boolean().default(true)
+      .describe('a connection with nothing left for its domain moves on to another domain sharing that MX host'),
     domains: domainScopes.unwrap().default({}),
     prohibited_hosts: z.array(cidr).default(DEFAULT_PROHIBITED_HOSTS)
       .describe('destination addresses never connected to; a domain whose MXs are all here fails with 551 5.4.6'),
@@ -152,10 +182,13 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('mail with no (or an unknown) binding: normal sends it from the default binding, none refuses it at intake with 451'),
     host_failure_retry: duration('120s').describe('how long an address that refused or timed out is skipped, per binding'),
     skip_hosts: z.array(z.string()).default([]).describe('MX host names or addresses never connected to; other MXs of the domain are still used'),
-    hosts: z.record(z.string(), hostOptions).default({}).describe('options per MX host name'),
+    hosts: z.record(z.string(), hostOptions).default({})
+      .describe('options per MX host name; a key written /regex/ matches by pattern (literal keys win)'),
     plugins: z.array(plugin).default([]).describe('plugins loaded at start, in order'),
     hook_timeout: duration('5s').describe('time a hook handler may take before it is abandoned and logged'),
-    delivery_concurrency: z.number().int().min(1).default(64).describe('deliveries in progress at once'),
+    max_active_messages: z.number().int().min(1).default(10000)
+      .describe('messages held in memory ready for delivery, all domains together; the rest wait in Redis'),
+    suspended_recheck_interval: duration('15s').describe('how often mail parked by a suspended domain or binding is looked at again'),
     shutdown_timeout: duration('30s').describe('time sessions in flight get to finish on SIGTERM'),
   }).superRefine((cfg, ctx) => {
     // Runs even when other keys are invalid (see `when`), so every error shows in one pass;
@@ -181,6 +214,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       }
     };
     regexCheck(cfg.domains, ['domains']);
+    regexCheck(cfg.hosts, ['hosts']);
     list<{ domains?: unknown }>(cfg.bindings).forEach((b, i) => regexCheck(b?.domains, ['bindings', i, 'domains']));
     list<{ domains?: unknown }>(cfg.binding_groups).forEach((g, i) => regexCheck(g?.domains, ['binding_groups', i, 'domains']));
     list<{ binding?: unknown; binding_group?: unknown }>(cfg.binding_rules).forEach((r, i) => {
@@ -191,14 +225,17 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
 }
 
 const DURATION_EXAMPLE = '30s, 20m, 12h or 7d';
+const RATE_EXAMPLE = '"10" (per second) or "100/60" (per 60 seconds)';
 export const documentSchema = makeSchema(
   (d) => unitText(parseDuration, 'duration', DURATION_EXAMPLE).prefault(d),
   () => unitText(parseDuration, 'duration', DURATION_EXAMPLE).optional(),
-  (d) => unitText(parseSize, 'size', '25MB').prefault(d));
+  (d) => unitText(parseSize, 'size', '25MB').prefault(d),
+  () => unitText(parseRate, 'throttle', RATE_EXAMPLE).optional());
 export const runtimeSchema = makeSchema(
   (d) => unitValue(parseDuration, 'duration', DURATION_EXAMPLE).prefault(d),
   () => unitValue(parseDuration, 'duration', DURATION_EXAMPLE).optional(),
-  (d) => unitValue(parseSize, 'size', '25MB').prefault(d));
+  (d) => unitValue(parseSize, 'size', '25MB').prefault(d),
+  () => unitValue(parseRate, 'throttle', RATE_EXAMPLE).optional());
 export type ConfigDocument = z.output<typeof documentSchema>;
 export type Config = z.output<typeof runtimeSchema>;
 export type ListenerConfig = Config['listen'][number];

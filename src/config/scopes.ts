@@ -56,8 +56,9 @@ export function explainOptions(cfg: ScopedConfig & Options, binding: string, dom
   const scopes = chain(cfg, binding, domain);
   const out = {} as Record<ScopedOption, Resolved>;
   for (const key of SCOPED_OPTIONS) {
-    const hit = scopes.find((s) => s.options[key] !== undefined)!;
-    out[key] = { value: hit.options[key], scope: hit.scope };
+    // Options without a global default (throttles, scope_max_outbound_connections) may be unset everywhere.
+    const hit = scopes.find((s) => s.options[key] !== undefined);
+    out[key] = { value: hit?.options[key], scope: hit?.scope ?? 'global' };
   }
   return out;
 }
@@ -68,22 +69,42 @@ export type ScopedValues = Pick<Config, ScopedOption>;
 /** Bounds the memo: one entry per (binding, domain) pair seen, and domains are unbounded. */
 const MEMO_LIMIT = 10_000;
 
+interface Memo {
+  values: ScopedValues;
+  explained: Record<ScopedOption, Resolved>;
+}
+
 export class OptionScopes {
-  private readonly memo = new Map<string, ScopedValues>();
+  private readonly memo = new Map<string, Memo>();
 
   constructor(private readonly cfg: Config) {}
 
   get(binding: string, domain: string): ScopedValues {
-    const key = `${binding}\u0000${domain}`;
-    let values = this.memo.get(key);
-    if (!values) {
-      const explained = explainOptions(this.cfg, binding, domain);
-      values = Object.fromEntries(SCOPED_OPTIONS.map((k) => [k, explained[k].value])) as ScopedValues;
-      if (this.memo.size >= MEMO_LIMIT) this.memo.clear();
-      this.memo.set(key, values);
-    }
-    return values;
+    return this.entry(binding, domain).values;
   }
+
+  /** The scope an option's value comes from: shared budgets (throttles) are keyed by it. */
+  scopeOf(binding: string, domain: string, key: ScopedOption): string {
+    return this.entry(binding, domain).explained[key].scope;
+  }
+
+  private entry(binding: string, domain: string): Memo {
+    const key = `${binding}\u0000${domain}`;
+    let m = this.memo.get(key);
+    if (!m) {
+      const explained = explainOptions(this.cfg, binding, domain);
+      m = { explained, values: Object.fromEntries(SCOPED_OPTIONS.map((k) => [k, explained[k].value])) as ScopedValues };
+      if (this.memo.size >= MEMO_LIMIT) this.memo.clear();
+      this.memo.set(key, m);
+    }
+    return m;
+  }
+}
+
+/** Options of an MX host: a literal key wins over /regex/ keys, tried in the order written. */
+export function hostOptions(cfg: Pick<Config, 'hosts'>, host: string): Config['hosts'][string] | undefined {
+  const h = host.toLowerCase();
+  return cfg.hosts[h] ?? Object.entries(cfg.hosts).find(([key]) => regexKey(key)?.test(h))?.[1];
 }
 
 /** The largest value a numeric scoped option takes in any scope (for bounds such as body TTLs). */

@@ -22,3 +22,21 @@ export function parseSize(value: string | number): number | undefined {
   if (!m) return undefined;
   return Math.round(Number(m[1]) * SIZE_UNIT[(m[2] ?? 'b').toLowerCase()]!);
 }
+
+/** A throttle: at most `count` events in any window of `perMs`. */
+export interface Rate {
+  count: number;
+  perMs: number;
+}
+
+const RATE = /^(\d+)\s*(?:\/\s*(.+))?$/;
+
+/** Momentum's throttle syntax: "N" is N per second, "N/S" is N per S (seconds, or a duration). */
+export function parseRate(value: string | number): Rate | undefined {
+  const m = RATE.exec(String(value).trim());
+  if (!m) return undefined;
+  const count = Number(m[1]);
+  const perMs = m[2] === undefined ? 1000 : parseDuration(/^\d+(\.\d+)?$/.test(m[2].trim()) ? Number(m[2]) : m[2]);
+  if (count < 1 || perMs === undefined || perMs <= 0) return undefined;
+  return { count, perMs };
+}

@@ -27,6 +27,10 @@ export interface SmtpEnvelope {
 /** An SMTP client session; nodemailer's SMTPConnection in production. */
 export interface SmtpClient {
   readonly secure: boolean;
+  /** True once the session has ended, by either side. */
+  readonly closed: boolean;
+  onClose(listener: () => void): void;
+  offClose(listener: () => void): void;
   send(envelope: SmtpEnvelope, body: Buffer): Promise<SMTPConnection.SentMessageInfo>;
   reset(): Promise<void>;
   quit(): void;
@@ -59,8 +63,12 @@ export const smtpConnector: Connector = (spec) => new Promise((resolve, reject) 
     tls: { rejectUnauthorized: false, servername: spec.host },
   });
   let ready = false;
+  let closed = false;
   conn.on('error', (err: Error) => {
     if (!ready) reject(err);
+  });
+  conn.once('end', () => {
+    closed = true;
   });
   conn.connect(() => {
     ready = true;
@@ -68,6 +76,11 @@ export const smtpConnector: Connector = (spec) => new Promise((resolve, reject) 
       get secure() {
         return conn.secure;
       },
+      get closed() {
+        return closed;
+      },
+      onClose: (listener) => conn.once('end', listener),
+      offClose: (listener) => conn.off('end', listener),
       send: (envelope, body) => new Promise((res, rej) => conn.send(envelope, body, (err, info) => (err ? rej(err) : res(info)))),
       reset: () => new Promise((res, rej) => conn.reset((err) => (err ? rej(err) : res()))),
       quit: () => conn.quit(),

@@ -55,7 +55,7 @@ export class DomainRecord {
   }
 }
 
-/** Domain records by name, created on first use. */
+/** Domain records by name, created on first use; the scheduler forgets idle ones. */
 export class DomainRecords {
   private readonly records = new Map<string, DomainRecord>();
 
@@ -66,5 +66,9 @@ export class DomainRecords {
       this.records.set(domain, r);
     }
     return r;
+  }
+
+  delete(domain: string): void {
+    this.records.delete(domain);
   }
 }

@@ -63,7 +63,8 @@ export class ConnectionHandle<U = unknown> implements HookConnection {
   private counted = false;
 
   constructor(
-    readonly domain: DomainRecord,
+    /** The domain the connection serves now; changes when it migrates to a sibling domain. */
+    public domain: DomainRecord,
     readonly bindingInfo: Binding,
     public target: Target,
     readonly userData: U,

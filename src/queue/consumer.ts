@@ -7,15 +7,16 @@ import type { Logger } from 'pino';
 import type { Bindings } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
 import { parseHeaders } from '../core/headers.js';
-import { type Reply, formatReply, reply } from '../core/reply.js';
-import type { DeliveryResult } from '../delivery/deliverer.js';
+import { type Reply, formatReply } from '../core/reply.js';
 import { buildDsn } from '../delivery/dsn.js';
+import { flagNames } from '../delivery/flags.js';
 import type { RetryPolicy } from '../delivery/retry.js';
 import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
+import type { DeliveryResult, Outcome } from '../scheduler/entry.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { Enqueuer } from './enqueue.js';
-import { DELIVERY_QUEUE, type DeliveryJobData } from './job.js';
+import { DELIVERY_QUEUE, type DeliveryJobData, HISTORY_LIMIT } from './job.js';
 import { settle } from './settle.js';
 import type { MessageStore } from './store.js';
 
@@ -35,7 +36,7 @@ export interface ConsumerDeps {
   log: Logger;
 }
 
-interface Outcome {
+interface LogOutcome {
   event: 'delivery' | 'transient_failure' | 'permanent_failure';
   hook: 'log_delivery' | 'log_transient_failure' | 'log_permanent_failure';
   replies: RecipientReply[];
@@ -79,44 +80,65 @@ export class Consumer {
     this.worker.on('error', (err) => this.deps.log.error({ event: 'queue_error', err: err.message }, 'queue worker error'));
   }
 
-  /** Stops taking jobs; waits for jobs in flight unless forced (those are retried after restart). */
+  /** Stops taking jobs and parks held ones; waits for sessions in flight unless forced (those are retried after restart). */
   async close(force = false): Promise<void> {
-    await this.worker?.close(force);
+    const closing = this.worker?.close(force);
+    this.deps.scheduler.close();
+    await closing;
   }
 
   private async process(job: Job<DeliveryJobData>, token: string | undefined): Promise<void> {
     const data = job.data;
-    const { clock } = this.deps;
-    const stored = await this.deps.store.get(data.qid);
+    const { clock, log } = this.deps;
     const binding = this.deps.bindings.resolve({ binding: data.binding, group: data.bindingGroup }, data.qid);
-    const result: DeliveryResult = stored
-      ? await this.deps.scheduler.deliver({ domain: data.domain, binding, sender: data.sender, recipients: data.recipients, body: stored.body })
-      : { replies: data.recipients.map((recipient) => ({ recipient, reply: reply(554, '5.3.0', '[internal] message body missing from the store') })) };
+    const outcome = await new Promise<Outcome>((resolve) => this.deps.scheduler.admit({
+      qid: data.qid, domain: data.domain, binding, sender: data.sender, recipients: data.recipients,
+      attempts: data.attempts, returning: data.waiting, settle: resolve,
+    }));
+    if (outcome.kind === 'parked') {
+      log.debug({ event: 'parked', qid: data.qid, domain: data.domain, binding: binding.name, reason: outcome.reason, until: new Date(outcome.until).toISOString() }, 'parked');
+      await job.updateData({ ...data, waiting: 'parked' });
+      await job.moveToDelayed(outcome.until, token);
+      throw new DelayedError();
+    }
+    const { result, action } = outcome;
     const now = clock.now();
     const attempt = data.attempts + 1;
-    const outcome = settle(result.replies, now, data.receivedAt, attempt, this.deps.policy(binding.name, data.domain));
+    const settled = settle(result.replies, now, data.receivedAt, attempt, this.deps.policy(binding.name, data.domain));
+    const wantsBody = (settled.failed.length > 0 && data.sender !== '')
+      || this.deps.hooks.has('log_delivery') || this.deps.hooks.has('log_transient_failure') || this.deps.hooks.has('log_permanent_failure');
+    const body = result.body ?? (wantsBody ? (await this.deps.store.get(data.qid))?.body : undefined);
     const common = {
       qid: data.qid, message_id: data.messageId, domain: data.domain, binding: binding.name, attempt,
       mx_host: result.target?.host, mx_ip: result.target?.address,
       age_s: Math.round((now - data.receivedAt) / 1000),
+      ...(action ? { action } : {}),
+      ...(result.flags !== undefined ? { flags: flagNames(result.flags) } : {}),
     };
-    this.record(data, stored?.body, common, [
-      { event: 'delivery', hook: 'log_delivery', replies: outcome.delivered, msg: 'delivered' },
-      { event: 'transient_failure', hook: 'log_transient_failure', replies: outcome.deferred, msg: 'deferred',
-        extra: outcome.retryAt === undefined ? {} : { next_attempt: new Date(outcome.retryAt).toISOString() } },
-      { event: 'permanent_failure', hook: 'log_permanent_failure', replies: outcome.failed, msg: 'failed' },
+    this.record(data, body, common, [
+      { event: 'delivery', hook: 'log_delivery', replies: settled.delivered, msg: 'delivered' },
+      { event: 'transient_failure', hook: 'log_transient_failure', replies: settled.deferred, msg: 'deferred',
+        extra: settled.retryAt === undefined ? {} : { next_attempt: new Date(settled.retryAt).toISOString() } },
+      { event: 'permanent_failure', hook: 'log_permanent_failure', replies: settled.failed, msg: 'failed' },
     ], now);
 
-    if (outcome.failed.length > 0 && data.sender !== '') await this.bounce(job, data, stored?.body, outcome.failed, result, now, attempt);
-    if (outcome.deferred.length > 0) {
-      await job.updateData({ ...data, recipients: outcome.deferred.map((r) => r.recipient), attempts: attempt });
-      await job.moveToDelayed(outcome.retryAt!, token);
+    if (settled.failed.length > 0 && data.sender !== '') await this.bounce(job, data, body, settled.failed, result, now, attempt);
+    if (settled.deferred.length > 0) {
+      const history = [...(data.history ?? []), {
+        at: new Date(now).toISOString(), attempt, reply: formatReply(settled.deferred[0]!.reply),
+        ...(action ? { action } : {}),
+        ...(result.flags !== undefined ? { flags: flagNames(result.flags) } : {}),
+        ...(result.target ? { mx_host: result.target.host } : {}),
+      }].slice(-HISTORY_LIMIT);
+      await job.updateData({ ...data, recipients: settled.deferred.map((r) => r.recipient), attempts: attempt, waiting: 'retry', history });
+      this.deps.scheduler.noteDeferred(data.domain);
+      await job.moveToDelayed(settled.retryAt!, token);
       throw new DelayedError();
     }
   }
 
   /** One log record and one outcome hook call per group of recipients sharing a reply. */
-  private record(data: DeliveryJobData, body: Buffer | undefined, common: Record<string, unknown>, outcomes: Outcome[], now: number): void {
+  private record(data: DeliveryJobData, body: Buffer | undefined, common: Record<string, unknown>, outcomes: LogOutcome[], now: number): void {
     const { hooks, log } = this.deps;
     let headers: Map<string, string> | undefined;
     for (const o of outcomes) {

@@ -1,11 +1,445 @@
-// The seam between the queue and delivery. For now every piece of work goes straight to the
-// deliverer; grouping by domain and binding, limits and connection reuse belong here.
-import type { Deliverer, DeliveryRequest, DeliveryResult } from '../delivery/deliverer.js';
+// Momentum's mail queue maintainer: held jobs wait in per binding × domain active queues; each
+// queue gets connections toward a goal that grows with it, under every cap; connection failures
+// turn into Momentum's actions (requeue one, purge the domain, delay the domain). Mail that
+// cannot be held now (queue full, domain delayed or suspended) is parked back in Redis without
+// an attempt charged, so no domain's backlog blocks another's.
+import type { Logger } from 'pino';
+import type { Bindings } from '../binding/registry.js';
+import type { Clock } from '../core/clock.js';
+import { type Reply, isSuccess, reply } from '../core/reply.js';
+import type { ScopedValues } from '../config/scopes.js';
+import type { DomainRecords } from '../delivery/domain-record.js';
+import {
+  CONN_ACTION_PURGE_DOMAIN, CONN_ACTION_REQUEUE1, CONN_ERROR_HOST_MAX_REACHED, CONN_ERROR_MX_LOOKUP_PENDING,
+} from '../delivery/flags.js';
+import type { HostConnections } from '../delivery/host-connections.js';
+import type { ConnectionError, ConnectionHandle, Initiator } from '../delivery/initiator.js';
+import { type RetryPolicy, retryDelay } from '../delivery/retry.js';
+import type { HookRegistry } from '../hooks/registry.js';
+import { type ConnectionOwner, OutboundConnection } from './connection.js';
+import { DomainState, type Pair } from './domain-state.js';
+import type { Action, DeliveryResult, Entry } from './entry.js';
+import { connectionGoal, parkDelay, roomForConnections } from './policy.js';
+import { type SchedulerState, domainView } from './state.js';
+import { Throttles } from './throttle.js';
 
-export class Scheduler {
-  constructor(private readonly deliverer: Deliverer) {}
+type ThrottleKey = 'outbound_throttle_messages' | 'outbound_throttle_connections' | 'scope_max_outbound_connections';
 
-  deliver(work: DeliveryRequest): Promise<DeliveryResult> {
-    return this.deliverer.deliver(work);
+export interface SchedulerDeps {
+  initiator: Initiator;
+  records: DomainRecords;
+  hosts: HostConnections;
+  bindings: Bindings;
+  hooks: HookRegistry;
+  clock: Clock;
+  log: Logger;
+  options(binding: string, domain: string): ScopedValues;
+  /** The scope an option comes from: shared budgets are keyed by it. */
+  scopeOf(binding: string, domain: string, key: ThrottleKey): string;
+  retryPolicy(binding: string, domain: string): RetryPolicy;
+  bodyOf(qid: string): Promise<Buffer | undefined>;
+  serverMaxConnections: number;
+  migrate: boolean;
+  suspendedRecheck: number;
+  random?: () => number;
+}
+
+/** Domains idle this long with nothing queued are forgotten (their MX state is refetched). */
+const SWEEP_INTERVAL_MS = 60_000;
+
+export class Scheduler implements ConnectionOwner {
+  private readonly domains = new Map<string, DomainState>();
+  private readonly throttles = new Throttles();
+  /** Pairs that want more connections than a shared cap (scope, server) allows now. */
+  private readonly blocked = new Set<Pair>();
+  /** Pairs that have (or had) ready mail: where an emptied connection looks for a sibling. */
+  private readonly readyPairs = new Set<Pair>();
+  private readonly connections = new Set<OutboundConnection>();
+  private connecting = 0;
+  private closing = false;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly deps: SchedulerDeps) {
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
+  }
+
+  /** Takes a job into its active queue, or parks it; `entry.settle` reports which, once. */
+  admit(entry: Entry): void {
+    const now = this.deps.clock.now();
+    const ds = this.domain(entry.domain);
+    const pair = ds.pair(entry.binding);
+    if (entry.returning) ds.delayed = Math.max(0, ds.delayed - 1);
+    if (entry.returning === 'parked') pair.parked = Math.max(0, pair.parked - 1);
+    ds.apply({ kind: 'tick', now });
+    if (this.closing) return this.park(pair, entry, now, 'stopping');
+    if (ds.suspended || this.deps.bindings.isSuspended(entry.binding.name)) {
+      return this.park(pair, entry, now + this.deps.suspendedRecheck, 'suspended');
+    }
+    if (ds.phase.phase === 'delayed') return this.park(pair, entry, ds.phase.until, 'domain delayed');
+    if (pair.ready.length >= this.options(pair).max_ready) {
+      pair.parked++;
+      const wait = parkDelay(pair.parked, pair.drain.perSecond(now), (this.deps.random ?? Math.random)());
+      return this.park(pair, entry, now + wait, 'active queue full');
+    }
+    pair.ready.push(entry);
+    this.readyPairs.add(pair);
+    this.maintain(pair);
+  }
+
+  /** Counts a job the consumer put back in the delayed set after an attempt. */
+  noteDeferred(domain: string): void {
+    this.domain(domain).delayed++;
+  }
+
+  suspendDomain(domain: string): void {
+    const ds = this.domain(domain);
+    ds.suspended = true;
+    this.parkAll([...ds.pairs.values()], this.deps.clock.now() + this.deps.suspendedRecheck, 'suspended');
+  }
+
+  resumeDomain(domain: string): void {
+    const ds = this.domains.get(domain);
+    if (!ds) return;
+    ds.suspended = false;
+    for (const p of ds.pairs.values()) this.maintain(p);
+  }
+
+  suspendBinding(name: string): void {
+    this.deps.bindings.suspend(name);
+    this.parkAll(this.pairsOf(name), this.deps.clock.now() + this.deps.suspendedRecheck, 'suspended');
+  }
+
+  resumeBinding(name: string): void {
+    this.deps.bindings.resume(name);
+    for (const p of this.pairsOf(name)) this.maintain(p);
+  }
+
+  /** The observable state of every domain the scheduler knows, or of one. */
+  state(domain?: string): SchedulerState {
+    const now = this.deps.clock.now();
+    const all = [...this.domains.values()];
+    const picked = domain === undefined ? all : all.filter((d) => d.domain === domain);
+    return {
+      connections: this.connections.size,
+      connecting: this.connecting,
+      domains: picked.map((d) => domainView(d, all, this.deps.bindings, now)),
+    };
+  }
+
+  /** Stops opening connections and parks every held job for immediate pick-up after restart. */
+  close(): void {
+    this.closing = true;
+    clearInterval(this.sweeper);
+    const now = this.deps.clock.now();
+    for (const ds of this.domains.values()) this.parkAll([...ds.pairs.values()], now, 'stopping');
+    for (const c of this.connections) c.nudge();
+  }
+
+  // ConnectionOwner: the side of the scheduler its connections see.
+
+  options(pair: Pair): ScopedValues & { idleTimeout: number; maxDeliveries: number; batch: number } {
+    const o = this.deps.options(pair.binding.name, pair.domain);
+    return { ...o, idleTimeout: o.idle_timeout, maxDeliveries: o.max_deliveries_per_connection, batch: o.max_recipients_per_batch };
+  }
+
+  take(conn: OutboundConnection): Entry | undefined {
+    const pair = conn.pair;
+    if (!this.canDeliver(pair)) return undefined;
+    const e = pair.ready.shift();
+    if (e) pair.inFlight++;
+    return e;
+  }
+
+  migrate(conn: OutboundConnection): boolean {
+    if (!this.deps.migrate || this.closing) return false;
+    const host = conn.handle.target.host;
+    for (const p of this.readyPairs) {
+      if (p.ready.length === 0) {
+        this.readyPairs.delete(p);
+        continue;
+      }
+      if (p === conn.pair || p.binding.name !== conn.pair.binding.name || !this.canDeliver(p)) continue;
+      if (!p.state.hosts().has(host) || this.room(p) === 0) continue;
+      this.move(conn, p);
+      return true;
+    }
+    return false;
+  }
+
+  throttle(pair: Pair): number {
+    const now = this.deps.clock.now();
+    const t = this.throttleOf(pair, 'outbound_throttle_messages');
+    const wait = t?.wait(now) ?? 0;
+    if (wait === 0) t?.take(now);
+    return wait;
+  }
+
+  giveBack(conn: OutboundConnection, entry: Entry, retryInMs: number): void {
+    conn.pair.inFlight--;
+    conn.pair.ready.unshift(entry);
+    this.wakeAt(conn.pair, this.deps.clock.now() + retryInMs);
+  }
+
+  bodyOf(qid: string): Promise<Buffer | undefined> {
+    return this.deps.bodyOf(qid);
+  }
+
+  complete(conn: OutboundConnection, entry: Entry, result: DeliveryResult): void {
+    const now = this.deps.clock.now();
+    const pair = conn.pair;
+    pair.inFlight--;
+    pair.drain.record(now);
+    const failure = result.replies.find((r) => !isSuccess(r.reply));
+    if (failure) pair.state.lastError = { reply: failure.reply, at: now };
+    entry.settle({ kind: 'attempted', result });
+  }
+
+  closed(conn: OutboundConnection): void {
+    this.connections.delete(conn);
+    conn.pair.connections.delete(conn);
+    this.capacityFreed();
+    this.maintain(conn.pair);
+  }
+
+  isClosing(): boolean {
+    return this.closing;
+  }
+
+  // Maintenance: connections toward each queue's goal.
+
+  private maintain(pair: Pair): void {
+    if (this.closing || pair.ready.length === 0 || !this.canDeliver(pair)) return;
+    const now = this.deps.clock.now();
+    for (const c of pair.connections) if (c.isIdle) c.nudge();
+    let room = this.room(pair);
+    if (room === 0) {
+      if (this.goal(pair) > pair.open) this.blocked.add(pair);
+      return;
+    }
+    if (this.deps.migrate) {
+      for (const c of this.connections) {
+        if (room === 0) return;
+        if (!c.isIdle || c.pair === pair || c.pair.binding.name !== pair.binding.name) continue;
+        if (!pair.state.hosts().has(c.handle.target.host)) continue;
+        this.move(c, pair);
+        c.nudge();
+        room--;
+      }
+    }
+    if (pair.retryAt > now) return this.wakeAt(pair, pair.retryAt);
+    // A connection opened while the message throttle is spent would only idle.
+    const messageWait = this.throttleOf(pair, 'outbound_throttle_messages')?.wait(now) ?? 0;
+    if (messageWait > 0 && pair.connections.size > 0) return this.wakeAt(pair, now + messageWait);
+    const throttle = this.throttleOf(pair, 'outbound_throttle_connections');
+    for (; room > 0; room--) {
+      const wait = throttle?.wait(now) ?? 0;
+      if (wait > 0) return this.wakeAt(pair, now + wait);
+      if (!this.initiate(pair, now)) return;
+      throttle?.take(now);
+    }
+  }
+
+  private initiate(pair: Pair, now: number): boolean {
+    const done = (handle: ConnectionHandle<undefined>, err?: ConnectionError) => this.connected(pair, handle, err);
+    const r = this.deps.initiator.initiateConnection(pair.state.record, pair.binding, now, done, done, undefined);
+    if ('error' in r) {
+      this.refused(pair, r.error, r.reply, now);
+      return false;
+    }
+    pair.connecting++;
+    this.connecting++;
+    return true;
+  }
+
+  /** initiate_connection said no at once. Waits are not failures: retry when the cause clears. */
+  private refused(pair: Pair, flags: number, why: Reply, now: number): void {
+    const dr = pair.state.record;
+    if (flags & CONN_ERROR_MX_LOOKUP_PENDING && dr.mx.phase === 'resolving') {
+      if (pair.waitingForLookup) return;
+      pair.waitingForLookup = true;
+      void dr.mx.settled.then(() => {
+        pair.waitingForLookup = false;
+        this.maintain(pair);
+      });
+      return;
+    }
+    if (flags & CONN_ERROR_HOST_MAX_REACHED) {
+      if (pair.waitingForHost) return;
+      pair.waitingForHost = true;
+      void this.deps.hosts.released(this.deps.initiator.hostsOf(dr)).then(() => {
+        pair.waitingForHost = false;
+        this.maintain(pair);
+      });
+      return;
+    }
+    this.failed(pair, flags, why, now);
+  }
+
+  private connected(pair: Pair, handle: ConnectionHandle<undefined>, err: ConnectionError | undefined): void {
+    pair.connecting--;
+    this.connecting--;
+    const now = this.deps.clock.now();
+    if (err) {
+      this.failed(pair, err.flags, err.reply, now);
+      this.capacityFreed();
+      return;
+    }
+    if (this.closing) {
+      handle.close();
+      return;
+    }
+    if (pair.state.phase.phase === 'delayed') {
+      this.deps.log.info({ event: 'domain_undelayed', domain: pair.domain, binding: pair.binding.name }, 'connection succeeded; domain no longer delayed');
+    }
+    pair.state.apply({ kind: 'connected' });
+    const conn = new OutboundConnection(pair, handle, this);
+    pair.connections.add(conn);
+    this.connections.add(conn);
+    void conn.run();
+  }
+
+  /** A connection attempt failed: Momentum's actions, then mx_failures_to_delay. */
+  private failed(pair: Pair, flags: number, why: Reply, now: number): void {
+    const ds = pair.state;
+    ds.lastError = { reply: why, flags, at: now };
+    if (flags & CONN_ACTION_PURGE_DOMAIN) {
+      for (const p of ds.pairs.values()) this.drainQueue(p, 'purge_domain', why, flags);
+    } else if (flags & CONN_ACTION_REQUEUE1) {
+      const e = pair.ready.shift();
+      if (e) this.charge(e, 'requeue1', why, flags);
+    }
+    const threshold = this.options(pair).mx_failures_to_delay;
+    if (threshold > 0 && ds.record.consecutiveFailures >= threshold && ds.phase.phase !== 'delayed') {
+      this.delayDomain(ds, now);
+      return;
+    }
+    if (pair.ready.length > 0) {
+      pair.retryAt = now + Math.max(1000, this.options(pair).host_failure_retry);
+      this.wakeAt(pair, pair.retryAt);
+    }
+  }
+
+  /** mx_failures_to_delay reached: every held message of the domain is deferred, no new connections until the earliest next attempt. */
+  private delayDomain(ds: DomainState, now: number): void {
+    const failures = ds.record.consecutiveFailures;
+    const why = reply(451, '4.4.1', `[internal] ${failures} consecutive connection failures to the MXs of ${ds.domain}; domain delayed`);
+    const held = [...ds.pairs.values()].flatMap((p) => p.ready.map((e) => ({ e, p })));
+    const firstBinding = held[0]?.p.binding.name ?? [...ds.pairs.keys()][0] ?? 'default';
+    const until = held.length > 0
+      ? Math.min(...held.map(({ e, p }) => now + retryDelay(e.attempts + 1, this.deps.retryPolicy(p.binding.name, ds.domain))))
+      : now + retryDelay(1, this.deps.retryPolicy(firstBinding, ds.domain));
+    ds.apply({ kind: 'delay', until, reason: why });
+    this.deps.log.warn({
+      event: 'domain_delayed', domain: ds.domain, consecutive_failures: failures, messages: held.length,
+      until: new Date(until).toISOString(), last_error: ds.lastError ? `${ds.lastError.reply.code} ${ds.lastError.reply.text}` : undefined,
+    }, 'domain delayed after consecutive connection failures');
+    for (const p of ds.pairs.values()) this.drainQueue(p, 'delay_domain', why, ds.lastError?.flags);
+    clearTimeout(ds.phaseTimer);
+    ds.phaseTimer = setTimeout(() => {
+      ds.apply({ kind: 'tick', now: this.deps.clock.now() });
+      for (const p of ds.pairs.values()) this.maintain(p);
+    }, until - now);
+  }
+
+  private drainQueue(pair: Pair, action: Action, why: Reply, flags: number | undefined): void {
+    for (let e = pair.ready.shift(); e; e = pair.ready.shift()) this.charge(e, action, why, flags);
+  }
+
+  /** Settles a held message with a transient (or permanent) failure it did not reach a server for. */
+  private charge(e: Entry, action: Action, why: Reply, flags: number | undefined): void {
+    e.settle({ kind: 'attempted', result: { replies: e.recipients.map((recipient) => ({ recipient, reply: why })), flags }, action });
+  }
+
+  private park(pair: Pair, e: Entry, until: number, reason: string): void {
+    pair.state.delayed++;
+    e.settle({ kind: 'parked', until, reason });
+  }
+
+  private parkAll(pairs: Pair[], until: number, reason: string): void {
+    for (const p of pairs) for (let e = p.ready.shift(); e; e = p.ready.shift()) this.park(p, e, until, reason);
+  }
+
+  private move(conn: OutboundConnection, dest: Pair): void {
+    const src = conn.pair;
+    this.deps.hooks.fire('premigrate_outbound_connection', conn.handle, src.state.record, dest.state.record);
+    this.deps.log.debug({
+      event: 'connection_migrated', connection: conn.handle.id, binding: src.binding.name, from: src.domain, to: dest.domain, mx_host: conn.handle.target.host,
+    }, 'connection moved to a sibling domain');
+    src.connections.delete(conn);
+    dest.connections.add(conn);
+    conn.pair = dest;
+    conn.handle.domain = dest.state.record;
+    conn.needsReset = true;
+    this.maintain(src);
+  }
+
+  private canDeliver(pair: Pair): boolean {
+    pair.state.apply({ kind: 'tick', now: this.deps.clock.now() });
+    return !pair.state.suspended && pair.state.phase.phase !== 'delayed' && !this.deps.bindings.isSuspended(pair.binding.name);
+  }
+
+  private goal(pair: Pair): number {
+    const o = this.options(pair);
+    return connectionGoal(pair.ready.length + pair.inFlight, o.max_outbound_connections, o.connection_allocation_aggressiveness);
+  }
+
+  /** New connections (or migrated ones) the pair may take now. */
+  private room(pair: Pair): number {
+    const o = this.options(pair);
+    const scope = this.deps.scopeOf(pair.binding.name, pair.domain, 'scope_max_outbound_connections');
+    let scopeOpen = 0;
+    for (const p of pair.state.pairs.values()) {
+      if (p === pair || this.deps.scopeOf(p.binding.name, p.domain, 'scope_max_outbound_connections') === scope) scopeOpen += p.open;
+    }
+    return roomForConnections({
+      goal: this.goal(pair), pair: pair.open, scope: scopeOpen, scopeMax: o.scope_max_outbound_connections,
+      server: this.connections.size + this.connecting, serverMax: this.deps.serverMaxConnections,
+    });
+  }
+
+  private throttleOf(pair: Pair, key: 'outbound_throttle_messages' | 'outbound_throttle_connections') {
+    const rate = this.options(pair)[key];
+    return rate ? this.throttles.get(this.deps.scopeOf(pair.binding.name, pair.domain, key), rate) : undefined;
+  }
+
+  private capacityFreed(): void {
+    const waiting = [...this.blocked];
+    this.blocked.clear();
+    for (const p of waiting) this.maintain(p);
+  }
+
+  private wakeAt(pair: Pair, at: number): void {
+    if (pair.timer) clearTimeout(pair.timer);
+    pair.timer = setTimeout(() => {
+      pair.timer = undefined;
+      this.maintain(pair);
+    }, Math.max(0, at - this.deps.clock.now()));
+  }
+
+  private domain(name: string): DomainState {
+    let ds = this.domains.get(name);
+    if (!ds) {
+      ds = new DomainState(this.deps.records.get(name));
+      this.domains.set(name, ds);
+    }
+    return ds;
+  }
+
+  private pairsOf(binding: string): Pair[] {
+    return [...this.domains.values()].flatMap((d) => [...d.pairs.values()]).filter((p) => p.binding.name === binding);
+  }
+
+  /** Forgets domains with nothing held, open, parked or delayed, so memory follows the live set. */
+  private sweep(): void {
+    const now = this.deps.clock.now();
+    for (const [name, ds] of this.domains) {
+      ds.apply({ kind: 'tick', now });
+      for (const [b, p] of ds.pairs) {
+        if (p.empty && p.parked === 0 && !p.timer) ds.pairs.delete(b);
+      }
+      if (ds.pairs.size > 0 || ds.suspended || ds.delayed > 0 || ds.phase.phase !== 'normal' || ds.record.mx.phase === 'resolving') continue;
+      this.domains.delete(name);
+      this.deps.records.delete(name);
+    }
   }
 }

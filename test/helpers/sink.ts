@@ -49,6 +49,8 @@ export type SinkOptions = {
 
 export type SinkRejection = SinkReply & { stage: SinkStage; address?: string; connectionId: string };
 
+export type SinkConnection = { id: number; remoteAddress: string; openedAt: number; closedAt?: number };
+
 export type Sink = {
   host: string;
   port: number;
@@ -58,11 +60,19 @@ export type Sink = {
   rejections: SinkRejection[];
   /** TCP connections accepted so far. */
   connections: number;
+  /** TCP connections open right now. */
+  open: number;
+  /** Every accepted TCP connection, in accept order. */
+  connectionLog: SinkConnection[];
+  /** Most TCP connections open at once over connectionLog, overall and per client address. */
+  peakConcurrency(): { total: number; bySource: Record<string, number> };
   close(): Promise<void>;
   waitForMessages(n: number, timeoutMs?: number): Promise<SinkMessage[]>;
   /** Resolves with the accepted messages addressed to any of these once each has arrived. */
   waitForRecipients(addresses: string[], timeoutMs?: number): Promise<SinkMessage[]>;
   waitForConnections(n: number, timeoutMs?: number): Promise<number>;
+  /** Resolves once exactly n TCP connections are open, e.g. 0 after the client closed them all. */
+  waitForOpen(n: number, timeoutMs?: number): Promise<number>;
 };
 
 function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
@@ -82,6 +92,11 @@ function listen(server: SMTPServer, port: number, host: string): Promise<void> {
       resolve();
     });
   });
+}
+
+// Epoch milliseconds like Date.now(), with the monotonic clock's sub-millisecond resolution.
+function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 function summary(sink: Sink): string {
@@ -172,7 +187,19 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
   server.on('error', () => undefined);
   server.server.on('connection', (socket: Socket) => {
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    const entry: SinkConnection = {
+      id: sink.connections + 1,
+      remoteAddress: (socket.remoteAddress ?? '').replace(/^::ffff:/, ''),
+      openedAt: preciseNow(),
+    };
+    sink.connectionLog.push(entry);
+    sink.open++;
+    socket.once('close', () => {
+      sockets.delete(socket);
+      entry.closedAt ??= preciseNow();
+      sink.open--;
+      changed.notify();
+    });
     sink.connections++;
     changed.notify();
   });
@@ -183,8 +210,34 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
     messages: [],
     rejections: [],
     connections: 0,
+    open: 0,
+    connectionLog: [],
+    peakConcurrency() {
+      // A close and the next open often fall in the same millisecond; sub-millisecond stamps keep
+      // them ordered, and on an exact tie the close counts first so reuse is not read as overlap.
+      const events = sink.connectionLog.flatMap((c) => [
+        { at: c.openedAt, delta: 1, source: c.remoteAddress },
+        ...(c.closedAt === undefined ? [] : [{ at: c.closedAt, delta: -1, source: c.remoteAddress }]),
+      ]);
+      events.sort((a, b) => a.at - b.at || a.delta - b.delta);
+      let open = 0;
+      let total = 0;
+      const openBy: Record<string, number> = {};
+      const bySource: Record<string, number> = {};
+      for (const e of events) {
+        open += e.delta;
+        openBy[e.source] = (openBy[e.source] ?? 0) + e.delta;
+        total = Math.max(total, open);
+        bySource[e.source] = Math.max(bySource[e.source] ?? 0, openBy[e.source]!);
+      }
+      return { total, bySource };
+    },
     close() {
       // smtp-server would wait up to 30 s for clients to QUIT; a sink that is "down" must refuse at once.
+      // A socket upgraded by STARTTLS may never report 'close' on its raw socket, so the log is
+      // completed here rather than by waiting for those events.
+      const now = preciseNow();
+      for (const c of sink.connectionLog) c.closedAt ??= now;
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const socket of sockets) socket.destroy();
@@ -214,6 +267,13 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
         () => (sink.connections >= n ? sink.connections : undefined),
         timeoutMs,
         () => `waiting for ${n} connection(s); ${summary(sink)}`,
+      );
+    },
+    waitForOpen(n, timeoutMs = 15000) {
+      return changed.until(
+        () => (sink.open === n ? n : undefined),
+        timeoutMs,
+        () => `waiting for ${n} open connection(s), ${sink.open} open; ${summary(sink)}`,
       );
     },
   };

@@ -55,3 +55,73 @@ export function sendMail(opts: SendMailOptions): Promise<SendMailResult> {
     });
   });
 }
+
+export type SendManyOptions = {
+  host: string;
+  port: number;
+  messages: Array<{ from: string; to: string[]; raw: string | Buffer }>;
+  /** Parallel SMTP sessions, each sending its share one message after another; default 4. */
+  connections?: number;
+  timeoutMs?: number;
+};
+
+/**
+ * Delivers every message over a few persistent sessions and resolves with the server's reply to
+ * each, in input order. Rejects with nodemailer's error on the first failure and drops all sessions.
+ */
+export function sendMany(opts: SendManyOptions): Promise<string[]> {
+  const timeout = opts.timeoutMs ?? 15000;
+  const responses: string[] = new Array(opts.messages.length);
+  const sessions: SMTPConnection[] = [];
+  let next = 0;
+  let failed = false;
+
+  // Sessions take the next unsent message from a shared cursor, so a slow session holds up only itself.
+  const session = () =>
+    new Promise<void>((resolve, reject) => {
+      const conn = new SMTPConnection({
+        host: opts.host,
+        port: opts.port,
+        ignoreTLS: true,
+        connectionTimeout: timeout,
+        greetingTimeout: timeout,
+        socketTimeout: timeout,
+      });
+      sessions.push(conn);
+      let done = false;
+      const fail = (err: Error) => {
+        if (done) return;
+        done = true;
+        reject(err);
+      };
+      conn.on('error', fail);
+      const sendNext = () => {
+        if (failed) return fail(new Error('another sendMany session failed'));
+        const i = next++;
+        if (i >= opts.messages.length) {
+          done = true;
+          conn.once('end', () => resolve());
+          conn.quit();
+          return;
+        }
+        const m = opts.messages[i]!;
+        conn.send({ from: m.from, to: m.to }, m.raw, (err, info) => {
+          if (err) return fail(err);
+          responses[i] = info.response;
+          sendNext();
+        });
+      };
+      conn.connect((err) => (err ? fail(err) : sendNext()));
+    });
+
+  if (opts.messages.length === 0) return Promise.resolve([]);
+  const count = Math.max(1, Math.min(opts.connections ?? 4, opts.messages.length));
+  return Promise.all(Array.from({ length: count }, session)).then(
+    () => responses,
+    (err: Error) => {
+      failed = true;
+      for (const conn of sessions) conn.close();
+      throw err;
+    },
+  );
+}

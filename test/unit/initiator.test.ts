@@ -19,7 +19,7 @@ import { HookRegistry } from '../../src/hooks/registry.js';
 import { memoryResolver } from '../helpers/memory-resolver.js';
 
 const binding: Binding = { name: 'b1', bindAddress: '127.0.0.10', ehloHostname: 'b1.test' };
-const client: SmtpClient = { secure: false, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
+const client: SmtpClient = { secure: false, closed: false, onClose: () => {}, offClose: () => {}, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
 
 type Outcome = { sync: { error: number; reply: { code: number; enhanced: string } } } | { via: 'connected' | 'timeout'; handle: ConnectionHandle<undefined>; error?: ConnectionError };
 

@@ -1,0 +1,76 @@
+// The scheduler's state as the admin API and the CLI show it: plain data, times as ISO strings.
+import type { Bindings } from '../binding/registry.js';
+import { formatReply } from '../core/reply.js';
+import { flagNames } from '../delivery/flags.js';
+import type { DomainState } from './domain-state.js';
+
+export interface BindingView {
+  binding: string;
+  suspended: boolean;
+  /** Held in memory, waiting for a connection. */
+  ready: number;
+  /** On a connection now. */
+  in_flight: number;
+  connections: number;
+  connecting: number;
+  idle: number;
+}
+
+export interface DomainView {
+  domain: string;
+  phase: 'idle' | 'active' | 'delayed' | 'suspended';
+  delayed_until?: string;
+  mx: { phase: string; hosts?: Array<{ host: string; address: string; preference: number }>; expires_at?: string };
+  active: number;
+  /** Jobs this daemon put in the delayed set (retries and parks) that have not come back yet. */
+  delayed: number;
+  consecutive_failures: number;
+  /** Other known domains sharing an MX host. */
+  siblings: string[];
+  last_error?: { reply: string; flags?: string[]; at: string };
+  bindings: BindingView[];
+}
+
+export interface SchedulerState {
+  connections: number;
+  connecting: number;
+  domains: DomainView[];
+}
+
+export function domainView(ds: DomainState, all: readonly DomainState[], bindings: Bindings, now: number): DomainView {
+  ds.apply({ kind: 'tick', now });
+  const mx = ds.record.mx;
+  const hosts = ds.hosts();
+  const active = ds.active;
+  const view: DomainView = {
+    domain: ds.domain,
+    phase: ds.suspended ? 'suspended' : ds.phase.phase === 'delayed' ? 'delayed' : active > 0 ? 'active' : 'idle',
+    mx: {
+      phase: mx.phase,
+      ...(mx.phase === 'resolved' ? { hosts: mx.targets.map((t) => ({ host: t.host, address: t.address, preference: t.preference })) } : {}),
+      ...('expiresAt' in mx ? { expires_at: new Date(mx.expiresAt).toISOString() } : {}),
+    },
+    active,
+    delayed: ds.delayed,
+    consecutive_failures: ds.record.consecutiveFailures,
+    siblings: all.filter((o) => o !== ds && [...o.hosts()].some((h) => hosts.has(h))).map((o) => o.domain),
+    bindings: [...ds.pairs.values()].map((p) => ({
+      binding: p.binding.name,
+      suspended: bindings.isSuspended(p.binding.name),
+      ready: p.ready.length,
+      in_flight: p.inFlight,
+      connections: p.connections.size,
+      connecting: p.connecting,
+      idle: p.idle().length,
+    })),
+  };
+  if (ds.phase.phase === 'delayed') view.delayed_until = new Date(ds.phase.until).toISOString();
+  if (ds.lastError) {
+    view.last_error = {
+      reply: formatReply(ds.lastError.reply),
+      ...(ds.lastError.flags !== undefined ? { flags: flagNames(ds.lastError.flags) } : {}),
+      at: new Date(ds.lastError.at).toISOString(),
+    };
+  }
+  return view;
+}
