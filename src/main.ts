@@ -124,6 +124,7 @@ export async function startDaemon(config: Config, configPath: string, log = crea
     retryPolicy,
     bodyOf: async (qid) => (await store.get(qid))?.body,
     serverMaxConnections: config.server_max_outbound_connections,
+    maxHeld: config.max_active_messages,
     migrate: config.migrate_connections_between_sibling_domains,
     suspendedRecheck: config.suspended_recheck_interval,
   });

@@ -4,6 +4,7 @@
 import type { Binding } from '../binding/registry.js';
 import type { Reply } from '../core/reply.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
+import type { Target } from '../delivery/route.js';
 import type { OutboundConnection } from './connection.js';
 import type { Entry } from './entry.js';
 
@@ -130,8 +131,18 @@ export class DomainState {
     return n;
   }
 
-  /** MX host names of the domain as last resolved. */
-  hosts(): Set<string> {
-    return new Set(this.record.mx.phase === 'resolved' ? this.record.mx.targets.map((t) => t.host) : []);
+  /** MX targets of the domain as last resolved. */
+  targets(): readonly Target[] {
+    return this.record.mx.phase === 'resolved' ? this.record.mx.targets : [];
+  }
+
+  /** True when a connection to `target` can serve this domain: it is one of its MX hosts or addresses. */
+  reaches(target: Pick<Target, 'host' | 'address'>): boolean {
+    return this.targets().some((t) => t.host === target.host || t.address === target.address);
+  }
+
+  /** Shares an MX host or address with `other` (Momentum's sibling domains). */
+  isSiblingOf(other: DomainState): boolean {
+    return other !== this && other.targets().some((t) => this.reaches(t));
   }
 }

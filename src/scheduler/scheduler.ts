@@ -39,6 +39,8 @@ export interface SchedulerDeps {
   retryPolicy(binding: string, domain: string): RetryPolicy;
   bodyOf(qid: string): Promise<Buffer | undefined>;
   serverMaxConnections: number;
+  /** The window: jobs the consumer holds at most (max_active_messages). */
+  maxHeld: number;
   migrate: boolean;
   suspendedRecheck: number;
   random?: () => number;
@@ -46,6 +48,12 @@ export interface SchedulerDeps {
 
 /** Domains idle this long with nothing queued are forgotten (their MX state is refetched). */
 const SWEEP_INTERVAL_MS = 60_000;
+/**
+ * Share of the window kept for queues that hold little: past it, a queue holding
+ * RESERVED_QUEUE_FLOOR or more parks new mail, so a few full queues never starve the rest.
+ */
+const WINDOW_RESERVE = 0.1;
+const RESERVED_QUEUE_FLOOR = 10;
 
 export class Scheduler implements ConnectionOwner {
   private readonly domains = new Map<string, DomainState>();
@@ -56,6 +64,8 @@ export class Scheduler implements ConnectionOwner {
   private readonly readyPairs = new Set<Pair>();
   private readonly connections = new Set<OutboundConnection>();
   private connecting = 0;
+  /** Jobs admitted into an active queue and not yet settled. */
+  private held = 0;
   private closing = false;
   private readonly sweeper: NodeJS.Timeout;
 
@@ -76,12 +86,20 @@ export class Scheduler implements ConnectionOwner {
       return this.park(pair, entry, now + this.deps.suspendedRecheck, 'suspended');
     }
     if (ds.phase.phase === 'delayed') return this.park(pair, entry, ds.phase.until, 'domain delayed');
-    if (pair.ready.length >= this.options(pair).max_ready) {
+    const windowTight = this.held >= this.deps.maxHeld * (1 - WINDOW_RESERVE) && pair.ready.length >= RESERVED_QUEUE_FLOOR;
+    if (pair.ready.length >= this.options(pair).max_ready || windowTight) {
       pair.parked++;
       const wait = parkDelay(pair.parked, pair.drain.perSecond(now), (this.deps.random ?? Math.random)());
       return this.park(pair, entry, now + wait, 'active queue full');
     }
-    pair.ready.push(entry);
+    this.held++;
+    pair.ready.push({
+      ...entry,
+      settle: (outcome) => {
+        this.held--;
+        entry.settle(outcome);
+      },
+    });
     this.readyPairs.add(pair);
     this.maintain(pair);
   }
@@ -122,6 +140,7 @@ export class Scheduler implements ConnectionOwner {
     return {
       connections: this.connections.size,
       connecting: this.connecting,
+      held: this.held,
       domains: picked.map((d) => domainView(d, all, this.deps.bindings, now)),
     };
   }
@@ -152,14 +171,13 @@ export class Scheduler implements ConnectionOwner {
 
   migrate(conn: OutboundConnection): boolean {
     if (!this.deps.migrate || this.closing) return false;
-    const host = conn.handle.target.host;
     for (const p of this.readyPairs) {
       if (p.ready.length === 0) {
         this.readyPairs.delete(p);
         continue;
       }
       if (p === conn.pair || p.binding.name !== conn.pair.binding.name || !this.canDeliver(p)) continue;
-      if (!p.state.hosts().has(host) || this.room(p) === 0) continue;
+      if (!this.canCarry(conn, p) || this.room(p) === 0) continue;
       this.move(conn, p);
       return true;
     }
@@ -220,7 +238,7 @@ export class Scheduler implements ConnectionOwner {
       for (const c of this.connections) {
         if (room === 0) return;
         if (!c.isIdle || c.pair === pair || c.pair.binding.name !== pair.binding.name) continue;
-        if (!pair.state.hosts().has(c.handle.target.host)) continue;
+        if (!this.canCarry(c, pair)) continue;
         this.move(c, pair);
         c.nudge();
         room--;
@@ -313,10 +331,11 @@ export class Scheduler implements ConnectionOwner {
       this.delayDomain(ds, now);
       return;
     }
-    if (pair.ready.length > 0) {
-      pair.retryAt = now + Math.max(1000, this.options(pair).host_failure_retry);
-      this.wakeAt(pair, pair.retryAt);
-    }
+    // A purge already settled everything, and the lookup's own expiry paces the next one. Any
+    // other failure paces the pair, or each arriving message would be charged at once.
+    if (flags & CONN_ACTION_PURGE_DOMAIN) return;
+    pair.retryAt = now + Math.max(1000, this.options(pair).host_failure_retry);
+    if (pair.ready.length > 0) this.wakeAt(pair, pair.retryAt);
   }
 
   /** mx_failures_to_delay reached: every held message of the domain is deferred, no new connections until the earliest next attempt. */
@@ -371,6 +390,13 @@ export class Scheduler implements ConnectionOwner {
     conn.handle.domain = dest.state.record;
     conn.needsReset = true;
     this.maintain(src);
+  }
+
+  /** A connection may serve a sibling only if it reaches one of its MXs the way its own options ask. */
+  private canCarry(conn: OutboundConnection, pair: Pair): boolean {
+    const o = this.options(pair);
+    const target = conn.handle.target;
+    return pair.state.reaches(target) && target.port === o.remote_smtp_port && (o.tls !== 'required' || conn.handle.client!.secure);
   }
 
   private canDeliver(pair: Pair): boolean {

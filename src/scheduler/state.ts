@@ -1,4 +1,4 @@
-// The scheduler's state as the admin API and the CLI show it: plain data, times as ISO strings.
+// The scheduler's state as plain data (times as ISO strings), for whatever serves it to operators.
 import type { Bindings } from '../binding/registry.js';
 import { formatReply } from '../core/reply.js';
 import { flagNames } from '../delivery/flags.js';
@@ -25,7 +25,7 @@ export interface DomainView {
   /** Jobs this daemon put in the delayed set (retries and parks) that have not come back yet. */
   delayed: number;
   consecutive_failures: number;
-  /** Other known domains sharing an MX host. */
+  /** Other known domains sharing an MX host or address. */
   siblings: string[];
   last_error?: { reply: string; flags?: string[]; at: string };
   bindings: BindingView[];
@@ -34,13 +34,14 @@ export interface DomainView {
 export interface SchedulerState {
   connections: number;
   connecting: number;
+  /** Messages held in active queues or on a connection, all domains. */
+  held: number;
   domains: DomainView[];
 }
 
 export function domainView(ds: DomainState, all: readonly DomainState[], bindings: Bindings, now: number): DomainView {
   ds.apply({ kind: 'tick', now });
   const mx = ds.record.mx;
-  const hosts = ds.hosts();
   const active = ds.active;
   const view: DomainView = {
     domain: ds.domain,
@@ -53,7 +54,7 @@ export function domainView(ds: DomainState, all: readonly DomainState[], binding
     active,
     delayed: ds.delayed,
     consecutive_failures: ds.record.consecutiveFailures,
-    siblings: all.filter((o) => o !== ds && [...o.hosts()].some((h) => hosts.has(h))).map((o) => o.domain),
+    siblings: all.filter((o) => ds.isSiblingOf(o)).map((o) => o.domain),
     bindings: [...ds.pairs.values()].map((p) => ({
       binding: p.binding.name,
       suspended: bindings.isSuspended(p.binding.name),

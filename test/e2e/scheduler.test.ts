@@ -1,0 +1,233 @@
+// The domain/binding scheduler seen from outside: connection limits per source and per MX host
+// counted by the sink, a message throttle measured at the sink, requeue-one and purge-domain in
+// each message's history and the log, and mx_failures_to_delay in the log and the state API.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Daemon } from '../helpers/daemon.js';
+import { startInProcess } from '../helpers/in-process.js';
+import { readJobs } from '../helpers/jobs.js';
+import { makeMessage, sendMail, sendMany } from '../helpers/smtp-client.js';
+import { type World, buildWorld, mxZone, queueIdOf } from './world.js';
+
+let world: World;
+const slowData = (ms: number) => async (ctx: { stage: string }) => {
+  if (ctx.stage === 'data') await new Promise((resolve) => setTimeout(resolve, ms));
+  return undefined;
+};
+
+before(async () => {
+  world = await buildWorld({
+    zone: {
+      ...mxZone({ 'lim.test': '127.0.0.60', 'thr.test': '127.0.0.62', 'rq.test': '127.0.0.63' }),
+      // Two domains on one MX host with a host-scope limit.
+      'h1.test': { mx: [{ preference: 10, exchange: 'mx.hosted.test' }] },
+      'h2.test': { mx: [{ preference: 10, exchange: 'mx.hosted.test' }] },
+      'mx.hosted.test': { a: ['127.0.0.61'] },
+      'down.test': { mx: [{ preference: 10, exchange: 'mx1.down.test' }, { preference: 20, exchange: 'mx2.down.test' }] },
+      'mx1.down.test': { a: ['127.0.0.64'] },
+      'mx2.down.test': { a: ['127.0.0.65'] },
+      'broken.test': { rcode: 'SERVFAIL' },
+    },
+    sinks: {
+      lim: { host: '127.0.0.60', behaviour: slowData(60) },
+      hosted: { host: '127.0.0.61', behaviour: slowData(60) },
+      thr: { host: '127.0.0.62' },
+    },
+    config: {
+      bindings: [
+        { name: 'b1', bind_address: '127.0.0.11' },
+        { name: 'b2', bind_address: '127.0.0.12' },
+      ],
+    },
+  });
+});
+
+after(async () => {
+  await world.close();
+});
+
+/** A daemon with its own Redis, so mail one test leaves queued never reaches another. */
+function daemonWith(name: string, overrides: Record<string, unknown>): Promise<Daemon> {
+  return world.start({ redis: redisOf(name), ...overrides });
+}
+
+function redisOf(name: string) {
+  return { embedded: true, dir: join(world.dir, `redis-${name}`), appendfsync: 'everysec' };
+}
+
+function messages(n: number, to: (i: number) => string, headers: (i: number) => Record<string, string> = () => ({})) {
+  return Array.from({ length: n }, (_, i) => ({ from: 's@sender.test', to: [to(i)], raw: makeMessage({ from: 's@sender.test', to: [to(i)], headers: headers(i) }) }));
+}
+
+async function inject(to: string, headers: Record<string, string> = {}): Promise<string> {
+  const raw = makeMessage({ from: 's@sender.test', to: [to], headers });
+  return queueIdOf((await sendMail({ host: '127.0.0.1', port: world.intakePort, from: 's@sender.test', to: [to], raw })).response);
+}
+
+test('max_outbound_connections 3 per binding × domain holds for each of two source addresses; a host limit of 2 holds across bindings and domains', async () => {
+  const daemon = await daemonWith('limits', {
+    max_outbound_connections: 3,
+    connection_allocation_aggressiveness: 'high',
+    hosts: { 'mx.hosted.test': { max_outbound_connections: 2 } },
+  });
+  try {
+    const binding = (i: number) => ({ 'X-Impulse-Binding': i % 2 === 0 ? 'b1' : 'b2' });
+    const toLim = messages(120, (i) => `l${i}@lim.test`, binding);
+    const toHosted = messages(80, (i) => `h${i}@h${(i % 4 < 2) ? 1 : 2}.test`, binding);
+    await sendMany({ host: '127.0.0.1', port: world.intakePort, messages: [...toLim, ...toHosted] });
+    await world.sinks.lim!.waitForMessages(120, 30_000);
+    await world.sinks.hosted!.waitForMessages(80, 30_000);
+
+    const lim = world.sinks.lim!.peakConcurrency();
+    assert.equal(lim.bySource['127.0.0.11'], 3, `binding b1 reached and kept its limit: ${JSON.stringify(lim)}`);
+    assert.equal(lim.bySource['127.0.0.12'], 3, `binding b2 reached and kept its limit: ${JSON.stringify(lim)}`);
+    const hosted = world.sinks.hosted!.peakConcurrency();
+    assert.equal(hosted.total, 2, `the MX host saw at most its limit, and reached it: ${JSON.stringify(hosted)}`);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test('outbound_throttle_messages "10/1": the sink never sees more than 10 messages of that domain in a second', async () => {
+  const daemon = await daemonWith('throttle', { domains: { 'thr.test': { outbound_throttle_messages: '10/1' } } });
+  try {
+    await sendMany({ host: '127.0.0.1', port: world.intakePort, messages: messages(35, (i) => `t${i}@thr.test`) });
+    const got = await world.sinks.thr!.waitForMessages(35, 20_000);
+    const times = got.map((m) => m.receivedAt).sort((a, b) => a - b);
+    // Arrivals jitter by a few milliseconds around the throttle's one-second windows.
+    const window = 950;
+    let busiest = 0;
+    for (let i = 0; i < times.length; i++) busiest = Math.max(busiest, times.filter((t) => t >= times[i]! && t < times[i]! + window).length);
+    assert.ok(busiest <= 10, `at most 10 arrivals in any ${window} ms, saw ${busiest}`);
+    const span = times.at(-1)! - times[0]!;
+    assert.ok(span >= 2900, `35 messages at 10/s take at least 3 s after the first ten, took ${span} ms`);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test('CONN_ACTION_REQUEUE1 charges one held message per failed connection; the others stay held', async () => {
+  // No sink at rq.test's MX: every connection is refused. A long host_failure_retry keeps the
+  // next attempt out of the test's window, so exactly one failure is observed.
+  const daemon = await daemonWith('requeue', { host_failure_retry: '60s', mx_failures_to_delay: 0 });
+  try {
+    const held = [await inject('a@rq.test')];
+    const charged = await daemon.waitForLog((r) => r.event === 'transient_failure' && r.domain === 'rq.test');
+    held.push(await inject('b@rq.test'), await inject('c@rq.test'));
+    assert.equal(charged.action, 'requeue1');
+    assert.ok(charged.flags.includes('CONN_ERROR_CONNECT') && charged.flags.includes('CONN_ACTION_REQUEUE1'), charged.flags.join('|'));
+    const failure = await daemon.waitForLog((r) => r.event === 'connection_failure' && r.domain === 'rq.test');
+    assert.ok(failure.flags.includes('CONN_ACTION_REQUEUE1'));
+
+    const delayed = await readJobs(join(world.dir, 'redis-requeue'), ['delayed']);
+    assert.equal(delayed.length, 1, 'one message went to the delayed queue');
+    const [job] = delayed;
+    assert.equal(job!.data.qid, charged.qid);
+    assert.equal(job!.data.attempts, 1);
+    assert.equal(job!.data.history.length, 1);
+    assert.equal(job!.data.history[0].action, 'requeue1');
+    assert.match(job!.data.history[0].reply, /^421 4\.4\.0 /);
+    assert.ok(job!.data.history[0].flags.includes('CONN_ACTION_REQUEUE1'));
+    const active = await readJobs(join(world.dir, 'redis-requeue'), ['active']);
+    assert.deepEqual(active.map((j) => j.data.attempts), [0, 0], 'the two messages that arrived after the failure are held, uncharged');
+    assert.equal(daemon.logs.filter((r) => r.event === 'transient_failure').length, 1);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test('CONN_ACTION_PURGE_DOMAIN: a failed MX lookup charges every held message of the domain, on every binding', async () => {
+  const daemon = await daemonWith('purge', { retry_interval: '60s', max_retry_interval: '60s' });
+  try {
+    const qids = [
+      await inject('a@broken.test', { 'X-Impulse-Binding': 'b1' }),
+      await inject('b@broken.test', { 'X-Impulse-Binding': 'b2' }),
+      await inject('c@broken.test'),
+    ];
+    const records = await daemon.waitForLogs((r) => r.event === 'transient_failure' && r.domain === 'broken.test', 3);
+    for (const r of records) {
+      assert.equal(r.action, 'purge_domain');
+      assert.ok(r.flags.includes('CONN_ERROR_MX_LOOKUP_FAILED') && r.flags.includes('CONN_ACTION_PURGE_DOMAIN'), r.flags.join('|'));
+      assert.match(r.reply, /^451 4\.4\.3 /);
+    }
+    assert.deepEqual(new Set(records.map((r) => r.binding)), new Set(['b1', 'b2', 'default']));
+    const delayed = await readJobs(join(world.dir, 'redis-purge'), ['delayed']);
+    assert.deepEqual(new Set(delayed.map((j) => j.data.qid)), new Set(qids));
+    for (const j of delayed) {
+      assert.equal(j.data.history.at(-1).action, 'purge_domain', `history of ${j.data.qid}`);
+      assert.ok(j.data.history.at(-1).flags.includes('CONN_ACTION_PURGE_DOMAIN'));
+    }
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test('mx_failures_to_delay 4 with both MXs down: the domain is delayed, makes no connection until its next attempt, and delivers once an MX is back', async () => {
+  const inProcess = await startInProcess({
+    ...world.config, redis: redisOf('delay'), listen: [{ address: '127.0.0.1', port: world.intakePort }],
+    mx_failures_to_delay: 4, retry_interval: '4s', max_retry_interval: '4s', host_failure_retry: '1s',
+  }, world.dir);
+  const { daemon, logs } = inProcess;
+  try {
+    await inject('a@down.test');
+    await inject('b@down.test');
+    await inject('c@down.test');
+    const delayed = await inProcess.waitForLog((r) => r.event === 'domain_delayed' && r.domain === 'down.test');
+    assert.equal(delayed.consecutive_failures, 4);
+    const refused = (r: Record<string, any>) => r.event === 'connection_failure' && r.domain === 'down.test' && r.flags.includes('CONN_ERROR_CONNECT');
+    assert.equal(logs.filter(refused).length, 4, 'two attempts, each refused by both MXs');
+
+    const [state] = daemon.scheduler.state('down.test').domains;
+    assert.equal(state!.phase, 'delayed');
+    assert.equal(state!.consecutive_failures, 4);
+    assert.equal(state!.delayed_until, delayed.until);
+    assert.equal(state!.active, 0, 'active mail went to the delayed queue');
+    assert.match(state!.last_error!.reply, /^421 /);
+
+    const until = Date.parse(delayed.until);
+    await world.startSink('downMx', '127.0.0.64');
+    await world.sinks.downMx!.waitForRecipients(['a@down.test', 'b@down.test', 'c@down.test'], 20_000);
+    const early = logs.filter((r) => r.event === 'connection_failure' && r.domain === 'down.test' && r.time > delayed.time && r.time < until);
+    assert.deepEqual(early, [], 'no connection attempt while the domain is delayed');
+    const firstConnection = world.sinks.downMx!.connectionLog[0]!.openedAt;
+    assert.ok(firstConnection >= until - 5, `first connection ${new Date(firstConnection).toISOString()} not before ${delayed.until}`);
+    const [after] = daemon.scheduler.state('down.test').domains;
+    assert.equal(after!.consecutive_failures, 0, 'the first success cleared the count');
+    assert.notEqual(after!.phase, 'delayed');
+  } finally {
+    await inProcess.stop();
+  }
+});
+
+test('suspend and resume a domain and a binding: mail is parked, uncharged, while suspended and delivered after resume; the state shows it', async () => {
+  const inProcess = await startInProcess({
+    ...world.config, redis: redisOf('suspend'), listen: [{ address: '127.0.0.1', port: world.intakePort }], suspended_recheck_interval: '1s',
+  }, world.dir);
+  const { daemon } = inProcess;
+  const parked = (domain: string) => inProcess.waitForLog((r) => r.event === 'parked' && r.domain === domain && r.reason === 'suspended');
+  try {
+    daemon.scheduler.suspendDomain('h1.test');
+    await inject('s1@h1.test');
+    await parked('h1.test');
+    assert.equal(daemon.scheduler.state('h1.test').domains[0]!.phase, 'suspended');
+    daemon.scheduler.resumeDomain('h1.test');
+    await world.sinks.hosted!.waitForRecipients(['s1@h1.test']);
+
+    daemon.scheduler.suspendBinding('b2');
+    await inject('s2@h2.test', { 'X-Impulse-Binding': 'b2' });
+    await parked('h2.test');
+    const [h2] = daemon.scheduler.state('h2.test').domains;
+    assert.deepEqual(h2!.bindings.map((b) => [b.binding, b.suspended]), [['b2', true]]);
+    daemon.scheduler.resumeBinding('b2');
+    await world.sinks.hosted!.waitForRecipients(['s2@h2.test']);
+    assert.deepEqual(daemon.scheduler.state('h2.test').domains[0]!.siblings, ['h1.test'], 'h1.test shares the MX host');
+
+    for (const domain of ['h1.test', 'h2.test']) {
+      const delivery = await inProcess.waitForLog((r) => r.event === 'delivery' && r.domain === domain);
+      assert.equal(delivery.attempt, 1, `a suspension charges no attempt (${domain})`);
+    }
+  } finally {
+    await inProcess.stop();
+  }
+});
