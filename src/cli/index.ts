@@ -55,7 +55,8 @@ program.command('check-config')
       process.stderr.write(`impulse: unknown binding "${opts.binding}"\n`);
       process.exit(2);
     }
-    const rows = Object.entries(explainOptions(document, opts.binding, opts.domain.toLowerCase()));
+    const rows = Object.entries(explainOptions(document, opts.binding, opts.domain.toLowerCase()))
+      .map(([k, r]) => [k, r.value === undefined ? { value: 'unset', scope: 'no limit' } : r] as const);
     const width = Math.max(...rows.map(([k]) => k.length));
     const valueWidth = Math.max(...rows.map(([, r]) => String(r.value).length));
     process.stdout.write(`# effective delivery options for binding ${opts.binding}, domain ${opts.domain.toLowerCase()}\n`);

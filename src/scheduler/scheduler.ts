@@ -141,7 +141,7 @@ export class Scheduler implements ConnectionOwner {
       connections: this.connections.size,
       connecting: this.connecting,
       held: this.held,
-      domains: picked.map((d) => domainView(d, all, this.deps.bindings, now)),
+      domains: picked.map((d) => domainView(d, all, this.deps.bindings, (p, key) => this.throttleOf(p, key)?.wait(now) ?? 0, now)),
     };
   }
 

@@ -2,7 +2,7 @@
 import type { Bindings } from '../binding/registry.js';
 import { formatReply } from '../core/reply.js';
 import { flagNames } from '../delivery/flags.js';
-import type { DomainState } from './domain-state.js';
+import type { DomainState, Pair } from './domain-state.js';
 
 export interface BindingView {
   binding: string;
@@ -14,6 +14,8 @@ export interface BindingView {
   connections: number;
   connecting: number;
   idle: number;
+  /** Milliseconds until the message / connection throttle allows the next one; 0 when free or unthrottled. */
+  throttled_ms: { messages: number; connections: number };
 }
 
 export interface DomainView {
@@ -39,7 +41,9 @@ export interface SchedulerState {
   domains: DomainView[];
 }
 
-export function domainView(ds: DomainState, all: readonly DomainState[], bindings: Bindings, now: number): DomainView {
+export type ThrottleWait = (pair: Pair, key: 'outbound_throttle_messages' | 'outbound_throttle_connections') => number;
+
+export function domainView(ds: DomainState, all: readonly DomainState[], bindings: Bindings, throttled: ThrottleWait, now: number): DomainView {
   ds.apply({ kind: 'tick', now });
   const mx = ds.record.mx;
   const active = ds.active;
@@ -63,6 +67,7 @@ export function domainView(ds: DomainState, all: readonly DomainState[], binding
       connections: p.connections.size,
       connecting: p.connecting,
       idle: p.idle().length,
+      throttled_ms: { messages: throttled(p, 'outbound_throttle_messages'), connections: throttled(p, 'outbound_throttle_connections') },
     })),
   };
   if (ds.phase.phase === 'delayed') view.delayed_until = new Date(ds.phase.until).toISOString();

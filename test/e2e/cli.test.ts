@@ -94,8 +94,9 @@ test('a missing redis-server binary is a clear startup error', async () => {
 
 test('check-config --domain shows each delivery option in force for a binding and domain, with its scope', async () => {
   const path = configFile('scoped.yaml', [
-    'domains: { example.com: { tls: required } }',
+    'domains: { example.com: { tls: required }, "/\\\\.com$/": { outbound_throttle_messages: "10/1", idle_timeout: 2s } }',
     'bindings: [{ name: b1, retry_interval: 1m, domains: { example.com: { connect_timeout: 9s } } }]',
+    'binding_groups: [{ name: g, bindings: [b1], max_outbound_connections: 7 }]',
   ].join('\n'));
   const r = await runCli(['check-config', '-c', path, '--domain', 'example.com', '--binding', 'b1']);
   assert.equal(r.code, 0, r.stderr);
@@ -103,6 +104,11 @@ test('check-config --domain shows each delivery option in force for a binding an
   assert.match(r.stdout, /^retry_interval +1m +\(binding b1\)$/m);
   assert.match(r.stdout, /^tls +required +\(domain example\.com\)$/m);
   assert.match(r.stdout, /^max_retry_interval +12h +\(global\)$/m);
+  assert.match(r.stdout, /^max_outbound_connections +7 +\(binding_group g\)$/m);
+  assert.match(r.stdout, /^outbound_throttle_messages +unset +\(no limit\)$/m, 'the literal key wins over the pattern');
+  const other = await runCli(['check-config', '-c', path, '--domain', 'other.com', '--binding', 'b1']);
+  assert.match(other.stdout, /^outbound_throttle_messages +10\/1 +\(domain \/\\\.com\$\/\)$/m);
+  assert.match(other.stdout, /^idle_timeout +2s +\(domain \/\\\.com\$\/\)$/m);
   const unknown = await runCli(['check-config', '-c', path, '--domain', 'example.com', '--binding', 'nosuch']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown binding "nosuch"/);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseRate } from '../../src/config/units.js';
 import { MAX_PARK_MS, MIN_PARK_MS, connectionGoal, parkDelay, roomForConnections } from '../../src/scheduler/policy.js';
+import { transition } from '../../src/scheduler/domain-state.js';
 import { Throttle, Throttles } from '../../src/scheduler/throttle.js';
 
 test('the connection goal grows with the active queue and never passes the limit', () => {
@@ -58,4 +59,14 @@ test('throttles are shared by the scope that defines them', () => {
   assert.equal(throttles.get('domain /\\.example$/', rate), a, 'two domains under one regex scope share one budget');
   assert.notEqual(throttles.get('domain other.example', rate), a);
   assert.equal(throttles.get('global', undefined), undefined, 'no rate, no throttle');
+});
+
+test('domain phase: a delay holds until its time or the first successful connection', () => {
+  const why = { code: 451, enhanced: '4.4.1', text: 'delayed' };
+  const delayed = transition({ phase: 'normal' }, { kind: 'delay', until: 5000, reason: why });
+  assert.deepEqual(delayed, { phase: 'delayed', until: 5000, reason: why });
+  assert.equal(transition(delayed, { kind: 'tick', now: 4999 }), delayed);
+  assert.deepEqual(transition(delayed, { kind: 'tick', now: 5000 }), { phase: 'normal' });
+  assert.deepEqual(transition(delayed, { kind: 'connected' }), { phase: 'normal' });
+  assert.deepEqual(transition({ phase: 'normal' }, { kind: 'tick', now: 1 }), { phase: 'normal' });
 });
