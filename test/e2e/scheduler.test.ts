@@ -231,3 +231,37 @@ test('suspend and resume a domain and a binding: mail is parked, uncharged, whil
     await inProcess.stop();
   }
 });
+
+test('max_recipients_per_batch splits a message into transactions on one connection; max_deliveries_per_connection and idle_timeout close connections', async () => {
+  const daemon = await daemonWith('batches', {
+    domains: { 'thr.test': { max_recipients_per_batch: 2, max_deliveries_per_connection: 3, idle_timeout: '1s' } },
+  });
+  const sink = world.sinks.thr!;
+  const before = sink.messages.length;
+  const connectionsBefore = sink.connectionLog.length;
+  try {
+    const rcpts = ['r1@thr.test', 'r2@thr.test', 'r3@thr.test', 'r4@thr.test', 'r5@thr.test'];
+    await sendMail({ host: '127.0.0.1', port: world.intakePort, from: 's@sender.test', to: rcpts, raw: makeMessage({ from: 's@sender.test', to: rcpts }) });
+    const batches = (await sink.waitForRecipients(rcpts)).filter((m) => m.rcptTo.some((r) => r.startsWith('r')));
+    assert.deepEqual(batches.map((m) => m.rcptTo.length), [2, 2, 1]);
+    assert.equal(new Set(batches.map((m) => m.connectionId)).size, 1, 'one connection carried every batch');
+
+    await sendMany({ host: '127.0.0.1', port: world.intakePort, messages: messages(9, (i) => `m${i}@thr.test`), connections: 1 });
+    const got = (await sink.waitForMessages(before + 12)).slice(before);
+    const perConnection = new Map<string, Set<string>>();
+    for (const m of got) {
+      const id = /^Message-ID: (.+)$/im.exec(m.raw.toString('latin1'))![1]!;
+      perConnection.set(m.connectionId, (perConnection.get(m.connectionId) ?? new Set()).add(id));
+    }
+    assert.ok([...perConnection.values()].every((ids) => ids.size <= 3), `at most 3 messages per connection: ${[...perConnection.values()].map((s) => s.size)}`);
+    assert.ok(perConnection.size >= 4, `10 messages at 3 per connection need at least 4 connections, saw ${perConnection.size}`);
+
+    await sink.waitForOpen(0, 10_000);
+    const last = sink.connectionLog.slice(connectionsBefore).reduce((a, b) => (b.closedAt! > a.closedAt! ? b : a));
+    const lastMessage = Math.max(...got.map((m) => m.receivedAt));
+    const idle = last.closedAt! - lastMessage;
+    assert.ok(idle >= 900 && idle < 4000, `the last connection idled about idle_timeout (1 s) before closing: ${Math.round(idle)} ms`);
+  } finally {
+    await daemon.stop();
+  }
+});
