@@ -70,6 +70,8 @@ export class Pair {
   timer: NodeJS.Timeout | undefined;
   waitingForLookup = false;
   waitingForHost = false;
+  /** Since when the pair, with no connection of its own, has waited for a sibling's. */
+  siblingWaitSince: number | undefined;
 
   constructor(readonly state: DomainState, readonly binding: Binding) {}
 

@@ -54,6 +54,8 @@ const SWEEP_INTERVAL_MS = 60_000;
  */
 const WINDOW_RESERVE = 0.1;
 const RESERVED_QUEUE_FLOOR = 10;
+/** Longest a queue without connections waits for a sibling's connection before opening its own. */
+const SIBLING_WAIT_MS = 1_000;
 
 export class Scheduler implements ConnectionOwner {
   private readonly domains = new Map<string, DomainState>();
@@ -245,6 +247,8 @@ export class Scheduler implements ConnectionOwner {
       }
     }
     if (pair.retryAt > now) return this.wakeAt(pair, pair.retryAt);
+    if (this.siblingsSuffice(pair, now)) return this.wakeAt(pair, pair.siblingWaitSince! + SIBLING_WAIT_MS);
+    pair.siblingWaitSince = undefined;
     // A connection opened while the message throttle is spent would only idle.
     const messageWait = this.throttleOf(pair, 'outbound_throttle_messages')?.wait(now) ?? 0;
     if (messageWait > 0 && pair.connections.size > 0) return this.wakeAt(pair, now + messageWait);
@@ -387,9 +391,34 @@ export class Scheduler implements ConnectionOwner {
     src.connections.delete(conn);
     dest.connections.add(conn);
     conn.pair = dest;
+    dest.siblingWaitSince = undefined;
     conn.handle.domain = dest.state.record;
     conn.needsReset = true;
     this.maintain(src);
+  }
+
+  /**
+   * Sibling domains on one MX host are one pool: a queue with no connection of its own opens one
+   * only when the pool's connections are fewer than the pool's backlog calls for, or after
+   * SIBLING_WAIT_MS without one of them moving over. Otherwise every small domain of a large
+   * provider would open its own connection while others already reach the same servers.
+   */
+  private siblingsSuffice(pair: Pair, now: number): boolean {
+    if (!this.deps.migrate || pair.open > 0 || pair.state.targets().length === 0) return false;
+    if (pair.siblingWaitSince !== undefined && now - pair.siblingWaitSince >= SIBLING_WAIT_MS) return false;
+    let poolOpen = 0;
+    let poolBacklog = pair.ready.length;
+    for (const ds of this.domains.values()) {
+      if (!ds.isSiblingOf(pair.state)) continue;
+      const sibling = ds.pairs.get(pair.binding.name);
+      if (!sibling) continue;
+      poolOpen += sibling.open;
+      poolBacklog += sibling.ready.length + sibling.inFlight;
+    }
+    const o = this.options(pair);
+    if (poolOpen === 0 || poolOpen < connectionGoal(poolBacklog, o.max_outbound_connections, o.connection_allocation_aggressiveness)) return false;
+    pair.siblingWaitSince ??= now;
+    return true;
   }
 
   /** A connection may serve a sibling only if it reaches one of its MXs the way its own options ask. */
