@@ -361,7 +361,7 @@ export class Scheduler implements ConnectionOwner {
     ds.phaseTimer = setTimeout(() => {
       ds.apply({ kind: 'tick', now: this.deps.clock.now() });
       for (const p of ds.pairs.values()) this.maintain(p);
-    }, until - now);
+    }, until - now).unref();
   }
 
   private drainQueue(pair: Pair, action: Action, why: Reply, flags: number | undefined): void {
@@ -468,7 +468,7 @@ export class Scheduler implements ConnectionOwner {
     pair.timer = setTimeout(() => {
       pair.timer = undefined;
       this.maintain(pair);
-    }, Math.max(0, at - this.deps.clock.now()));
+    }, Math.max(0, at - this.deps.clock.now())).unref();
   }
 
   private domain(name: string): DomainState {
