@@ -132,6 +132,7 @@ export async function startDaemon(config: Config, configPath: string, log = crea
     connection: queueRedis,
     prefix,
     concurrency: config.max_active_messages,
+    lockDuration: config.job_lock_timeout,
     store,
     scheduler,
     enqueuer,

@@ -24,6 +24,8 @@ export interface ConsumerDeps {
   connection: Redis;
   prefix: string;
   concurrency: number;
+  /** BullMQ lock duration: a crashed daemon's jobs return to the queue this long after its last renewal. */
+  lockDuration: number;
   store: MessageStore;
   scheduler: Scheduler;
   enqueuer: Enqueuer;
@@ -69,7 +71,8 @@ export class Consumer {
       prefix: this.deps.prefix,
       concurrency: this.deps.concurrency,
       maxStalledCount: MAX_STALLED,
-      lockDuration: 60_000,
+      lockDuration: this.deps.lockDuration,
+      stalledInterval: Math.max(1000, Math.round(this.deps.lockDuration / 2)),
     });
     this.worker.on('completed', (job) => {
       this.deps.store.release(job.data.qid, job.id!).catch((err: Error) =>

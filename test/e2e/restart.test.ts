@@ -1,15 +1,17 @@
-// Mail queued when the daemon stops is delivered after it starts again, exactly once.
+// Mail queued when the daemon stops, or held by it when it is killed, is delivered after it starts
+// again, exactly once, and a crash never fails it.
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
+import { join } from 'node:path';
 import { type World, buildWorld, mxZone, queueIdOf } from './world.js';
 
 let world: World;
 
 before(async () => {
   world = await buildWorld({
-    zone: mxZone({ 'down.test': '127.0.0.6', 'slow.test': '127.0.0.8' }),
+    zone: mxZone({ 'down.test': '127.0.0.6', 'slow.test': '127.0.0.8', 'crash.test': '127.0.0.9' }),
     sinks: {},
   });
 });
@@ -64,4 +66,39 @@ test('SIGTERM lets a session in flight finish before the daemon exits', async ()
   assert.equal(sink.messages.length, 1);
   assert.ok(daemon.logs.some((r) => r.event === 'delivery' && r.qid === qid), 'the delivery was recorded before exit');
   assert.ok(daemon.logs.findIndex((r) => r.event === 'stopping') < daemon.logs.findIndex((r) => r.event === 'delivery' && r.qid === qid));
+});
+
+test('kill -9 with mail held and a session in flight: the next start delivers every message once, none failed, no attempt charged', async () => {
+  let killed = false;
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  // Until the kill, the receiver sits on the data; the reply it finally gives goes to a dead socket.
+  const sink = await world.startSink('crash', '127.0.0.9', async (ctx) => {
+    if (ctx.stage !== 'data' || killed) return undefined;
+    await released;
+    return { code: 451, message: 'try again later' };
+  });
+  const config = { redis: { embedded: true, dir: join(world.dir, 'redis-crash'), appendfsync: 'always' }, job_lock_timeout: '2s' };
+  const first = await world.start(config);
+  const recipients = ['k1@crash.test', 'k2@crash.test', 'k3@crash.test'];
+  const qids: string[] = [];
+  for (const to of recipients) {
+    const raw = makeMessage({ from: 's@sender.test', to: [to] });
+    qids.push(queueIdOf((await sendMail({ host: '127.0.0.1', port: world.intakePort, from: 's@sender.test', to: [to], raw })).response));
+  }
+  await sink.waitForConnections(1);
+  first.proc.kill('SIGKILL');
+  await first.exited;
+  killed = true;
+  release();
+
+  const second = await world.start(config);
+  await sink.waitForRecipients(recipients, 20_000);
+  const deliveries = await second.waitForLogs((r) => r.event === 'delivery' && qids.includes(r.qid), 3, 20_000);
+  assert.deepEqual(deliveries.map((d) => d.attempt), [1, 1, 1], 'the crash charged no attempt');
+  for (const to of recipients) assert.equal(sink.messages.filter((m) => m.rcptTo.includes(to)).length, 1, `${to} arrived once`);
+  assert.deepEqual(second.logs.filter((r) => r.event === 'permanent_failure' || r.event === 'bounce_queued'), []);
+  assert.equal(await second.stop('SIGTERM'), 0);
 });
