@@ -19,10 +19,9 @@ export type SendMailOptions = {
 
 export type SendMailResult = { response: string; accepted: string[]; rejected: string[] };
 
-/** Rejects with nodemailer's error, which carries responseCode, response and code. */
-export function sendMail(opts: SendMailOptions): Promise<SendMailResult> {
-  const timeout = opts.timeoutMs ?? 15000;
-  const conn = new SMTPConnection({
+/** A plain (no STARTTLS) client session to the intake, every stage bounded by one timeout. */
+function clientTo(opts: { host: string; port: number; localAddress?: string; name?: string }, timeout: number): SMTPConnection {
+  return new SMTPConnection({
     host: opts.host,
     port: opts.port,
     ignoreTLS: true,
@@ -32,6 +31,11 @@ export function sendMail(opts: SendMailOptions): Promise<SendMailResult> {
     ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
     ...(opts.name ? { name: opts.name } : {}),
   });
+}
+
+/** Rejects with nodemailer's error, which carries responseCode, response and code. */
+export function sendMail(opts: SendMailOptions): Promise<SendMailResult> {
+  const conn = clientTo(opts, opts.timeoutMs ?? 15000);
   return new Promise((resolve, reject) => {
     let settled = false;
     const fail = (err: Error) => {
@@ -79,14 +83,7 @@ export function sendMany(opts: SendManyOptions): Promise<string[]> {
   // Sessions take the next unsent message from a shared cursor, so a slow session holds up only itself.
   const session = () =>
     new Promise<void>((resolve, reject) => {
-      const conn = new SMTPConnection({
-        host: opts.host,
-        port: opts.port,
-        ignoreTLS: true,
-        connectionTimeout: timeout,
-        greetingTimeout: timeout,
-        socketTimeout: timeout,
-      });
+      const conn = clientTo(opts, timeout);
       sessions.push(conn);
       let done = false;
       const fail = (err: Error) => {
