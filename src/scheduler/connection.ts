@@ -1,6 +1,7 @@
 // One open SMTP session serving a binding × domain active queue: it takes messages until the
 // queue is empty, then moves to a sibling domain sharing its MX host or waits idle_timeout for
 // more, and closes at max_deliveries_per_connection, on a lost session, or when idle too long.
+import type { ScopedValues } from '../config/scopes.js';
 import { reply } from '../core/reply.js';
 import type { ConnectionHandle } from '../delivery/initiator.js';
 import { type RecipientReply, runTransaction } from '../delivery/session.js';
@@ -9,7 +10,7 @@ import type { DeliveryResult, Entry } from './entry.js';
 
 /** What a connection needs from the scheduler that owns it. */
 export interface ConnectionOwner {
-  options(pair: Pair): { idleTimeout: number; maxDeliveries: number; batch: number };
+  options(pair: Pair): Pick<ScopedValues, 'idle_timeout' | 'max_deliveries_per_connection' | 'max_recipients_per_batch'>;
   /** The next message of the connection's queue, or undefined. */
   take(conn: OutboundConnection): Entry | undefined;
   /** Moves the connection to a sibling domain's queue; false when none has work and room. */
@@ -59,23 +60,23 @@ export class OutboundConnection {
         const entry = this.owner.take(this);
         if (!entry) {
           if (this.owner.migrate(this)) continue;
-          if (!(await this.idle(this.owner.options(this.pair).idleTimeout))) break;
+          if (!(await this.idle(this.owner.options(this.pair).idle_timeout))) break;
           continue;
         }
         const opts = this.owner.options(this.pair);
         let wait = this.owner.throttle(this.pair);
         while (wait > 0) {
-          if (wait > opts.idleTimeout) {
+          if (wait > opts.idle_timeout) {
             this.owner.giveBack(this, entry, wait);
             return;
           }
           await delay(wait);
           wait = this.owner.throttle(this.pair);
         }
-        const result = await this.send(entry, opts.batch);
+        const result = await this.send(entry, opts.max_recipients_per_batch);
         this.owner.complete(this, entry, result);
         if (result.replies.some((r) => r.reply.code >= 200 && r.reply.code < 300)) this.deliveries++;
-        if (opts.maxDeliveries > 0 && this.deliveries >= opts.maxDeliveries) break;
+        if (opts.max_deliveries_per_connection > 0 && this.deliveries >= opts.max_deliveries_per_connection) break;
       }
     } finally {
       this.wake = undefined;

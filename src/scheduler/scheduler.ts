@@ -158,9 +158,8 @@ export class Scheduler implements ConnectionOwner {
 
   // ConnectionOwner: the side of the scheduler its connections see.
 
-  options(pair: Pair): ScopedValues & { idleTimeout: number; maxDeliveries: number; batch: number } {
-    const o = this.deps.options(pair.binding.name, pair.domain);
-    return { ...o, idleTimeout: o.idle_timeout, maxDeliveries: o.max_deliveries_per_connection, batch: o.max_recipients_per_batch };
+  options(pair: Pair): ScopedValues {
+    return this.deps.options(pair.binding.name, pair.domain);
   }
 
   take(conn: OutboundConnection): Entry | undefined {
