@@ -1,0 +1,172 @@
+// The admin API's wire format: what the daemon serves and the CLI reads. JSON over HTTP, on a
+// Unix socket or a loopback port; times are ISO strings, ages and durations plain numbers with
+// their unit in the name. Errors are `{ error: { code, message } }` with the HTTP status below.
+
+export const API = {
+  summary: 'GET /v1/summary',
+  mailq: 'GET /v1/mailq',
+  domain: 'GET /v1/domains/:domain',
+  flush: 'POST /v1/flush',
+  fail: 'POST /v1/fail',
+  suspend: 'POST /v1/suspend',
+  resume: 'POST /v1/resume',
+  message: 'GET /v1/messages/:id',
+  messageRetry: 'POST /v1/messages/:id/retry',
+  messageFail: 'POST /v1/messages/:id/fail',
+  reload: 'POST /v1/reload',
+} as const;
+
+/** 400 bad_request, 401 unauthorized, 404 not_found, 422 invalid_config, 500 internal. */
+export type ErrorCode = 'bad_request' | 'unauthorized' | 'not_found' | 'invalid_config' | 'internal';
+
+export interface ApiError {
+  error: { code: ErrorCode; message: string; details?: string[] };
+}
+
+/** Counts are recipients: a message to three recipients counts three, as Momentum counts. */
+export interface Counts {
+  received: number;
+  delivered: number;
+  transient: number;
+  failed: number;
+}
+
+export interface Summary {
+  version: string;
+  hostname: string;
+  started_at: string;
+  uptime_s: number;
+  connections: { inbound: number; outbound: number; connecting: number };
+  /** active: held in memory by the scheduler; delayed: in Redis waiting for a time; waiting: in Redis due now. */
+  queue: { active: number; delayed: number; waiting: number };
+  /** Domains with mail held in memory now. */
+  active_domains: number;
+  /** Since the daemon started. */
+  counts: Counts;
+  /** Per second over the last 60 seconds. */
+  rates: Counts;
+  suspended: { domains: string[]; bindings: string[] };
+}
+
+export interface LastError {
+  reply: string;
+  flags?: string[];
+  at: string;
+}
+
+/** GET /v1/mailq?domain=D&binding=B&limit=N */
+export interface MailqRow {
+  domain: string;
+  binding: string;
+  active: number;
+  delayed: number;
+  connections: number;
+  /** Age of the oldest message of the row, active or delayed. */
+  oldest_age_s?: number;
+  last_error?: LastError;
+}
+
+export interface Mailq {
+  rows: MailqRow[];
+  /** Rows before --limit cut them, largest queues first. */
+  total_rows: number;
+}
+
+export interface AddressMark {
+  address: string;
+  /** Present while the address is marked failed (skipped until `until`). */
+  failed?: { at: string; since_s: number; until: string; flags?: string[] };
+}
+
+export interface DomainDetail {
+  domain: string;
+  phase: 'idle' | 'active' | 'delayed' | 'suspended';
+  delayed_until?: string;
+  mx: {
+    phase: string;
+    expires_at?: string;
+    hosts: Array<{ host: string; preference: number; addresses: AddressMark[]; siblings: string[] }>;
+  };
+  consecutive_failures: number;
+  last_error?: LastError;
+  active: number;
+  delayed: number;
+  bindings: Array<{
+    binding: string;
+    suspended: boolean;
+    ready: number;
+    in_flight: number;
+    connections: number;
+    connecting: number;
+    idle: number;
+    throttled_ms: { messages: number; connections: number };
+    /** Connection and throttle options in force for this pair, with the scope each comes from. */
+    limits: Record<string, { value: string | number | null; scope: string }>;
+  }>;
+}
+
+/** POST /v1/flush { domain?: string } (absent: all domains). */
+export interface FlushResult {
+  flushed: number;
+}
+
+/** POST /v1/fail { domain, quiet?, note? } and POST /v1/messages/:id/fail { quiet?, note? }. */
+export interface FailResult {
+  /** Messages (jobs) that were failed or are being failed as they come off the queue. */
+  failed: number;
+}
+
+/** POST /v1/suspend and /v1/resume: { domain } or { binding }. */
+export interface SuspendResult {
+  domain?: string;
+  binding?: string;
+  suspended: boolean;
+}
+
+export interface Attempt {
+  at: string;
+  attempt: number;
+  outcome: 'delivered' | 'deferred' | 'failed';
+  reply: string;
+  /** Only when an attempt's recipients had different outcomes; at most 10 listed. */
+  recipients?: string[];
+  action?: string;
+  flags?: string[];
+  mx_host?: string;
+  mx_ip?: string;
+  binding?: string;
+}
+
+export interface MessageJob {
+  job_id: string;
+  domain: string;
+  recipients: string[];
+  binding?: string;
+  state: 'active' | 'waiting' | 'delayed' | 'delivered' | 'failed' | 'partly_failed';
+  /** Why a delayed job waits: its retry time, or parked because its queue had no room. */
+  waiting?: 'retry' | 'parked';
+  next_attempt?: string;
+  attempts: Attempt[];
+  finished_at?: string;
+}
+
+export interface MessageDetail {
+  qid: string;
+  message_id?: string;
+  sender: string;
+  received_at: string;
+  size_bytes?: number;
+  jobs: MessageJob[];
+}
+
+/** POST /v1/messages/:id/retry */
+export interface RetryResult {
+  retried: number;
+}
+
+/** POST /v1/reload: 200 with what changed, or 422 invalid_config with `details` listing the errors. */
+export interface ReloadResult {
+  reloaded: true;
+  /** Top-level keys whose change needs a restart; their old values stay in force. */
+  restart_required: string[];
+}
