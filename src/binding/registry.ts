@@ -30,6 +30,13 @@ export class Bindings {
   private readonly suspended = new Set<string>();
 
   constructor(cfg: BindingsConfig) {
+    this.reconfigure(cfg);
+  }
+
+  /** Takes a new config's bindings and groups (a reload); suspensions stay. */
+  reconfigure(cfg: BindingsConfig): void {
+    this.bindings.clear();
+    this.groups.clear();
     const declaredDefault = cfg.bindings.find((b) => b.name === DEFAULT_BINDING);
     this.bindings.set(DEFAULT_BINDING, {
       name: DEFAULT_BINDING,
@@ -46,6 +53,14 @@ export class Bindings {
 
   get(name: string): Binding | undefined {
     return this.bindings.get(name);
+  }
+
+  names(): string[] {
+    return [...this.bindings.keys()];
+  }
+
+  suspendedNames(): string[] {
+    return [...this.suspended];
   }
 
   hasGroup(name: string): boolean {

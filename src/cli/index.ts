@@ -1,37 +1,45 @@
 #!/usr/bin/env node
-// The `impulse` command: run the daemon, or check a config file. Exit codes: 0 ok, 1 runtime
-// failure, 2 bad configuration or usage.
+// The `impulse` command: run the daemon, check a config file, or ask a running daemon over its
+// admin API. Exit codes are listed in the help.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { stringify } from 'yaml';
-import { type LoadResult, loadConfig } from '../config/load.js';
 import { explainOptions } from '../config/scopes.js';
-import { runDaemon } from '../main.js';
+import * as domain from './commands/domain.js';
+import * as mailq from './commands/mailq.js';
+import * as message from './commands/message.js';
+import * as queueActions from './commands/queue-actions.js';
+import * as reload from './commands/reload.js';
+import { loadOrExit } from './commands/shared.js';
+import * as summary from './commands/summary.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-function loadOrExit(path: string): Extract<LoadResult, { ok: true }> {
-  const result = loadConfig(path);
-  if (!result.ok) {
-    process.stderr.write(`impulse: invalid configuration ${path}:\n${result.errors.map((e) => `  ${e}`).join('\n')}\n`);
-    process.exit(2);
-  }
-  return result;
-}
+const EXIT_CODES = `
+Exit codes:
+  0  success
+  1  the daemon reported a failure (HTTP 5xx, or 422 such as an invalid config on reload), or could not start
+  2  usage error, or a configuration file that cannot be read or is invalid
+  3  the daemon is unreachable (no socket, connection refused, no answer within --timeout)
+  4  not found (unknown message, domain or binding)
+  5  unauthorized (the token in admin.token_file is missing or wrong)`;
 
 const program = new Command('impulse')
   .description('Impulse outbound SMTP delivery daemon')
   .version(pkg.version, '-V, --version')
   .showHelpAfterError()
-  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .addHelpText('after', EXIT_CODES);
 
 program.command('start')
   .description('run the daemon in the foreground (logs are JSON lines on stdout)')
   .requiredOption('-c, --config <file>', 'configuration file')
   .action(async (opts: { config: string }) => {
-    const { config, path } = loadOrExit(opts.config);
+    const loaded = loadOrExit(opts.config);
+    // Loaded here only: the admin commands need none of the daemon's modules and start faster without them.
+    const { runDaemon } = await import('../main.js');
     try {
-      await runDaemon(config, path);
+      await runDaemon(loaded);
       process.exit(0);
     } catch (err) {
       process.stderr.write(`impulse: ${(err as Error).message}\n`);
@@ -62,5 +70,7 @@ program.command('check-config')
     process.stdout.write(`# effective delivery options for binding ${opts.binding}, domain ${opts.domain.toLowerCase()}\n`);
     for (const [key, r] of rows) process.stdout.write(`${key.padEnd(width)}  ${String(r.value).padEnd(valueWidth)}  (${r.scope})\n`);
   });
+
+for (const commands of [summary, mailq, domain, queueActions, message, reload]) commands.register(program);
 
 await program.parseAsync(process.argv);

@@ -40,6 +40,8 @@ export function parseConfigText(text: string, path: string): LoadResult {
   for (const l of config.listen) {
     if (l.tls) l.tls = { cert: resolve(base, l.tls.cert), key: resolve(base, l.tls.key) };
   }
+  config.admin.socket = resolve(base, config.admin.socket);
+  if (config.admin.token_file) config.admin.token_file = resolve(base, config.admin.token_file);
   if (!config.redis.url) config.redis.embedded = true;
   return { ok: true, config, document, path };
 }

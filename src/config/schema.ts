@@ -29,6 +29,11 @@ function unitValue<T>(parse: (v: string | number) => T | undefined, what: string
   return unitText(parse, what, example).transform((v) => parse(v)!);
 }
 
+function isLoopbackHostPort(v: string): boolean {
+  const host = v.startsWith('[') ? v.slice(1, v.indexOf(']')) : v.split(':')[0]!;
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
 const NAME = /^[A-Za-z0-9_.-]+$/;
 const name = (what: string) => z.string().regex(NAME, { message: `${what} names use letters, digits, '.', '_' and '-' only` });
 
@@ -133,6 +138,21 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     prefix: z.string().default('impulse').describe('key prefix of every Impulse key in Redis'),
   }).refine((r) => !(r.url && r.embedded), { message: 'set either url or embedded: true, not both' });
 
+  const admin = z.strictObject({
+    socket: z.string().default('var/impulse.sock')
+      .describe('Unix socket of the admin API, mode 0600 (relative to the config file); used unless listen is set'),
+    listen: hostPort.refine((v) => /:\d+$/.test(v), { message: 'expected host:port, such as 127.0.0.1:8025' })
+      .refine((v) => isLoopbackHostPort(v), { message: 'the admin API listens on loopback only, such as 127.0.0.1:8025' })
+      .optional().describe('loopback host:port for the admin API over HTTP instead of the socket; needs token_file'),
+    token_file: z.string().optional()
+      .describe('file holding the bearer token that admin requests over listen must carry (relative to the config file)'),
+  }).refine((a) => a.listen === undefined || a.token_file !== undefined, { message: 'admin.listen needs admin.token_file' });
+
+  const metrics = z.strictObject({
+    listen: z.union([hostPort.refine((v) => /:\d+$/.test(v), { message: 'expected host:port, such as 127.0.0.1:9725' }), z.literal(false)]).default('127.0.0.1:9725')
+      .describe('host:port serving /metrics (Prometheus), /healthz and /readyz; false turns it off'),
+  });
+
   const dns = z.strictObject({
     servers: z.array(hostPort).optional().describe('resolvers as ip or ip:port; default: the system resolvers'),
     timeout: duration('5s').describe('time to wait for one DNS answer'),
@@ -145,6 +165,10 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     redis: redis.prefault({ embedded: true }).describe('where the queue lives'),
     listen: z.array(listener).min(1).prefault([{}] as z.input<typeof listener>[]).describe('SMTP intake listeners'),
     dns: dns.prefault({} as z.input<typeof dns>).describe('resolver used for MX and address lookups'),
+    admin: admin.prefault({} as z.input<typeof admin>).describe('the admin API the impulse CLI talks to'),
+    metrics: metrics.prefault({} as z.input<typeof metrics>).describe('Prometheus metrics and health checks over HTTP'),
+    message_history_retention: duration('24h')
+      .describe('how long the attempt history of a finished message is kept for `impulse message show`; 0 keeps none'),
     ehlo_hostname: z.string().default(hostname()).describe('name sent in EHLO to remote servers'),
     remote_smtp_port: scoped.remote_smtp_port.unwrap().default(25),
     connect_timeout: duration('300s').describe('time allowed to establish an outbound TCP connection'),

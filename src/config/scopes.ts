@@ -77,7 +77,13 @@ interface Memo {
 export class OptionScopes {
   private readonly memo = new Map<string, Memo>();
 
-  constructor(private readonly cfg: Config) {}
+  constructor(private cfg: Config) {}
+
+  /** A reload: every pair's options are worked out again from the new config. */
+  reconfigure(cfg: Config): void {
+    this.cfg = cfg;
+    this.memo.clear();
+  }
 
   get(binding: string, domain: string): ScopedValues {
     return this.entry(binding, domain).values;

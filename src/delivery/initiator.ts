@@ -242,7 +242,7 @@ export class Initiator {
       handle.domain.recordFailure();
       const flags = classifyConnectError(err);
       if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK | CONN_ERROR_CONNECT_TIMEOUT)) {
-        health.markFailed(binding.name, target.address, now + policy.hostFailureRetry);
+        health.markFailed(binding.name, target.address, now, now + policy.hostFailureRetry, flags);
       }
       const replyOf = connectReply(flags, target, err);
       if (flags & CONN_ERROR_CONNECT_TIMEOUT) {

@@ -92,6 +92,15 @@ export class HookRegistry {
     this.sealed = true;
   }
 
+  /**
+   * Takes the handlers of a registry built from a reloaded config. Calls in progress finish on
+   * the lists they started with.
+   */
+  adopt(other: HookRegistry): void {
+    this.hooks.clear();
+    for (const [name, list] of other.hooks) this.hooks.set(name, list);
+  }
+
   get isSealed(): boolean {
     return this.sealed;
   }

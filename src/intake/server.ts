@@ -28,6 +28,8 @@ export interface IntakeDeps {
   bindingRules: readonly BindingRule[];
   defaultBinding: 'normal' | 'none';
   hooks: HookRegistry;
+  /** Counts accepted recipients per binding (the metrics). */
+  counter: { received(binding: string, recipients: number): void };
 }
 
 /** Set by the upstream MTA for Impulse alone; removed before the message is stored. */
@@ -49,10 +51,38 @@ function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
   });
 }
 
+function byDomain(recipients: string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of recipients) out.set(domainOf(r), (out.get(domainOf(r)) ?? 0) + 1);
+  return out;
+}
+
+function bindingChoice(c: BindingChoice | undefined): { binding?: string; group?: string } {
+  if (!c) return {};
+  return 'binding' in c ? { binding: c.binding } : { group: c.group };
+}
+
 export class Intake {
   private readonly servers: SMTPServer[] = [];
+  private open = 0;
+  private listening = false;
 
   constructor(private readonly deps: IntakeDeps) {}
+
+  /** SMTP sessions open now. */
+  get sessions(): number {
+    return this.open;
+  }
+
+  /** Every listener is bound and accepting. */
+  get ready(): boolean {
+    return this.listening;
+  }
+
+  /** A reload: binding assignment rules apply to the next message. */
+  reconfigure(settings: Pick<IntakeDeps, 'bindingRules' | 'defaultBinding'>): void {
+    Object.assign(this.deps, settings);
+  }
 
   async start(): Promise<void> {
     for (const l of this.deps.listeners) {
@@ -68,10 +98,12 @@ export class Intake {
       this.servers.push(server);
       this.deps.log.info({ event: 'listening', address: l.address, port: l.port }, 'SMTP intake listening');
     }
+    this.listening = true;
   }
 
   /** Stops accepting; sessions in flight get until the server's close timeout to finish. */
   async close(): Promise<void> {
+    this.listening = false;
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
 
@@ -92,6 +124,7 @@ export class Intake {
       closeTimeout: this.deps.closeTimeout,
       ...tls,
       onConnect: (session, cb) => {
+        this.open++;
         if (relay.has(session.remoteAddress)) return cb();
         log.warn({ event: 'relay_refused', client: session.remoteAddress, listener: `${l.address}:${l.port}` }, 'client not in relay_from');
         cb(smtpError(554, `5.7.1 Relaying denied: ${session.remoteAddress} is not allowed to send through this server`));
@@ -109,6 +142,9 @@ export class Intake {
         }
         if (!/@[^@]+$/.test(address.address)) return cb(smtpError(501, '5.1.3 Recipient address must be fully qualified'));
         cb();
+      },
+      onClose: () => {
+        this.open--;
       },
       onData: (stream, session, cb) => {
         this.receive(stream, session, l).then((text) => cb(null, text), (err: Error & { responseCode?: number }) => cb(err));
@@ -137,6 +173,9 @@ export class Intake {
     } catch (err) {
       log.error({ event: 'reception_failed', client: session.remoteAddress, sender, recipients, err: (err as Error).message }, 'message not queued');
       throw smtpError(451, '4.3.0 Temporary queue failure, try again later');
+    }
+    for (const [domain, rcpts] of byDomain(recipients)) {
+      this.deps.counter.received(this.deps.bindings.resolve(bindingChoice(bindings.get(domain)), qid).name, rcpts);
     }
     log.info({
       event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress,

@@ -16,7 +16,7 @@ import type { HookRegistry } from '../hooks/registry.js';
 import type { DeliveryResult, Outcome } from '../scheduler/entry.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { Enqueuer } from './enqueue.js';
-import { DELIVERY_QUEUE, type DeliveryJobData, HISTORY_LIMIT } from './job.js';
+import { DELIVERY_QUEUE, type DeliveryJobData, type FinishedRecord, HISTORY_LIMIT, type HistoryEntry } from './job.js';
 import { settle } from './settle.js';
 import type { MessageStore } from './store.js';
 
@@ -36,6 +36,16 @@ export interface ConsumerDeps {
   hooks: HookRegistry;
   clock: Clock;
   log: Logger;
+  /** How long a finished job's record is kept for operators; 0 keeps none. */
+  historyRetention(): number;
+  counter: OutcomeCounter;
+}
+
+/** Where outcomes are counted (the metrics); counts are recipients. */
+export interface OutcomeCounter {
+  delivered(binding: string, recipients: number, latencyMs: number): void;
+  deferred(binding: string, status: string, recipients: number): void;
+  failed(binding: string, status: string, recipients: number): void;
 }
 
 interface LogOutcome {
@@ -60,8 +70,42 @@ function byReply(replies: RecipientReply[]): Array<{ reply: Reply; recipients: s
   return [...groups.values()];
 }
 
+/** An operator's failure waiting for a job to come off the queue. */
+interface Doom {
+  reply: Reply;
+  quiet: boolean;
+  at: number;
+}
+
+/** A doomed job that never came (delivered by a session already in flight, say) is forgotten after this. */
+const DOOM_TTL_MS = 86_400_000;
+
+/** The history entries of one attempt: one per outcome and reply. */
+function attemptEntries(settled: ReturnType<typeof settle>, common: Omit<HistoryEntry, 'reply' | 'outcome'>): HistoryEntry[] {
+  const groups = ([['delivered', settled.delivered], ['deferred', settled.deferred], ['failed', settled.failed]] as const)
+    .flatMap(([outcome, replies]) => byReply(replies).map((g) => ({ outcome, ...g })));
+  const mixed = groups.length > 1;
+  return groups.map((g) => ({
+    ...common, outcome: g.outcome, reply: formatReply(g.reply), ...(mixed ? { recipients: g.recipients } : {}),
+  }));
+}
+
+function finishedRecord(jobId: string, data: DeliveryJobData, binding: string, history: HistoryEntry[], now: number): FinishedRecord {
+  // Recipients finished at earlier attempts are no longer in the job's data, only in its history.
+  const recipients = new Set(data.recipients);
+  for (const h of history) for (const r of h.recipients ?? []) recipients.add(r);
+  const delivered = history.some((h) => h.outcome === 'delivered');
+  const failed = history.some((h) => h.outcome === 'failed');
+  return {
+    job_id: jobId, domain: data.domain, sender: data.sender, received_at: data.receivedAt, message_id: data.messageId,
+    recipients: [...recipients], binding, state: failed ? (delivered ? 'partly_failed' : 'failed') : 'delivered',
+    finished_at: new Date(now).toISOString(), attempts: history,
+  };
+}
+
 export class Consumer {
   private worker: Worker<DeliveryJobData> | undefined;
+  private readonly doomed = new Map<string, Doom>();
 
   constructor(private readonly deps: ConsumerDeps) {}
 
@@ -74,8 +118,8 @@ export class Consumer {
       lockDuration: this.deps.lockDuration,
       stalledInterval: Math.max(1000, Math.round(this.deps.lockDuration / 2)),
     });
-    this.worker.on('completed', (job) => {
-      this.deps.store.release(job.data.qid, job.id!).catch((err: Error) =>
+    this.worker.on('completed', (job, record: string | undefined) => {
+      this.deps.store.release(job.data.qid, job.id!, record, this.deps.historyRetention()).catch((err: Error) =>
         this.deps.log.warn({ event: 'store_release_failed', qid: job.data.qid, err: err.message }, 'body kept until its TTL'));
     });
     this.worker.on('failed', (job, err) =>
@@ -90,25 +134,40 @@ export class Consumer {
     await closing;
   }
 
-  private async process(job: Job<DeliveryJobData>, token: string | undefined): Promise<void> {
+  /**
+   * Fails these jobs with `reply` as each comes off the queue (the caller makes them due now),
+   * through the same path as any failed attempt: log, hooks, bounce unless quiet, history.
+   */
+  failOnArrival(jobIds: Iterable<string>, reply: Reply, quiet: boolean): void {
+    const now = this.deps.clock.now();
+    for (const [id, d] of this.doomed) if (now - d.at > DOOM_TTL_MS) this.doomed.delete(id);
+    for (const id of jobIds) this.doomed.set(id, { reply, quiet, at: now });
+  }
+
+  private async process(job: Job<DeliveryJobData>, token: string | undefined): Promise<string | undefined> {
     const data = job.data;
     const { clock, log } = this.deps;
     const binding = this.deps.bindings.resolve({ binding: data.binding, group: data.bindingGroup }, data.qid);
-    const outcome = await new Promise<Outcome>((resolve) => this.deps.scheduler.admit({
-      qid: data.qid, domain: data.domain, binding, sender: data.sender, recipients: data.recipients,
-      attempts: data.attempts, returning: data.waiting, settle: resolve,
-    }));
+    const doom = this.doomed.get(job.id!);
+    this.doomed.delete(job.id!);
+    const outcome = doom
+      ? { kind: 'attempted' as const, result: { replies: data.recipients.map((recipient) => ({ recipient, reply: doom.reply })) }, action: 'admin_fail' as const, quiet: doom.quiet }
+      : await new Promise<Outcome>((resolve) => this.deps.scheduler.admit({
+        qid: data.qid, domain: data.domain, binding, sender: data.sender, recipients: data.recipients,
+        attempts: data.attempts, returning: data.waiting, settle: resolve,
+      }));
     if (outcome.kind === 'parked') {
       log.debug({ event: 'parked', qid: data.qid, domain: data.domain, binding: binding.name, reason: outcome.reason, until: new Date(outcome.until).toISOString() }, 'parked');
       await job.updateData({ ...data, waiting: 'parked' });
       await job.moveToDelayed(outcome.until, token);
       throw new DelayedError();
     }
-    const { result, action } = outcome;
+    const { result, action, quiet } = outcome;
     const now = clock.now();
     const attempt = data.attempts + 1;
     const settled = settle(result.replies, now, data.receivedAt, attempt, this.deps.policy(binding.name, data.domain));
-    const wantsBody = (settled.failed.length > 0 && data.sender !== '')
+    const bounces = settled.failed.length > 0 && data.sender !== '' && !quiet;
+    const wantsBody = bounces
       || this.deps.hooks.has('log_delivery') || this.deps.hooks.has('log_transient_failure') || this.deps.hooks.has('log_permanent_failure');
     const body = result.body ?? (wantsBody ? (await this.deps.store.get(data.qid))?.body : undefined);
     const common = {
@@ -125,19 +184,29 @@ export class Consumer {
       { event: 'permanent_failure', hook: 'log_permanent_failure', replies: settled.failed, msg: 'failed' },
     ], now);
 
-    if (settled.failed.length > 0 && data.sender !== '') await this.bounce(job, data, body, settled.failed, result, now, attempt);
+    this.count(binding.name, settled, now - data.receivedAt);
+    if (bounces) await this.bounce(job, data, body, settled.failed, result, now, attempt);
+    const entries = attemptEntries(settled, {
+      at: new Date(now).toISOString(), attempt, binding: binding.name,
+      ...(action ? { action } : {}),
+      ...(result.flags !== undefined ? { flags: flagNames(result.flags) } : {}),
+      ...(result.target ? { mx_host: result.target.host, mx_ip: result.target.address } : {}),
+    });
+    const history = [...(data.history ?? []), ...entries].slice(-HISTORY_LIMIT);
     if (settled.deferred.length > 0) {
-      const history = [...(data.history ?? []), {
-        at: new Date(now).toISOString(), attempt, reply: formatReply(settled.deferred[0]!.reply),
-        ...(action ? { action } : {}),
-        ...(result.flags !== undefined ? { flags: flagNames(result.flags) } : {}),
-        ...(result.target ? { mx_host: result.target.host } : {}),
-      }].slice(-HISTORY_LIMIT);
       await job.updateData({ ...data, recipients: settled.deferred.map((r) => r.recipient), attempts: attempt, waiting: 'retry', history });
       this.deps.scheduler.noteDeferred(data.domain);
       await job.moveToDelayed(settled.retryAt!, token);
       throw new DelayedError();
     }
+    return JSON.stringify(finishedRecord(job.id!, data, binding.name, history, now));
+  }
+
+  private count(binding: string, settled: ReturnType<typeof settle>, latencyMs: number): void {
+    const { counter } = this.deps;
+    if (settled.delivered.length > 0) counter.delivered(binding, settled.delivered.length, latencyMs);
+    for (const g of byReply(settled.deferred)) counter.deferred(binding, g.reply.enhanced, g.recipients.length);
+    for (const g of byReply(settled.failed)) counter.failed(binding, g.reply.enhanced, g.recipients.length);
   }
 
   /** One log record and one outcome hook call per group of recipients sharing a reply. */

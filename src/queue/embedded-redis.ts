@@ -7,6 +7,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
+/** Under systemd's NotifyAccess=all the unit trusts every process it runs: Redis must not speak for the daemon. */
+function childEnv(): NodeJS.ProcessEnv {
+  const { NOTIFY_SOCKET: _notify, ...env } = process.env;
+  return env;
+}
+
 export interface EmbeddedRedisOptions {
   dir: string;
   binary: string;
@@ -81,7 +87,7 @@ export async function startEmbeddedRedis(opts: EmbeddedRedisOptions, log: Logger
     '--maxmemory-policy', 'noeviction', '--logfile', '',
   ];
   let output = '';
-  const child: ChildProcess = spawn(opts.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(opts.binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() });
   const collect = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-4000);
   };

@@ -9,7 +9,12 @@ export interface StoredMessage {
   receivedAt: number;
 }
 
+// Also files the job's finished record in the message's history hash, in the same round trip.
 const RELEASE = `
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+end
 redis.call('SREM', KEYS[2], ARGV[1])
 if redis.call('SCARD', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[2])
@@ -52,9 +57,33 @@ export class MessageStore {
     await this.redis.del(this.bodyKey(qid), this.jobsKey(qid));
   }
 
-  /** Marks one job of the message finished; the last one removes the body. Idempotent. */
-  async release(qid: string, jobId: string): Promise<boolean> {
-    const removed = await this.redis.eval(RELEASE, 2, this.bodyKey(qid), this.jobsKey(qid), jobId);
+  private historyKey(qid: string): string {
+    return `${this.prefix}:history:${qid}`;
+  }
+
+  /**
+   * Marks one job of the message finished, keeping `record` (JSON) for `retentionMs`; the last
+   * job removes the body. Idempotent.
+   */
+  async release(qid: string, jobId: string, record?: string, retentionMs = 0): Promise<boolean> {
+    const keep = record !== undefined && retentionMs > 0 ? record : '';
+    const removed = await this.redis.eval(RELEASE, 3, this.bodyKey(qid), this.jobsKey(qid), this.historyKey(qid), jobId, keep, retentionMs);
     return removed === 1;
+  }
+
+  /** What an operator may ask of a message without reading its body. */
+  async describe(qid: string): Promise<{ sender: string; receivedAt: number; size: number; jobs: string[] } | undefined> {
+    const [[, fields], [, size], [, jobs]] = await this.redis.multi()
+      .hmget(this.bodyKey(qid), 'sender', 'received_at')
+      .hstrlen(this.bodyKey(qid), 'body')
+      .smembers(this.jobsKey(qid))
+      .exec() as [[unknown, Array<string | null>], [unknown, number], [unknown, string[]]];
+    if (fields[1] === null) return undefined;
+    return { sender: fields[0] ?? '', receivedAt: Number(fields[1]), size, jobs };
+  }
+
+  /** Finished records of the message's jobs, by job id. */
+  async history(qid: string): Promise<Map<string, string>> {
+    return new Map(Object.entries(await this.redis.hgetall(this.historyKey(qid))));
   }
 }

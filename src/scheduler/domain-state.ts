@@ -15,6 +15,8 @@ export type DomainPhase =
 export type PhaseEvent =
   | { kind: 'delay'; until: number; reason: Reply }
   | { kind: 'connected' }
+  /** An operator's flush: delayed mail is due now. */
+  | { kind: 'flush' }
   | { kind: 'tick'; now: number };
 
 export function transition(state: DomainPhase, event: PhaseEvent): DomainPhase {
@@ -22,6 +24,7 @@ export function transition(state: DomainPhase, event: PhaseEvent): DomainPhase {
     case 'delay':
       return { phase: 'delayed', until: event.until, reason: event.reason };
     case 'connected':
+    case 'flush':
       return { phase: 'normal' };
     case 'tick':
       return state.phase === 'delayed' && event.now >= state.until ? { phase: 'normal' } : state;
@@ -57,7 +60,7 @@ class DrainMeter {
 
 /** One binding's active queue for a domain, with the connections serving it. */
 export class Pair {
-  readonly ready: Entry[] = [];
+  ready: Entry[] = [];
   readonly connections = new Set<OutboundConnection>();
   connecting = 0;
   /** Entries handed to a connection and not yet settled. */

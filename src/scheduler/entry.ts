@@ -14,11 +14,12 @@ export interface DeliveryResult {
   body?: Buffer | undefined;
 }
 
-/** Why mail left the active queue without a transaction of its own. */
-export type Action = 'requeue1' | 'purge_domain' | 'delay_domain';
+/** Why mail left the active queue without a transaction of its own; admin_fail: an operator failed it. */
+export type Action = 'requeue1' | 'purge_domain' | 'delay_domain' | 'admin_fail';
 
 export type Outcome =
-  | { kind: 'attempted'; result: DeliveryResult; action?: Action | undefined }
+  /** quiet: fail without a bounce (an operator's `fail --quiet`). */
+  | { kind: 'attempted'; result: DeliveryResult; action?: Action | undefined; quiet?: boolean | undefined }
   | { kind: 'parked'; until: number; reason: string };
 
 export interface Entry {

@@ -11,6 +11,7 @@ import type { ScopedValues } from '../config/scopes.js';
 import type { DomainRecords } from '../delivery/domain-record.js';
 import {
   CONN_ACTION_PURGE_DOMAIN, CONN_ACTION_REQUEUE1, CONN_ERROR_HOST_MAX_REACHED, CONN_ERROR_MX_LOOKUP_PENDING,
+  flagNames,
 } from '../delivery/flags.js';
 import type { HostConnections } from '../delivery/host-connections.js';
 import type { ConnectionError, ConnectionHandle, Initiator } from '../delivery/initiator.js';
@@ -43,7 +44,18 @@ export interface SchedulerDeps {
   maxHeld: number;
   migrate: boolean;
   suspendedRecheck: number;
+  observer: SchedulerObserver;
   random?: () => number;
+}
+
+/** Settings a reload may change while connections stay open. */
+export type SchedulerSettings = Pick<SchedulerDeps, 'serverMaxConnections' | 'migrate' | 'suspendedRecheck'>;
+
+/** What the scheduler reports for metrics. */
+export interface SchedulerObserver {
+  /** A connection attempt failed; flags are CONN_ERROR_* / CONN_ACTION_* names. */
+  connectionFailed(binding: string, flags: readonly string[]): void;
+  migrated(): void;
 }
 
 /** Domains idle this long with nothing queued are forgotten (their MX state is refetched). */
@@ -132,6 +144,72 @@ export class Scheduler implements ConnectionOwner {
   resumeBinding(name: string): void {
     this.deps.bindings.resume(name);
     for (const p of this.pairsOf(name)) this.maintain(p);
+  }
+
+  /** An operator's flush: the domain's delay and connection pacing end, so its mail goes now. */
+  flush(domain?: string): void {
+    const picked = domain === undefined ? [...this.domains.values()] : [this.domains.get(domain)].filter((d) => d !== undefined);
+    for (const ds of picked) {
+      ds.apply({ kind: 'flush' });
+      clearTimeout(ds.phaseTimer);
+      for (const p of ds.pairs.values()) {
+        p.retryAt = 0;
+        this.maintain(p);
+      }
+    }
+  }
+
+  /**
+   * An operator's fail: held mail that `match` selects fails with `why` (quietly: no bounce).
+   * Mail on a connection finishes the transaction it is in. Returns how many were failed.
+   */
+  failHeld(match: (e: Entry) => boolean, why: Reply, quiet: boolean): number {
+    let failed = 0;
+    for (const ds of this.domains.values()) {
+      for (const p of ds.pairs.values()) {
+        const keep: Entry[] = [];
+        for (const e of p.ready) {
+          if (!match(e)) {
+            keep.push(e);
+            continue;
+          }
+          failed++;
+          e.settle({ kind: 'attempted', result: { replies: e.recipients.map((recipient) => ({ recipient, reply: why })) }, action: 'admin_fail', quiet });
+        }
+        p.ready = keep;
+      }
+    }
+    return failed;
+  }
+
+  /** A reload: new caps apply to every queue at once. */
+  reconfigure(settings: SchedulerSettings): void {
+    Object.assign(this.deps, settings);
+    for (const p of this.readyPairs) this.maintain(p);
+    this.capacityFreed();
+  }
+
+  /** Messages held in active queues or on a connection. */
+  get heldCount(): number {
+    return this.held;
+  }
+
+  /** The summary's figures, without building every domain's view. */
+  totals(): { connections: number; connecting: number; held: number; activeDomains: number } {
+    let activeDomains = 0;
+    for (const ds of this.domains.values()) if (ds.active > 0) activeDomains++;
+    return { connections: this.connections.size, connecting: this.connecting, held: this.held, activeDomains };
+  }
+
+  /** Open connections per binding. */
+  connectionsByBinding(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const c of this.connections) out.set(c.pair.binding.name, (out.get(c.pair.binding.name) ?? 0) + 1);
+    return out;
+  }
+
+  suspendedDomains(): string[] {
+    return [...this.domains.values()].filter((d) => d.suspended).map((d) => d.domain);
   }
 
   /** The observable state of every domain the scheduler knows, or of one. */
@@ -322,6 +400,7 @@ export class Scheduler implements ConnectionOwner {
   /** A connection attempt failed: Momentum's actions, then mx_failures_to_delay. */
   private failed(pair: Pair, flags: number, why: Reply, now: number): void {
     const ds = pair.state;
+    this.deps.observer.connectionFailed(pair.binding.name, flagNames(flags));
     ds.lastError = { reply: why, flags, at: now };
     if (flags & CONN_ACTION_PURGE_DOMAIN) {
       for (const p of ds.pairs.values()) this.drainQueue(p, 'purge_domain', why, flags);
@@ -384,6 +463,7 @@ export class Scheduler implements ConnectionOwner {
   private move(conn: OutboundConnection, dest: Pair): void {
     const src = conn.pair;
     this.deps.hooks.fire('premigrate_outbound_connection', conn.handle, src.state.record, dest.state.record);
+    this.deps.observer.migrated();
     this.deps.log.debug({
       event: 'connection_migrated', connection: conn.handle.id, binding: src.binding.name, from: src.domain, to: dest.domain, mx_host: conn.handle.target.host,
     }, 'connection moved to a sibling domain');

@@ -14,6 +14,8 @@ export interface BindingView {
   connections: number;
   connecting: number;
   idle: number;
+  /** Queue id of the message waiting longest for a connection. */
+  oldest?: string;
   /** Milliseconds until the message / connection throttle allows the next one; 0 when free or unthrottled. */
   throttled_ms: { messages: number; connections: number };
 }
@@ -67,6 +69,7 @@ export function domainView(ds: DomainState, all: readonly DomainState[], binding
       connections: p.connections.size,
       connecting: p.connecting,
       idle: p.idle().length,
+      ...(p.ready.length > 0 ? { oldest: p.ready.reduce((min, e) => (e.qid < min ? e.qid : min), p.ready[0]!.qid) } : {}),
       throttled_ms: { messages: throttled(p, 'outbound_throttle_messages'), connections: throttled(p, 'outbound_throttle_connections') },
     })),
   };

@@ -25,7 +25,8 @@ test('--version prints the package version', async () => {
 });
 
 test('every command has --help', async () => {
-  for (const args of [['--help'], ['start', '--help'], ['check-config', '--help']]) {
+  const commands = ['start', 'check-config', 'summary', 'mailq', 'domain', 'flush', 'fail', 'suspend', 'resume', 'message', 'message show', 'message retry', 'message fail', 'reload'];
+  for (const args of [['--help'], ...commands.map((c) => [...c.split(' '), '--help'])]) {
     const r = await runCli(args);
     assert.equal(r.code, 0, `${args.join(' ')} exited ${r.code}`);
     assert.match(r.stdout, /Usage: impulse/);

@@ -52,7 +52,9 @@ export async function buildWorld(opts: {
       ...opts.config,
     },
     async start(overrides = {}) {
-      const d = await startDaemon({ ...world.config, ...overrides }, { dir });
+      // Daemons of one world share its dir; each needs its own admin socket.
+      const admin = { socket: join(dir, `admin-${daemons.length}.sock`) };
+      const d = await startDaemon({ admin, ...world.config, ...overrides }, { dir });
       daemons.push(d);
       return d;
     },

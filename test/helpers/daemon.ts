@@ -72,7 +72,8 @@ export async function startDaemon(config: object, opts: DaemonOptions = {}): Pro
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'impulse-daemon-'));
   if (!opts.dir) removeOnExit(dir);
   const configPath = join(dir, 'impulse.yaml');
-  writeFileSync(configPath, stringify(config));
+  // The default metrics port would collide between daemons running side by side.
+  writeFileSync(configPath, stringify({ metrics: { listen: false }, ...config }));
 
   const proc = spawn(process.execPath, [CLI_PATH, 'start', '-c', configPath], {
     cwd: dir,

@@ -18,7 +18,7 @@ export interface InProcessDaemon {
 
 export async function startInProcess(config: object, dir: string): Promise<InProcessDaemon> {
   const path = join(dir, 'impulse-in-process.yaml');
-  writeFileSync(path, stringify(config));
+  writeFileSync(path, stringify({ metrics: { listen: false }, ...config }));
   const loaded = loadConfig(path);
   if (!loaded.ok) throw new Error(`bad test config: ${loaded.errors.join('; ')}`);
   const logs: LogRecord[] = [];
@@ -29,7 +29,7 @@ export async function startInProcess(config: object, dir: string): Promise<InPro
       changed.notify();
     },
   });
-  const daemon = await startDaemon(loaded.config, path, log);
+  const daemon = await startDaemon(loaded, { log });
   return {
     daemon,
     logs,

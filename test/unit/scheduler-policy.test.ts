@@ -68,5 +68,6 @@ test('domain phase: a delay holds until its time or the first successful connect
   assert.equal(transition(delayed, { kind: 'tick', now: 4999 }), delayed);
   assert.deepEqual(transition(delayed, { kind: 'tick', now: 5000 }), { phase: 'normal' });
   assert.deepEqual(transition(delayed, { kind: 'connected' }), { phase: 'normal' });
+  assert.deepEqual(transition(delayed, { kind: 'flush' }), { phase: 'normal' });
   assert.deepEqual(transition({ phase: 'normal' }, { kind: 'tick', now: 1 }), { phase: 'normal' });
 });

@@ -1,0 +1,100 @@
+// The write side of the admin API: flush, fail, suspend and resume, per domain, binding or
+// message. Mail in Redis is made due now with BullMQ's own promote, never moved by hand.
+import { Job } from 'bullmq';
+import { type Reply, reply } from '../core/reply.js';
+import { qidOfJob } from '../queue/inspect.js';
+import type { AdminContext } from './context.js';
+import type { FailResult, FlushResult, RetryResult, SuspendResult } from './protocol.js';
+import { NotFound } from './views.js';
+
+/** Promotes run this many at a time: pipelined on one connection, without flooding it. */
+const PROMOTE_BATCH = 200;
+
+/** Makes delayed jobs due now; ids that left the delayed set meanwhile are skipped. Returns how many moved. */
+async function promote(ctx: AdminContext, ids: string[]): Promise<number> {
+  let moved = 0;
+  for (let i = 0; i < ids.length; i += PROMOTE_BATCH) {
+    const results = await Promise.allSettled(ids.slice(i, i + PROMOTE_BATCH).map(async (id) => {
+      const job = await Job.fromId(ctx.queue, id);
+      if (!job) return false;
+      await job.promote();
+      return true;
+    }));
+    moved += results.filter((r) => r.status === 'fulfilled' && r.value).length;
+  }
+  return moved;
+}
+
+export function failureReply(note: string | undefined): Reply {
+  return reply(554, '5.0.0', `[internal] failed by an operator${note ? `: ${note}` : ''}`);
+}
+
+export async function flush(ctx: AdminContext, domain: string | undefined): Promise<FlushResult> {
+  ctx.scheduler.flush(domain);
+  const views = ctx.scheduler.state(domain).domains;
+  ctx.health.clearAddresses(views.flatMap((d) => (d.mx.hosts ?? []).map((h) => h.address)), ctx.bindings.names());
+  if (domain === undefined) {
+    const { delayed } = await ctx.inspector.counts();
+    await ctx.queue.promoteJobs();
+    return { flushed: delayed };
+  }
+  const { delayed } = await ctx.inspector.idsOf(domain);
+  return { flushed: await promote(ctx, delayed) };
+}
+
+/** Everything queued for the domain fails: held mail now, mail in Redis as it comes off the queue. */
+export async function failDomain(ctx: AdminContext, domain: string, quiet: boolean, note: string | undefined): Promise<FailResult> {
+  const why = failureReply(note);
+  const held = ctx.scheduler.failHeld((e) => e.domain === domain, why, quiet);
+  const { delayed, waiting } = await ctx.inspector.idsOf(domain);
+  ctx.consumer.failOnArrival([...delayed, ...waiting], why, quiet);
+  await promote(ctx, delayed);
+  return { failed: held + delayed.length + waiting.length };
+}
+
+export function suspend(ctx: AdminContext, target: { domain?: string; binding?: string }, on: boolean): SuspendResult {
+  if (target.binding !== undefined) {
+    if (!ctx.bindings.get(target.binding)) throw new NotFound(`no binding named ${target.binding}`);
+    if (on) ctx.scheduler.suspendBinding(target.binding);
+    else ctx.scheduler.resumeBinding(target.binding);
+    return { binding: target.binding, suspended: on };
+  }
+  const domain = target.domain!;
+  if (on) ctx.scheduler.suspendDomain(domain);
+  else ctx.scheduler.resumeDomain(domain);
+  return { domain, suspended: on };
+}
+
+/** The unfinished jobs of a message, by state; the id may be a queue id or one of its job ids. */
+async function liveJobs(ctx: AdminContext, id: string): Promise<{ qid: string; delayed: string[]; waiting: string[]; active: string[] }> {
+  let qid = id;
+  let message = await ctx.store.describe(qid);
+  if (!message && qid !== qidOfJob(id)) {
+    qid = qidOfJob(id);
+    message = await ctx.store.describe(qid);
+  }
+  if (!message) throw new NotFound(`no queued message ${id}`);
+  const out = { qid, delayed: [] as string[], waiting: [] as string[], active: [] as string[] };
+  for (const jobId of message.jobs) {
+    const state = await ctx.queue.getJobState(jobId);
+    if (state === 'delayed') out.delayed.push(jobId);
+    else if (state === 'waiting' || state === 'prioritized') out.waiting.push(jobId);
+    else if (state === 'active') out.active.push(jobId);
+  }
+  return out;
+}
+
+export async function retryMessage(ctx: AdminContext, id: string): Promise<RetryResult> {
+  const jobs = await liveJobs(ctx, id);
+  return { retried: await promote(ctx, jobs.delayed) };
+}
+
+export async function failMessage(ctx: AdminContext, id: string, quiet: boolean, note: string | undefined): Promise<FailResult> {
+  const jobs = await liveJobs(ctx, id);
+  const why = failureReply(note);
+  const held = ctx.scheduler.failHeld((e) => e.qid === jobs.qid, why, quiet);
+  // A job on a connection now finishes its transaction; should it be deferred, it fails on return.
+  ctx.consumer.failOnArrival([...jobs.delayed, ...jobs.waiting, ...jobs.active], why, quiet);
+  await promote(ctx, jobs.delayed);
+  return { failed: held + jobs.delayed.length + jobs.waiting.length };
+}

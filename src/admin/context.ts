@@ -1,0 +1,34 @@
+// What the admin API reaches in a running daemon. main.ts builds it from the real objects.
+import type { Queue } from 'bullmq';
+import type { Bindings } from '../binding/registry.js';
+import type { Clock } from '../core/clock.js';
+import type { Config, ConfigDocument } from '../config/schema.js';
+import type { AddressHealth } from '../delivery/address-health.js';
+import type { Consumer } from '../queue/consumer.js';
+import type { QueueInspector } from '../queue/inspect.js';
+import type { DeliveryJobData } from '../queue/job.js';
+import type { MessageStore } from '../queue/store.js';
+import type { Scheduler } from '../scheduler/scheduler.js';
+import type { Counts, ReloadResult } from './protocol.js';
+
+/** A reload's outcome: applied, or refused with the new file's errors. */
+export type ReloadOutcome = ({ ok: true } & ReloadResult) | { ok: false; errors: string[] };
+
+export interface AdminContext {
+  scheduler: Scheduler;
+  consumer: Consumer;
+  queue: Queue<DeliveryJobData>;
+  inspector: QueueInspector;
+  store: MessageStore;
+  health: AddressHealth;
+  bindings: Bindings;
+  counts: { counts(): Counts; rates(): Counts };
+  /** SMTP intake sessions open now. */
+  inbound(): number;
+  /** The config in force: runtime values and the document as written (for scopes). */
+  config(): { config: Config; document: ConfigDocument };
+  reload(): Promise<ReloadOutcome>;
+  clock: Clock;
+  startedAt: number;
+  version: string;
+}

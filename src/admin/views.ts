@@ -1,0 +1,144 @@
+// The read side of the admin API: summary, mailq and one domain, joined from the scheduler's
+// memory (what is held and connected now) and Redis (what waits there).
+import { queueIdTime } from '../core/ids.js';
+import { explainOptions } from '../config/scopes.js';
+import { flagNames } from '../delivery/flags.js';
+import type { DomainView } from '../scheduler/state.js';
+import type { AdminContext } from './context.js';
+import type { DomainDetail, Mailq, MailqRow, Summary } from './protocol.js';
+
+export class NotFound extends Error {}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export async function summary(ctx: AdminContext): Promise<Summary> {
+  const now = ctx.clock.now();
+  const totals = ctx.scheduler.totals();
+  const queued = await ctx.inspector.counts();
+  return {
+    version: ctx.version,
+    hostname: ctx.config().config.hostname,
+    started_at: iso(ctx.startedAt),
+    uptime_s: Math.round((now - ctx.startedAt) / 1000),
+    connections: { inbound: ctx.inbound(), outbound: totals.connections, connecting: totals.connecting },
+    queue: { active: totals.held, delayed: queued.delayed, waiting: queued.waiting },
+    active_domains: totals.activeDomains,
+    counts: ctx.counts.counts(),
+    rates: ctx.counts.rates(),
+    suspended: { domains: ctx.scheduler.suspendedDomains(), bindings: ctx.bindings.suspendedNames() },
+  };
+}
+
+/** Age in seconds of the message whose queue id starts with `id`'s time. */
+function ageOf(id: string | undefined, now: number): number | undefined {
+  const t = id === undefined ? NaN : queueIdTime(id);
+  return Number.isNaN(t) ? undefined : Math.max(0, Math.round((now - t) / 1000));
+}
+
+export async function mailq(ctx: AdminContext, filter: { domain?: string; binding?: string; limit: number }): Promise<Mailq> {
+  const now = ctx.clock.now();
+  const rows = new Map<string, MailqRow & { oldest?: string }>();
+  const row = (domain: string, binding: string) => {
+    const key = `${domain}\u0000${binding}`;
+    let r = rows.get(key);
+    if (!r) {
+      r = { domain, binding, active: 0, delayed: 0, connections: 0 };
+      rows.set(key, r);
+    }
+    return r;
+  };
+  const older = (a: string | undefined, b: string | undefined) => (a === undefined || (b !== undefined && b < a) ? b : a);
+  const lastErrors = new Map<string, MailqRow['last_error']>();
+  for (const d of ctx.scheduler.state(filter.domain).domains) {
+    if (d.last_error) lastErrors.set(d.domain, d.last_error);
+    for (const b of d.bindings) {
+      if (b.ready + b.in_flight + b.connections === 0) continue;
+      const r = row(d.domain, b.binding);
+      r.active += b.ready + b.in_flight;
+      r.connections += b.connections;
+      r.oldest = older(r.oldest, b.oldest);
+    }
+  }
+  for (const t of await ctx.inspector.tally(filter.domain)) {
+    const r = row(t.domain, t.binding);
+    // Due now but not yet taken by the scheduler: active in Momentum's sense.
+    r.active += t.waiting;
+    r.delayed += t.delayed;
+    r.oldest = older(r.oldest, t.oldestId);
+  }
+  for (const r of rows.values()) {
+    const last = lastErrors.get(r.domain);
+    if (last) r.last_error = last;
+  }
+  const all = [...rows.values()]
+    .filter((r) => filter.binding === undefined || r.binding === filter.binding)
+    .sort((a, b) => b.active + b.delayed - (a.active + a.delayed) || a.domain.localeCompare(b.domain));
+  return {
+    total_rows: all.length,
+    rows: all.slice(0, filter.limit).map(({ oldest, ...r }) => {
+      const age = ageOf(oldest, now);
+      return age === undefined ? r : { ...r, oldest_age_s: age };
+    }),
+  };
+}
+
+/** Other domains whose MX list names this host or one of its addresses. */
+function siblingsOf(host: string, addresses: string[], self: string, all: DomainView[]): string[] {
+  return all.filter((o) => o.domain !== self && (o.mx.hosts ?? []).some((h) => h.host === host || addresses.includes(h.address)))
+    .map((o) => o.domain);
+}
+
+export async function domainDetail(ctx: AdminContext, domain: string): Promise<DomainDetail> {
+  const now = ctx.clock.now();
+  const all = ctx.scheduler.state().domains;
+  const view = all.find((d) => d.domain === domain);
+  const queued = (await ctx.inspector.tally(domain));
+  if (!view && queued.length === 0) throw new NotFound(`no mail queued for ${domain} and no state kept for it`);
+  const { document } = ctx.config();
+  const hosts = new Map<string, { host: string; preference: number; addresses: string[] }>();
+  for (const h of view?.mx.hosts ?? []) {
+    const entry = hosts.get(h.host) ?? { host: h.host, preference: h.preference, addresses: [] };
+    entry.addresses.push(h.address);
+    hosts.set(h.host, entry);
+  }
+  const bindingNames = ctx.bindings.names();
+  const bindings = new Map((view?.bindings ?? []).map((b) => [b.binding, b]));
+  for (const t of queued) {
+    if (!bindings.has(t.binding)) {
+      bindings.set(t.binding, {
+        binding: t.binding, suspended: ctx.bindings.isSuspended(t.binding), ready: 0, in_flight: 0, connections: 0, connecting: 0, idle: 0,
+        throttled_ms: { messages: 0, connections: 0 },
+      });
+    }
+  }
+  return {
+    domain,
+    phase: view?.phase ?? 'idle',
+    ...(view?.delayed_until ? { delayed_until: view.delayed_until } : {}),
+    mx: {
+      phase: view?.mx.phase ?? 'unknown',
+      ...(view?.mx.expires_at ? { expires_at: view.mx.expires_at } : {}),
+      hosts: [...hosts.values()].sort((a, b) => a.preference - b.preference).map((h) => ({
+        host: h.host,
+        preference: h.preference,
+        addresses: h.addresses.map((address) => {
+          const mark = ctx.health.marksOf(address, bindingNames, now).sort((a, b) => b.at - a.at)[0];
+          return mark ? {
+            address,
+            failed: { at: iso(mark.at), since_s: Math.round((now - mark.at) / 1000), until: iso(mark.until), flags: flagNames(mark.flags) },
+          } : { address };
+        }),
+        siblings: siblingsOf(h.host, h.addresses, domain, all),
+      })),
+    },
+    consecutive_failures: view?.consecutive_failures ?? 0,
+    ...(view?.last_error ? { last_error: view.last_error } : {}),
+    active: (view?.active ?? 0) + queued.reduce((n, t) => n + t.waiting, 0),
+    delayed: queued.reduce((n, t) => n + t.delayed, 0),
+    bindings: [...bindings.values()].map(({ oldest: _oldest, ...b }) => {
+      const limits = Object.fromEntries(Object.entries(explainOptions(document, b.binding, domain))
+        .map(([k, r]) => [k, { value: (r.value ?? null) as string | number | null, scope: r.value === undefined ? 'unset' : r.scope }]));
+      return { ...b, limits };
+    }),
+  };
+}

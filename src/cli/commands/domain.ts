@@ -1,0 +1,69 @@
+// `impulse domain D`: everything the scheduler knows about one destination domain.
+import type { Command } from 'commander';
+import type { AddressMark, DomainDetail } from '../../admin/protocol.js';
+import { fields, humanAge, humanMs, list, table, when } from '../format.js';
+import { type AdminOptions, adminCommand, run } from './shared.js';
+
+function addressStatus(a: AddressMark, now: number): string {
+  if (!a.failed) return 'ok';
+  const flags = a.failed.flags?.length ? ` ${a.failed.flags.join('|')}` : '';
+  return `failed ${humanAge(a.failed.since_s)} ago, skipped until ${when(a.failed.until, now)}${flags}`;
+}
+
+function renderMx(d: DomainDetail, now: number): string {
+  const hosts = [...d.mx.hosts].sort((a, b) => a.preference - b.preference);
+  if (hosts.length === 0) return '';
+  const rows = hosts.flatMap((h) => (h.addresses.length === 0
+    ? [[String(h.preference), h.host, '-', 'no addresses']]
+    : h.addresses.map((a) => [String(h.preference), h.host, a.address, addressStatus(a, now)])));
+  const mx = table([{ title: 'PREF', align: 'right' }, { title: 'MX-HOST' }, { title: 'ADDRESS' }, { title: 'STATUS' }], rows);
+  const siblings = hosts.filter((h) => h.siblings.length > 0).map((h) => `Siblings of ${h.host}: ${list(h.siblings)}\n`);
+  return `\n${mx}${siblings.join('')}`;
+}
+
+function renderBindings(d: DomainDetail): string {
+  if (d.bindings.length === 0) return '';
+  const rows = d.bindings.map((b) => [
+    b.binding, b.suspended ? 'yes' : 'no', String(b.ready), String(b.in_flight), String(b.connections), String(b.connecting),
+    String(b.idle), humanMs(b.throttled_ms.messages), humanMs(b.throttled_ms.connections),
+  ]);
+  const right = { align: 'right' } as const;
+  const bindings = table([
+    { title: 'BINDING' }, { title: 'SUSPENDED' }, { title: 'READY', ...right }, { title: 'IN-FLIGHT', ...right },
+    { title: 'CONN', ...right }, { title: 'CONNECTING', ...right }, { title: 'IDLE', ...right },
+    { title: 'MSG-WAIT', ...right }, { title: 'CONN-WAIT', ...right },
+  ], rows);
+  const limits = d.bindings.map((b) => {
+    const entries = Object.entries(b.limits);
+    if (entries.length === 0) return '';
+    const rows = entries.map(([key, l]) => [key, l.value === null ? 'unset' : String(l.value), `(${l.scope})`]);
+    return `\nLimits for binding ${b.binding}:\n${table([{ title: 'OPTION' }, { title: 'VALUE' }, { title: 'SCOPE' }], rows, '  ')}`;
+  });
+  return `\n${bindings}${limits.join('')}`;
+}
+
+export function renderDomain(d: DomainDetail, now: number): string {
+  const head: Array<[string, string]> = [
+    ['Domain', d.domain],
+    ['Phase', d.phase === 'delayed' && d.delayed_until ? `delayed until ${when(d.delayed_until, now)}` : d.phase],
+    ['Queue', `${d.active} active, ${d.delayed} delayed`],
+    ['Consecutive failures', String(d.consecutive_failures)],
+  ];
+  if (d.last_error) {
+    head.push(['Last error', d.last_error.reply.replace(/\s+/g, ' ')], ['Last error at', when(d.last_error.at, now)]);
+    if (d.last_error.flags?.length) head.push(['Last error flags', d.last_error.flags.join('|')]);
+  }
+  head.push(['MX', d.mx.expires_at ? `${d.mx.phase}, expires ${when(d.mx.expires_at, now)}` : d.mx.phase]);
+  if (d.bindings.length === 0) head.push(['Bindings', 'none holding mail']);
+  return fields(head) + renderMx(d, now) + renderBindings(d);
+}
+
+export function register(program: Command): void {
+  adminCommand(program, 'domain <domain>', 'show one destination domain: phase, MX hosts and their addresses, '
+    + 'failures, and per binding the mail held, connections, throttle waits and limits in force')
+    .action((domain: string, opts: AdminOptions) => run(
+      opts,
+      (c) => c.call('domain', { params: { domain: domain.toLowerCase() } }),
+      (d) => renderDomain(d, Date.now()),
+    ));
+}

@@ -1,0 +1,195 @@
+// The admin commands' human output: ages, tables, truncation, and whole renderings of fixtures.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { DomainDetail, Mailq, MessageDetail, Summary } from '../../src/admin/protocol.js';
+import { renderDomain } from '../../src/cli/commands/domain.js';
+import { renderMailq } from '../../src/cli/commands/mailq.js';
+import { renderMessage } from '../../src/cli/commands/message.js';
+import { renderSummary } from '../../src/cli/commands/summary.js';
+import { fields, formatSize, humanAge, humanMs, table, truncate, when } from '../../src/cli/format.js';
+
+const NOW = Date.parse('2025-03-01T12:00:00Z');
+
+test('ages keep two units at most', () => {
+  const table: Array<[number, string]> = [
+    [0, '0s'], [0.9, '0s'], [45, '45s'], [59, '59s'], [60, '1m00s'], [192, '3m12s'], [3599, '59m59s'],
+    [3600, '1h00m'], [7500, '2h05m'], [86_399, '23h59m'], [86_400, '1d0h'], [273_600, '3d4h'], [-5, '0s'],
+  ];
+  for (const [seconds, expected] of table) assert.equal(humanAge(seconds), expected, `humanAge(${seconds})`);
+});
+
+test('throttle waits show milliseconds below a second', () => {
+  const table: Array<[number, string]> = [[0, '0'], [250, '250ms'], [1500, '1.5s'], [12_000, '12s'], [90_000, '1m30s']];
+  for (const [ms, expected] of table) assert.equal(humanMs(ms), expected, `humanMs(${ms})`);
+});
+
+test('times are UTC to the second with their distance from now', () => {
+  assert.equal(when('2025-03-01T11:56:48.123Z', NOW), '2025-03-01T11:56:48Z (3m12s ago)');
+  assert.equal(when('2025-03-01T14:05:00Z', NOW), '2025-03-01T14:05:00Z (in 2h05m)');
+  assert.equal(when('2025-03-01T12:00:00.400Z', NOW), '2025-03-01T12:00:00Z (now)');
+});
+
+test('truncation keeps one line within the width', () => {
+  const table: Array<[string, number, string]> = [
+    ['421 4.7.0 Try again later', 60, '421 4.7.0 Try again later'],
+    ['421 4.7.0 Try again later', 12, '421 4.7.0...'],
+    ['550-5.1.1 first line\n550 5.1.1 second line', 80, '550-5.1.1 first line 550 5.1.1 second line'],
+    ['abcdef', 2, 'ab'],
+  ];
+  for (const [text, max, expected] of table) assert.equal(truncate(text, max), expected, JSON.stringify([text, max]));
+});
+
+test('sizes', () => {
+  assert.deepEqual([1, 1000, 12_345, 3 * 1024 * 1024].map(formatSize), ['1 byte', '1000 bytes', '12.1KB (12345 bytes)', '3.0MB (3145728 bytes)']);
+});
+
+test('table columns align, numbers to the right, with no trailing blanks', () => {
+  const out = table([{ title: 'NAME' }, { title: 'N', align: 'right' }, { title: 'NOTE' }], [['a', '1', 'x'], ['longer', '100', '']]);
+  assert.equal(out, 'NAME      N  NOTE\na         1  x\nlonger  100\n');
+  assert.equal(fields([['A', '1'], ['Longer', '2']]), 'A:       1\nLonger:  2\n');
+});
+
+const summary: Summary = {
+  version: '0.1.0',
+  hostname: 'mta1.example.net',
+  started_at: '2025-02-26T08:00:00.000Z',
+  uptime_s: 273_600,
+  connections: { inbound: 12, outbound: 40, connecting: 3 },
+  queue: { active: 1200, delayed: 340, waiting: 5 },
+  active_domains: 87,
+  counts: { received: 123_456, delivered: 120_000, transient: 3000, failed: 45 },
+  rates: { received: 10.5, delivered: 10.123, transient: 0.2, failed: 0 },
+  suspended: { domains: ['example.com', 'foo.test'], bindings: [] },
+};
+
+test('summary rendering', () => {
+  assert.equal(renderSummary(summary), [
+    'Version:         0.1.0',
+    'Host:            mta1.example.net',
+    'Uptime:          3d4h (since 2025-02-26T08:00:00Z)',
+    'Connections:     12 inbound, 40 outbound (+3 connecting)',
+    'Queue:           1200 active, 340 delayed, 5 waiting',
+    'Active domains:  87',
+    '',
+    'RECIPIENTS   TOTAL  RATE/S',
+    'Received    123456   10.50',
+    'Delivered   120000   10.12',
+    'Transient     3000    0.20',
+    'Failed          45    0.00',
+    '',
+    'Suspended domains:   example.com, foo.test',
+    'Suspended bindings:  none',
+    '',
+  ].join('\n'));
+});
+
+const longReply = `421 4.7.0 ${'x'.repeat(100)}`;
+const mailq: Mailq = {
+  rows: [
+    { domain: 'example.com', binding: 'default', active: 120, delayed: 3, connections: 4, oldest_age_s: 192,
+      last_error: { reply: longReply, at: '2025-03-01T11:59:00Z', flags: ['CONN_ERROR_CONNECT'] } },
+    { domain: 'b.test', binding: 'b1', active: 0, delayed: 7, connections: 0, oldest_age_s: 7500 },
+  ],
+  total_rows: 5,
+};
+
+test('mailq rendering: error truncated to 60 characters off a terminal, to the width on one, footer when limited', () => {
+  assert.equal(renderMailq(mailq), [
+    'DOMAIN       BINDING  ACTIVE  DELAYED  CONN  OLDEST  LAST-ERROR',
+    `example.com  default     120        3     4   3m12s  ${longReply.slice(0, 57)}...`,
+    'b.test       b1            0        7     0   2h05m  -',
+    '2 of 5 rows',
+    '',
+  ].join('\n'));
+  assert.ok(renderMailq(mailq, 80).split('\n').every((l) => l.length <= 80));
+  assert.equal(renderMailq({ rows: mailq.rows, total_rows: 2 }).split('\n').length, 4, 'no footer when all rows are shown');
+  assert.equal(renderMailq({ rows: [], total_rows: 0 }), 'no queued mail\n');
+});
+
+test('domain rendering', () => {
+  const d: DomainDetail = {
+    domain: 'example.com', phase: 'delayed', delayed_until: '2025-03-01T12:12:04Z',
+    mx: {
+      phase: 'resolved', expires_at: '2025-03-01T12:45:00Z',
+      hosts: [
+        { host: 'mx2.example.com', preference: 20, addresses: [], siblings: [] },
+        { host: 'mx1.example.com', preference: 10, siblings: ['other.test'], addresses: [
+          { address: '192.0.2.1' },
+          { address: '192.0.2.2', failed: { at: '2025-03-01T11:56:48Z', since_s: 192, until: '2025-03-01T12:06:48Z', flags: ['CONN_ERROR_CONNECT'] } },
+        ] },
+      ],
+    },
+    consecutive_failures: 3,
+    last_error: { reply: '421 4.7.0 Try again later', at: '2025-03-01T11:57:50Z', flags: ['CONN_ERROR_CONNECT', 'CONN_ACTION_REQUEUE1'] },
+    active: 12, delayed: 30,
+    bindings: [{
+      binding: 'default', suspended: false, ready: 3, in_flight: 2, connections: 2, connecting: 0, idle: 1,
+      throttled_ms: { messages: 0, connections: 250 },
+      limits: { max_outbound_connections: { value: 32, scope: 'global' }, outbound_throttle_messages: { value: null, scope: 'no limit' } },
+    }],
+  };
+  assert.equal(renderDomain(d, NOW), [
+    'Domain:                example.com',
+    'Phase:                 delayed until 2025-03-01T12:12:04Z (in 12m04s)',
+    'Queue:                 12 active, 30 delayed',
+    'Consecutive failures:  3',
+    'Last error:            421 4.7.0 Try again later',
+    'Last error at:         2025-03-01T11:57:50Z (2m10s ago)',
+    'Last error flags:      CONN_ERROR_CONNECT|CONN_ACTION_REQUEUE1',
+    'MX:                    resolved, expires 2025-03-01T12:45:00Z (in 45m00s)',
+    '',
+    'PREF  MX-HOST          ADDRESS    STATUS',
+    '  10  mx1.example.com  192.0.2.1  ok',
+    '  10  mx1.example.com  192.0.2.2  failed 3m12s ago, skipped until 2025-03-01T12:06:48Z (in 6m48s) CONN_ERROR_CONNECT',
+    '  20  mx2.example.com  -          no addresses',
+    'Siblings of mx1.example.com: other.test',
+    '',
+    'BINDING  SUSPENDED  READY  IN-FLIGHT  CONN  CONNECTING  IDLE  MSG-WAIT  CONN-WAIT',
+    'default  no             3          2     2           0     1         0      250ms',
+    '',
+    'Limits for binding default:',
+    '  OPTION                      VALUE  SCOPE',
+    '  max_outbound_connections    32     (global)',
+    '  outbound_throttle_messages  unset  (no limit)',
+    '',
+  ].join('\n'));
+});
+
+test('message rendering', () => {
+  const m: MessageDetail = {
+    qid: 'Q1A2B3', message_id: '<abc@example.org>', sender: 'alice@example.org', received_at: '2025-03-01T11:40:00Z', size_bytes: 12_345,
+    jobs: [
+      { job_id: '17', domain: 'example.com', recipients: ['bob@example.com', 'carol@example.com'], binding: 'default',
+        state: 'delayed', waiting: 'retry', next_attempt: '2025-03-01T12:20:00Z', attempts: [
+          { at: '2025-03-01T11:40:05.120Z', attempt: 1, outcome: 'deferred', reply: '421 4.7.0 Try again\nlater',
+            mx_host: 'mx1.example.com', mx_ip: '192.0.2.1', flags: ['CONN_ERROR_CONNECT'] },
+          { at: '2025-03-01T11:45:05Z', attempt: 2, outcome: 'deferred', reply: '450 4.2.1 Mailbox busy',
+            recipients: ['carol@example.com'], mx_host: 'mx1.example.com', mx_ip: '192.0.2.1' },
+        ] },
+      { job_id: '18', domain: 'b.test', recipients: ['dan@b.test'], state: 'waiting', attempts: [] },
+    ],
+  };
+  assert.equal(renderMessage(m, NOW), [
+    'Queue ID:    Q1A2B3',
+    'Message-ID:  <abc@example.org>',
+    'Sender:      alice@example.org',
+    'Received:    2025-03-01T11:40:00Z (20m00s ago)',
+    'Size:        12.1KB (12345 bytes)',
+    '',
+    'Job 17: example.com',
+    '  Recipients:    bob@example.com, carol@example.com',
+    '  Binding:       default',
+    '  State:         delayed (retry)',
+    '  Next attempt:  2025-03-01T12:20:00Z (in 20m00s)',
+    '  TIME                  #  OUTCOME   MX-HOST/IP                 FLAGS/ACTION        REPLY',
+    '  2025-03-01T11:40:05Z  1  deferred  mx1.example.com/192.0.2.1  CONN_ERROR_CONNECT  421 4.7.0 Try again later',
+    '  2025-03-01T11:45:05Z  2  deferred  mx1.example.com/192.0.2.1  -                   carol@example.com: 450 4.2.1 Mailbox busy',
+    '',
+    'Job 18: b.test',
+    '  Recipients:  dan@b.test',
+    '  Binding:     -',
+    '  State:       waiting',
+    '  no attempts yet',
+    '',
+  ].join('\n'));
+});
