@@ -71,20 +71,22 @@ test('summary and mailq count the injected mail; message retry and flush make de
     const held: string[] = [];
     for (let i = 0; i < 5; i++) held.push(await inject(`h${i}@held.test`));
     for (let i = 0; i < 3; i++) await inject(`o${i}@other.test`);
+    // Mail of a domain that stays refusing: a flush of held.test must leave it alone.
+    const stays = await inject('s@doomed.test');
     await d.waitForLogs((r) => r.event === 'transient_failure' && r.domain === 'held.test', 5);
+    await d.waitForLog((r) => r.event === 'transient_failure' && r.qid === stays);
     await world.sinks.main!.waitForRecipients(['o0@other.test', 'o1@other.test', 'o2@other.test']);
     await d.waitForLogs((r) => r.event === 'delivery', 3);
 
     const summary = await json<{ counts: Record<string, number>; queue: Record<string, number> }>(d, 'summary');
-    assert.deepEqual(summary.counts, { received: 8, delivered: 3, transient: 5, failed: 0 });
-    assert.equal(summary.queue.delayed, 5);
+    assert.deepEqual(summary.counts, { received: 9, delivered: 3, transient: 6, failed: 0 });
+    assert.equal(summary.queue.delayed, 6);
     assert.equal(summary.queue.active, 0);
 
     const q = await json<{ rows: Row[]; total_rows: number }>(d, 'mailq');
     // other.test may still show its idle connection, with nothing queued.
     const queued = q.rows.filter((r) => r.active + r.delayed > 0);
-    assert.equal(queued.length, 1);
-    assert.equal(queued[0]!.domain, 'held.test');
+    assert.deepEqual(queued.map((r) => [r.domain, r.delayed]), [['held.test', 5], ['doomed.test', 1]]);
     assert.equal(queued[0]!.delayed, 5);
     assert.equal(queued[0]!.active, 0);
     assert.match(queued[0]!.last_error!.reply, /^451 4\.7\.1 greylisted/);
@@ -115,8 +117,13 @@ test('summary and mailq count the injected mail; message retry and flush make de
     assert.match(human.stdout, /deferred\s+mx\.held\.test\/127\.0\.0\.70/);
 
     const after = await json<{ counts: Record<string, number>; queue: Record<string, number> }>(d, 'summary');
-    assert.deepEqual(after.counts, { received: 8, delivered: 8, transient: 5, failed: 0 });
-    assert.equal(after.queue.delayed, 0);
+    assert.deepEqual(after.counts, { received: 9, delivered: 8, transient: 6, failed: 0 });
+    assert.equal(after.queue.delayed, 1);
+
+    const all = await cli(d, 'flush', 'all');
+    assert.equal(all.code, 0, all.stderr);
+    assert.match(all.stdout, /flushed 1 message\b/);
+    await d.waitForLog((r) => r.event === 'transient_failure' && r.qid === stays && r.attempt === 2);
   });
 });
 

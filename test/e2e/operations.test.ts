@@ -81,6 +81,7 @@ test('SIGHUP applies a raised connection limit without a restart; a broken file 
 
     rewrite(d, (doc) => {
       doc.domains['lim.test'].max_outbound_connections = 3;
+      doc.ehlo_hostname = 'reloaded.impulse.test';
     });
     d.proc.kill('SIGHUP');
     const reloaded = await d.waitForLog((r) => r.event === 'reloaded');
@@ -90,6 +91,10 @@ test('SIGHUP applies a raised connection limit without a restart; a broken file 
     await sink.waitForMessages(106, 20000);
     assert.equal(sink.peakConcurrency().total, 3);
     assert.equal(d.logs.filter((r) => r.event === 'starting').length, 1, 'no restart');
+    // A new connection greets with the EHLO name from the reloaded file.
+    await sendMail({ host: '127.0.0.1', port: world.intakePort, from: 's@sender.test', to: ['e@ok.test'], raw: makeMessage({ from: 's@sender.test', to: ['e@ok.test'] }) });
+    const [greeted] = await world.sinks.ok!.waitForRecipients(['e@ok.test']);
+    assert.equal(greeted!.helo, 'reloaded.impulse.test');
 
     rewrite(d, (doc) => {
       doc.domains['lim.test'].max_outbound_connections = 0;
