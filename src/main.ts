@@ -216,7 +216,15 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   });
   const startedAt = systemClock.now();
 
-  async function reload(): Promise<ReloadOutcome> {
+  // Reloads run one at a time: two SIGHUPs in a row must not interleave their swaps.
+  let reloading: Promise<unknown> = Promise.resolve();
+  function reload(): Promise<ReloadOutcome> {
+    const next = reloading.then(applyReload);
+    reloading = next.catch(() => {});
+    return next;
+  }
+
+  async function applyReload(): Promise<ReloadOutcome> {
     await opts.notifier?.reloading();
     try {
       const next = loadConfig(configPath);

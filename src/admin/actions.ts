@@ -46,8 +46,9 @@ export async function flush(ctx: AdminContext, domain: string | undefined): Prom
 export async function failDomain(ctx: AdminContext, domain: string, quiet: boolean, note: string | undefined): Promise<FailResult> {
   const why = failureReply(note);
   const held = ctx.scheduler.failHeld((e) => e.domain === domain, why, quiet);
-  const { delayed, waiting } = await ctx.inspector.idsOf(domain);
-  ctx.consumer.failOnArrival([...delayed, ...waiting], why, quiet);
+  const { delayed, waiting, active } = await ctx.inspector.idsOf(domain);
+  // A job on a connection now finishes its transaction; should it be deferred, it fails on return.
+  ctx.consumer.failOnArrival([...delayed, ...waiting, ...active], why, quiet);
   await promote(ctx, delayed);
   return { failed: held + delayed.length + waiting.length };
 }

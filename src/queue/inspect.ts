@@ -74,7 +74,8 @@ export interface QueuedTally {
   oldestId: string;
 }
 
-type Source = { key: string; kind: 'zset' | 'list'; field: 'delayed' | 'waiting' };
+type Field = 'delayed' | 'waiting' | 'active';
+type Source<F extends Field = Field> = { key: string; kind: 'zset' | 'list'; field: F };
 
 /** The queue id inside a job id (`<qid>-<n>`). */
 export function qidOfJob(jobId: string): string {
@@ -89,7 +90,8 @@ export class QueueInspector {
     this.base = `${prefix}:${DELIVERY_QUEUE}:`;
   }
 
-  private get sources(): Source[] {
+  /** Where mail waits in Redis: what mailq counts. */
+  private get sources(): Array<Source<'delayed' | 'waiting'>> {
     return [
       { key: `${this.base}delayed`, kind: 'zset', field: 'delayed' },
       { key: `${this.base}wait`, kind: 'list', field: 'waiting' },
@@ -112,7 +114,7 @@ export class QueueInspector {
   /** Delayed and waiting jobs per (domain, binding), optionally of one domain. */
   async tally(domain?: string): Promise<QueuedTally[]> {
     const rows = new Map<string, QueuedTally>();
-    const add = (d: string, binding: string, field: Source['field'], n: number, id: string) => {
+    const add = (d: string, binding: string, field: 'delayed' | 'waiting', n: number, id: string) => {
       const key = `${d}\u0000${binding}`;
       const row = rows.get(key) ?? { domain: d, binding, delayed: 0, waiting: 0, oldestId: id };
       row[field] += n;
@@ -132,15 +134,16 @@ export class QueueInspector {
     return [...rows.values()];
   }
 
-  /** Ids of the delayed and waiting jobs of one domain, or of all. */
-  async idsOf(domain: string | undefined): Promise<{ delayed: string[]; waiting: string[] }> {
-    const out = { delayed: new Set<string>(), waiting: new Set<string>() };
-    for (const src of this.sources) {
+  /** Ids of the delayed, waiting and active (held by a worker) jobs of one domain, or of all. */
+  async idsOf(domain: string | undefined): Promise<{ delayed: string[]; waiting: string[]; active: string[] }> {
+    const out = { delayed: new Set<string>(), waiting: new Set<string>(), active: new Set<string>() };
+    const active: Source = { key: `${this.base}active`, kind: 'list', field: 'active' };
+    for (const src of [...this.sources, active]) {
       await this.walk(src, domain, 'ids', ([ids]) => {
         for (const id of ids as string[]) out[src.field].add(id);
       });
     }
-    return { delayed: [...out.delayed], waiting: [...out.waiting] };
+    return { delayed: [...out.delayed], waiting: [...out.waiting], active: [...out.active] };
   }
 
   private async walk(src: Source, domain: string | undefined, mode: 'tally' | 'ids', take: (chunk: unknown[]) => void): Promise<void> {
