@@ -53,7 +53,10 @@ function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
 
 function byDomain(recipients: string[]): Map<string, number> {
   const out = new Map<string, number>();
-  for (const r of recipients) out.set(domainOf(r), (out.get(domainOf(r)) ?? 0) + 1);
+  for (const r of recipients) {
+    const d = domainOf(r);
+    out.set(d, (out.get(d) ?? 0) + 1);
+  }
   return out;
 }
 

@@ -51,7 +51,7 @@ export interface OutcomeCounter {
 interface LogOutcome {
   event: 'delivery' | 'transient_failure' | 'permanent_failure';
   hook: 'log_delivery' | 'log_transient_failure' | 'log_permanent_failure';
-  replies: RecipientReply[];
+  groups: ReplyGroup[];
   msg: string;
   extra?: Record<string, unknown>;
 }
@@ -59,8 +59,16 @@ interface LogOutcome {
 /** High enough that no crash loop ever turns a stalled job into a failed one. */
 const MAX_STALLED = 1_000_000;
 
-function byReply(replies: RecipientReply[]): Array<{ reply: Reply; recipients: string[] }> {
-  const groups = new Map<string, { reply: Reply; recipients: string[] }>();
+/** Recipients of one outcome sharing one reply: a log record, a hook call, a history entry each. */
+interface ReplyGroup {
+  reply: Reply;
+  recipients: string[];
+}
+
+type Grouped = Record<'delivered' | 'deferred' | 'failed', ReplyGroup[]>;
+
+function byReply(replies: RecipientReply[]): ReplyGroup[] {
+  const groups = new Map<string, ReplyGroup>();
   for (const r of replies) {
     const key = formatReply(r.reply);
     const g = groups.get(key) ?? { reply: r.reply, recipients: [] };
@@ -81,9 +89,8 @@ interface Doom {
 const DOOM_TTL_MS = 86_400_000;
 
 /** The history entries of one attempt: one per outcome and reply. */
-function attemptEntries(settled: ReturnType<typeof settle>, common: Omit<HistoryEntry, 'reply' | 'outcome'>): HistoryEntry[] {
-  const groups = ([['delivered', settled.delivered], ['deferred', settled.deferred], ['failed', settled.failed]] as const)
-    .flatMap(([outcome, replies]) => byReply(replies).map((g) => ({ outcome, ...g })));
+function attemptEntries(grouped: Grouped, common: Omit<HistoryEntry, 'reply' | 'outcome'>): HistoryEntry[] {
+  const groups = (['delivered', 'deferred', 'failed'] as const).flatMap((outcome) => grouped[outcome].map((g) => ({ outcome, ...g })));
   const mixed = groups.length > 1;
   return groups.map((g) => ({
     ...common, outcome: g.outcome, reply: formatReply(g.reply), ...(mixed ? { recipients: g.recipients } : {}),
@@ -177,16 +184,17 @@ export class Consumer {
       ...(action ? { action } : {}),
       ...(result.flags !== undefined ? { flags: flagNames(result.flags) } : {}),
     };
+    const grouped: Grouped = { delivered: byReply(settled.delivered), deferred: byReply(settled.deferred), failed: byReply(settled.failed) };
     this.record(data, body, common, [
-      { event: 'delivery', hook: 'log_delivery', replies: settled.delivered, msg: 'delivered' },
-      { event: 'transient_failure', hook: 'log_transient_failure', replies: settled.deferred, msg: 'deferred',
+      { event: 'delivery', hook: 'log_delivery', groups: grouped.delivered, msg: 'delivered' },
+      { event: 'transient_failure', hook: 'log_transient_failure', groups: grouped.deferred, msg: 'deferred',
         extra: settled.retryAt === undefined ? {} : { next_attempt: new Date(settled.retryAt).toISOString() } },
-      { event: 'permanent_failure', hook: 'log_permanent_failure', replies: settled.failed, msg: 'failed' },
+      { event: 'permanent_failure', hook: 'log_permanent_failure', groups: grouped.failed, msg: 'failed' },
     ], now);
 
-    this.count(binding.name, settled, now - data.receivedAt);
+    this.count(binding.name, grouped, now - data.receivedAt);
     if (bounces) await this.bounce(job, data, body, settled.failed, result, now, attempt);
-    const entries = attemptEntries(settled, {
+    const entries = attemptEntries(grouped, {
       at: new Date(now).toISOString(), attempt, binding: binding.name,
       ...(action ? { action } : {}),
       ...(result.flags !== undefined ? { flags: flagNames(result.flags) } : {}),
@@ -202,11 +210,11 @@ export class Consumer {
     return JSON.stringify(finishedRecord(job.id!, data, binding.name, history, now));
   }
 
-  private count(binding: string, settled: ReturnType<typeof settle>, latencyMs: number): void {
+  private count(binding: string, grouped: Grouped, latencyMs: number): void {
     const { counter } = this.deps;
-    if (settled.delivered.length > 0) counter.delivered(binding, settled.delivered.length, latencyMs);
-    for (const g of byReply(settled.deferred)) counter.deferred(binding, g.reply.enhanced, g.recipients.length);
-    for (const g of byReply(settled.failed)) counter.failed(binding, g.reply.enhanced, g.recipients.length);
+    for (const g of grouped.delivered) counter.delivered(binding, g.recipients.length, latencyMs);
+    for (const g of grouped.deferred) counter.deferred(binding, g.reply.enhanced, g.recipients.length);
+    for (const g of grouped.failed) counter.failed(binding, g.reply.enhanced, g.recipients.length);
   }
 
   /** One log record and one outcome hook call per group of recipients sharing a reply. */
@@ -215,7 +223,7 @@ export class Consumer {
     let headers: Map<string, string> | undefined;
     for (const o of outcomes) {
       const withHook = hooks.has(o.hook);
-      for (const g of byReply(o.replies)) {
+      for (const g of o.groups) {
         const note = formatReply(g.reply);
         log.info({ event: o.event, ...common, recipients: g.recipients, reply: note, ...o.extra }, o.msg);
         if (!withHook) continue;
