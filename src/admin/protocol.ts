@@ -1,6 +1,7 @@
 // The admin API's wire format: what the daemon serves and the CLI reads. JSON over HTTP, on a
 // Unix socket or a loopback port; times are ISO strings, ages and durations plain numbers with
 // their unit in the name. Errors are `{ error: { code, message } }` with the HTTP status below.
+import type { BindingView } from '../scheduler/state.js';
 
 export const API = {
   summary: 'GET /v1/summary',
@@ -91,15 +92,8 @@ export interface DomainDetail {
   last_error?: LastError;
   active: number;
   delayed: number;
-  bindings: Array<{
-    binding: string;
-    suspended: boolean;
-    ready: number;
-    in_flight: number;
-    connections: number;
-    connecting: number;
-    idle: number;
-    throttled_ms: { messages: number; connections: number };
+  /** The scheduler's view of each binding with mail for the domain, plus the limits in force. */
+  bindings: Array<Omit<BindingView, 'oldest'> & {
     /** Connection and throttle options in force for this pair, with the scope each comes from. */
     limits: Record<string, { value: string | number | null; scope: string }>;
   }>;
