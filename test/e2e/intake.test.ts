@@ -56,8 +56,10 @@ test('recipients beyond max_recipients get 452 4.5.3', async () => {
   assert.match(replies[5]!, /^452 4\.5\.3 /);
 });
 
-test('when Redis cannot take the message the client gets 451 4.3.0', async () => {
+test('when Redis cannot take the message the client gets 451 4.3.0', async (t) => {
   const redis = await startRedis();
+  // Stopped even when the daemon fails to start: a live redis-server would hold the run open.
+  t.after(() => redis.stop());
   const port = await freePort();
   const other = await world.start({
     redis: { url: redis.url },
