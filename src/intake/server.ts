@@ -13,7 +13,7 @@ import type { ListenerConfig } from '../config/schema.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
-import { domainOf } from '../queue/job.js';
+import { domainOf, recipientsByDomain } from '../queue/job.js';
 import { receivedHeader } from './received.js';
 
 export interface IntakeDeps {
@@ -49,20 +49,6 @@ function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
     stream.once('end', () => resolve(Buffer.concat(chunks)));
     stream.once('error', reject);
   });
-}
-
-function byDomain(recipients: string[]): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const r of recipients) {
-    const d = domainOf(r);
-    out.set(d, (out.get(d) ?? 0) + 1);
-  }
-  return out;
-}
-
-function bindingChoice(c: BindingChoice | undefined): { binding?: string; group?: string } {
-  if (!c) return {};
-  return 'binding' in c ? { binding: c.binding } : { group: c.group };
 }
 
 export class Intake {
@@ -177,8 +163,8 @@ export class Intake {
       log.error({ event: 'reception_failed', client: session.remoteAddress, sender, recipients, err: (err as Error).message }, 'message not queued');
       throw smtpError(451, '4.3.0 Temporary queue failure, try again later');
     }
-    for (const [domain, rcpts] of byDomain(recipients)) {
-      this.deps.counter.received(this.deps.bindings.resolve(bindingChoice(bindings.get(domain)), qid).name, rcpts);
+    for (const [domain, rcpts] of recipientsByDomain(recipients)) {
+      this.deps.counter.received(this.deps.bindings.resolve(bindings.get(domain) ?? {}, qid).name, rcpts.length);
     }
     log.info({
       event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress,

@@ -2,7 +2,7 @@
 // one atomic addBulk. Only when both succeeded may intake answer 250.
 import type { Queue } from 'bullmq';
 import type { BindingChoice } from '../binding/assign.js';
-import { type DeliveryJobData, domainOf, jobIdFor } from './job.js';
+import { type DeliveryJobData, jobIdFor, recipientsByDomain } from './job.js';
 import type { MessageStore } from './store.js';
 
 export interface NewMessage {
@@ -27,12 +27,7 @@ export class Enqueuer {
   ) {}
 
   async enqueue(msg: NewMessage): Promise<void> {
-    const byDomain = new Map<string, string[]>();
-    for (const rcpt of msg.recipients) {
-      const d = domainOf(rcpt);
-      byDomain.set(d, [...(byDomain.get(d) ?? []), rcpt]);
-    }
-    const jobs = [...byDomain].map(([domain, recipients], i) => {
+    const jobs = [...recipientsByDomain(msg.recipients)].map(([domain, recipients], i) => {
       const choice = msg.bindings?.get(domain);
       return {
         name: domain,

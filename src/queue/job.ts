@@ -65,3 +65,15 @@ export function jobIdFor(qid: string, index: number): string {
 export function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
+
+/** Recipients by destination domain, in first-seen order: one job each. */
+export function recipientsByDomain(recipients: readonly string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const r of recipients) {
+    const d = domainOf(r);
+    const list = out.get(d);
+    if (list) list.push(r);
+    else out.set(d, [r]);
+  }
+  return out;
+}
