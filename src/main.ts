@@ -19,6 +19,7 @@ import { DomainRecords } from './delivery/domain-record.js';
 import { HostConnections } from './delivery/host-connections.js';
 import { Initiator } from './delivery/initiator.js';
 import { isLocalAddress } from './delivery/local-address.js';
+import { loadTrust } from './delivery/tls-trust.js';
 import { createResolver } from './dns/resolver.js';
 import { loadPlugins } from './hooks/plugins.js';
 import { HookRegistry } from './hooks/registry.js';
@@ -47,7 +48,9 @@ const IMMEDIATE_STOP_GRACE_MS = 2_000;
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** Top-level keys a reload cannot apply to a running daemon: their old values stay until restart. */
-const RESTART_KEYS = ['hostname', 'listen', 'redis', 'admin', 'metrics', 'dns', 'max_active_messages', 'job_lock_timeout', 'shutdown_timeout'] as const;
+const RESTART_KEYS = [
+  'hostname', 'listen', 'redis', 'admin', 'metrics', 'dns', 'max_active_messages', 'job_lock_timeout', 'shutdown_timeout', 'tls_ca_file',
+] as const;
 /** A health check waits this long for Redis before calling it unreachable. */
 const HEALTH_PING_TIMEOUT_MS = 1_000;
 
@@ -83,6 +86,8 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const log = opts.log ?? createLogger(config.log_level);
   let live: LoadedConfig = loaded;
   log.info({ event: 'starting', config: configPath, version: VERSION }, 'impulse starting');
+  // Before anything is started: a bad CA file stops the daemon with its name.
+  const trust = loadTrust(config.tls_ca_file);
 
   let embedded: EmbeddedRedis | undefined;
   let target: RedisTarget;
@@ -144,7 +149,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   });
   const initiator = new Initiator({
     resolver: createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }),
-    connector: smtpConnector,
+    connector: smtpConnector(trust),
     health,
     hosts,
     hooks,
@@ -164,6 +169,8 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
         greetingTimeout: o.greeting_timeout,
         dataTimeout: o.data_timeout,
         tls: o.tls,
+        tlsVerify: o.tls_verify,
+        tlsIfavailableFallback: o.tls_ifavailable_fallback,
       };
     },
   });

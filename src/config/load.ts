@@ -42,6 +42,7 @@ export function parseConfigText(text: string, path: string): LoadResult {
   }
   config.admin.socket = resolve(base, config.admin.socket);
   if (config.admin.token_file) config.admin.token_file = resolve(base, config.admin.token_file);
+  if (config.tls_ca_file) config.tls_ca_file = resolve(base, config.tls_ca_file);
   if (!config.redis.url) config.redis.embedded = true;
   return { ok: true, config, document, path };
 }

@@ -58,8 +58,8 @@ const plugin = z.strictObject({
 /** Delivery options that may be set per scope; see src/config/scopes.ts for the fallback order. */
 export const SCOPED_OPTIONS = [
   'remote_smtp_port', 'connect_timeout', 'greeting_timeout', 'data_timeout', 'retry_interval', 'max_retry_interval',
-  'message_expiration', 'tls', 'host_failure_retry', 'max_outbound_connections', 'scope_max_outbound_connections',
-  'connection_allocation_aggressiveness', 'outbound_throttle_messages', 'outbound_throttle_connections',
+  'message_expiration', 'tls', 'tls_verify', 'tls_ifavailable_fallback', 'host_failure_retry', 'max_outbound_connections',
+  'scope_max_outbound_connections', 'connection_allocation_aggressiveness', 'outbound_throttle_messages', 'outbound_throttle_connections',
   'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready',
 ] as const;
 
@@ -70,12 +70,16 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     remote_smtp_port: z.number().int().min(1).max(65535).optional().describe('TCP port of remote MX hosts'),
     connect_timeout: durationOpt().describe('time allowed to establish an outbound TCP connection'),
     greeting_timeout: durationOpt().describe('time allowed for the remote greeting after connecting'),
-    data_timeout: durationOpt().describe('inactivity allowed on an outbound session after the greeting'),
+    data_timeout: durationOpt().describe('inactivity allowed on an outbound session after the greeting; also each stage\'s share of a transaction\'s total deadline (MAIL, each RCPT, DATA, content, final reply), so a server trickling bytes cannot hold a session for ever'),
     retry_interval: durationOpt().describe('wait after the first transient failure; doubles after each further one'),
     max_retry_interval: durationOpt().describe('ceiling of the doubling retry interval'),
     message_expiration: durationOpt().describe('age after which undelivered mail fails with 554 5.4.7'),
     tls: z.enum(['ifavailable', 'required', 'no']).optional()
       .describe('outbound STARTTLS: use when offered, insist on it (else defer), or never'),
+    tls_verify: z.enum(['no', 'ca', 'host']).optional()
+      .describe('what the certificate of a TLS session must prove: nothing, a chain to a trusted CA, or that and the MX host name; a failure defers the mail with 451 4.7.5, never falls back to plain text'),
+    tls_ifavailable_fallback: z.boolean().optional()
+      .describe('with tls: ifavailable, when STARTTLS is offered but the handshake fails: reconnect and deliver in plain text (true) or defer (false)'),
     host_failure_retry: durationOpt().describe('how long an address that refused or timed out is skipped, per binding'),
     max_outbound_connections: z.number().int().min(1).optional()
       .describe('connections per binding × domain (in a hosts entry: per MX host across bindings)'),
@@ -173,12 +177,16 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     remote_smtp_port: scoped.remote_smtp_port.unwrap().default(25),
     connect_timeout: duration('300s').describe('time allowed to establish an outbound TCP connection'),
     greeting_timeout: duration('300s').describe('time allowed for the remote greeting after connecting'),
-    data_timeout: duration('600s').describe('inactivity allowed on an outbound session after the greeting'),
+    data_timeout: duration('600s').describe('inactivity allowed on an outbound session after the greeting; also each stage\'s share of a transaction\'s total deadline (MAIL, each RCPT, DATA, content, final reply), so a server trickling bytes cannot hold a session for ever'),
     retry_interval: duration('20m').describe('wait after the first transient failure; doubles after each further one'),
     max_retry_interval: duration('12h').describe('ceiling of the doubling retry interval'),
     message_expiration: duration('24h')
       .describe('age after which undelivered mail fails with 554 5.4.7'),
     tls: scoped.tls.unwrap().default('ifavailable'),
+    tls_verify: scoped.tls_verify.unwrap().default('no'),
+    tls_ifavailable_fallback: scoped.tls_ifavailable_fallback.unwrap().default(true),
+    tls_ca_file: z.string().optional()
+      .describe('PEM CA certificates trusted by tls_verify besides the bundled public roots (relative to the config file); read at start, a change needs a restart'),
     max_outbound_connections: scoped.max_outbound_connections.unwrap().default(32),
     scope_max_outbound_connections: scoped.scope_max_outbound_connections,
     connection_allocation_aggressiveness: scoped.connection_allocation_aggressiveness.unwrap().default('normal'),

@@ -1,22 +1,25 @@
 // The seam between the initiator and the network: opens an SMTP client session to one address
-// from one source address, up to a usable session (greeting, EHLO, STARTTLS per policy).
-// Tests replace it to produce errors loopback cannot (socket, ioctl, unreachable network).
+// from one source address, up to a usable session (greeting, EHLO, STARTTLS per the TLS policy,
+// see docs/tls.md). Tests replace it to produce errors loopback cannot (socket, ioctl, unreachable network).
+import type { SecureContext } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { Reply } from '../core/reply.js';
 import {
   CONN_ERROR_BIND, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_NETWORK, CONN_ERROR_CONNECT_TIMEOUT, CONN_ERROR_IOCTL, CONN_ERROR_SOCKET,
 } from './flags.js';
+import { TlsError, tlsFailureOf, tlsFailureReply, tlsReason } from './tls-failure.js';
+import { type TlsOutcome, type TlsPolicy, tlsOptions } from './tls-policy.js';
 
-export interface ConnectSpec {
+export interface ConnectSpec extends TlsPolicy {
   address: string;
   port: number;
-  /** MX host name: TLS server name. */
+  /** MX host name: TLS server name, and the name tls_verify: host checks. */
   host: string;
   localAddress: string | undefined;
   ehloHostname: string;
   connectTimeout: number;
   greetingTimeout: number;
   dataTimeout: number;
-  tls: 'ifavailable' | 'required' | 'no';
 }
 
 export interface SmtpEnvelope {
@@ -27,6 +30,7 @@ export interface SmtpEnvelope {
 /** An SMTP client session; nodemailer's SMTPConnection in production. */
 export interface SmtpClient {
   readonly secure: boolean;
+  readonly tls: TlsOutcome;
   /** True once the session has ended, by either side. */
   readonly closed: boolean;
   onClose(listener: () => void): void;
@@ -44,50 +48,106 @@ export interface ConnectError extends Error {
   responseCode?: number;
   command?: string;
   timeoutType?: string;
+  /** The reply decided here rather than said by the server (TLS failures). */
+  reply?: Reply;
 }
 
 export type Connector = (spec: ConnectSpec) => Promise<SmtpClient>;
 
-export const smtpConnector: Connector = (spec) => new Promise((resolve, reject) => {
-  const conn = new SMTPConnection({
-    host: spec.address,
-    port: spec.port,
-    name: spec.ehloHostname,
-    localAddress: spec.localAddress,
-    connectionTimeout: spec.connectTimeout,
-    greetingTimeout: spec.greetingTimeout,
-    socketTimeout: spec.dataTimeout,
-    ignoreTLS: spec.tls === 'no',
-    requireTLS: spec.tls === 'required',
-    // Opportunistic TLS authenticates nobody: verification is a policy of its own (tls_verify).
-    tls: { rejectUnauthorized: false, servername: spec.host },
-  });
-  let ready = false;
-  let closed = false;
-  conn.on('error', (err: Error) => {
-    if (!ready) reject(err);
-  });
-  conn.once('end', () => {
-    closed = true;
-  });
-  conn.connect(() => {
-    ready = true;
-    resolve({
-      get secure() {
-        return conn.secure;
-      },
-      get closed() {
-        return closed;
-      },
-      onClose: (listener) => conn.once('end', listener),
-      offClose: (listener) => conn.off('end', listener),
-      send: (envelope, body) => new Promise((res, rej) => conn.send(envelope, body, (err, info) => (err ? rej(err) : res(info)))),
-      reset: () => new Promise((res, rej) => conn.reset((err) => (err ? rej(err) : res()))),
-      quit: () => conn.quit(),
-      close: () => conn.close(),
+/** Replies after the greeting before a session is usable, each allowed data_timeout: EHLO, STARTTLS, EHLO again. */
+const SETUP_STAGES = 3;
+
+/**
+ * The production connector. `trust` is the context certificates are verified against
+ * (tls-trust.ts). Under tls: ifavailable with tls_ifavailable_fallback, a failed TLS handshake
+ * is followed at once by a plain-text session to the same address; the client says so in `tls.fallback`.
+ */
+export function smtpConnector(trust: SecureContext | undefined): Connector {
+  return async (spec) => {
+    try {
+      return await open(spec, trust, spec.tls !== 'no', undefined);
+    } catch (err) {
+      const fallsBack = err instanceof TlsError && err.kind === 'handshake' && spec.tls === 'ifavailable' && spec.tlsIfavailableFallback;
+      if (!fallsBack) throw err;
+      return open(spec, trust, false, err.reason);
+    }
+  };
+}
+
+function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boolean, fallback: string | undefined): Promise<SmtpClient> {
+  return new Promise((resolve, reject) => {
+    const where = `${spec.host} [${spec.address}]:${spec.port}`;
+    const conn = new SMTPConnection({
+      host: spec.address,
+      port: spec.port,
+      name: spec.ehloHostname,
+      localAddress: spec.localAddress,
+      connectionTimeout: spec.connectTimeout,
+      greetingTimeout: spec.greetingTimeout,
+      socketTimeout: spec.dataTimeout,
+      ignoreTLS: !startTls,
+      // tls: required is checked once the session is up, so a server that does not offer
+      // STARTTLS gets a QUIT rather than a STARTTLS it never announced.
+      requireTLS: false,
+      tls: tlsOptions(spec.host, spec.tlsVerify, trust),
+    });
+    let ready = false;
+    let closed = false;
+    // nodemailer times the greeting and then only inactivity, so a server trickling its EHLO or
+    // STARTTLS replies a byte at a time would hold the attempt forever: bound the whole set-up.
+    const setupMs = spec.connectTimeout + spec.greetingTimeout + SETUP_STAGES * spec.dataTimeout;
+    const setupTimer = setTimeout(() => {
+      conn.close();
+      reject(Object.assign(new Error(`session not ready within ${setupMs} ms (connect, greeting, EHLO, STARTTLS)`), { code: 'ETIMEDOUT', timeoutType: 'SETUP' }));
+    }, setupMs);
+    const fail = (err: ConnectError) => {
+      clearTimeout(setupTimer);
+      const kind = tlsFailureOf(conn, err, spec.tlsVerify !== 'no');
+      if (!kind) {
+        reject(err);
+        return;
+      }
+      const reason = tlsReason(err);
+      reject(new TlsError(kind, reason, tlsFailureReply(kind, where, reason, spec.tls)));
+    };
+    conn.on('error', (err: Error) => {
+      if (!ready) fail(err);
+    });
+    conn.once('end', () => {
+      closed = true;
+    });
+    conn.connect((err) => {
+      // A server that closes silently before its greeting is reported here, not as 'error'.
+      if (err) {
+        fail(err);
+        return;
+      }
+      ready = true;
+      clearTimeout(setupTimer);
+      if (spec.tls === 'required' && !conn.secure) {
+        conn.quit();
+        reject(new TlsError('not_offered', 'STARTTLS not offered', tlsFailureReply('not_offered', where, '', spec.tls)));
+        return;
+      }
+      const tls: TlsOutcome = { verified: conn.secure ? spec.tlsVerify : 'no', ...(fallback === undefined ? {} : { fallback }) };
+      resolve({
+        get secure() {
+          return conn.secure;
+        },
+        tls,
+        get closed() {
+          return closed;
+        },
+        onClose: (listener) => conn.once('end', listener),
+        offClose: (listener) => conn.off('end', listener),
+        send: (envelope, body) => new Promise((res, rej) => conn.send(envelope, body, (e, info) => (e ? rej(e) : res(info)))),
+        reset: () => new Promise((res, rej) => conn.reset((e) => (e ? rej(e) : res()))),
+        quit: () => conn.quit(),
+        close: () => conn.close(),
+      });
     });
   });
-});
+}
 
 /** The CONN_ERROR_* a failed connection attempt stands for. */
 export function classifyConnectError(err: ConnectError): number {

@@ -1,7 +1,8 @@
 // Momentum's initiate_connection: open one outbound connection for a (domain, binding) pair, or
 // say at once why not, as a CONN_ERROR_* possibly ORed with CONN_ACTION_*. Checks run in order:
 // MX lookup state, prohibited hosts, failed addresses and host limits, source address; then the
-// attempt runs asynchronously, moving on to the next address when one refuses.
+// attempt runs asynchronously, moving on to the next address when one refuses, times out or
+// fails its greeting.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Binding } from '../binding/registry.js';
@@ -22,9 +23,10 @@ import {
 import type { HostConnections } from './host-connections.js';
 import { chooseTarget } from './mx-choice.js';
 import { type Target, lookupTargets } from './route.js';
+import type { TlsPolicy } from './tls-policy.js';
 
 /** Delivery options in force for one (domain, binding) pair. */
-export interface ConnectionPolicy {
+export interface ConnectionPolicy extends TlsPolicy {
   port: number;
   routes: Record<string, string>;
   prohibited: AddressSet;
@@ -34,7 +36,6 @@ export interface ConnectionPolicy {
   connectTimeout: number;
   greetingTimeout: number;
   dataTimeout: number;
-  tls: 'ifavailable' | 'required' | 'no';
 }
 
 export interface ConnectionError {
@@ -69,6 +70,8 @@ export class ConnectionHandle<U = unknown> implements HookConnection {
     public target: Target,
     readonly userData: U,
     private readonly hosts: HostConnections,
+    /** data_timeout of the pair that opened the session: it stays the session's after a migration. */
+    readonly dataTimeout: number,
   ) {}
 
   get binding(): string {
@@ -109,10 +112,14 @@ export class ConnectionHandle<U = unknown> implements HookConnection {
 const pending = (): ConnectionError => ({ flags: CONN_ERROR_MX_LOOKUP_PENDING, reply: reply(451, '4.4.3', '[internal] MX lookup in progress') });
 
 function connectReply(flags: number, target: Target, err: ConnectError): Reply {
+  if (err.reply) return err.reply;
   const where = `${target.host} [${target.address}]:${target.port}`;
   if (err.response) {
+    // A refusal at the greeting, 5xx included, is "no service here" (RFC 5321 §3.1): never a
+    // verdict on the message, so it defers, and the next MX is tried first.
     const r = parseReply(err.response);
-    if (r) return { ...r, code: r.code >= 500 ? 421 : r.code, enhanced: r.code >= 500 ? '4.4.0' : r.enhanced, text: `${where} said: ${r.code} ${r.text}` };
+    const said = err.response.replace(/\r?\n/g, ' ').trim();
+    if (r) return reply(r.code >= 500 ? 421 : r.code, r.code >= 500 ? '4.4.0' : r.enhanced, `${where} said: ${said}`);
   }
   if (flags & CONN_ERROR_CONNECT_TIMEOUT) return reply(450, '4.4.1', `[internal] Connection Timed Out to ${where}`);
   if (flags & CONN_ERROR_BIND) return reply(451, '4.4.0', `[internal] cannot bind the source address (${err.originalCode ?? err.code}): ${err.message}`);
@@ -181,7 +188,7 @@ export class Initiator {
       }, choice.target);
     }
 
-    const handle = new ConnectionHandle<U>(dr, binding, choice.target, userData, this.deps.hosts);
+    const handle = new ConnectionHandle<U>(dr, binding, choice.target, userData, this.deps.hosts, policy.dataTimeout);
     this.attempt(handle, policy, onConnected, onTimeout);
     return { handle };
   }
@@ -228,9 +235,14 @@ export class Initiator {
     connector({
       address: target.address, port: target.port, host: target.host, localAddress: binding.bindAddress,
       ehloHostname: binding.ehloHostname, connectTimeout: policy.connectTimeout, greetingTimeout: policy.greetingTimeout,
-      dataTimeout: policy.dataTimeout, tls: policy.tls,
+      dataTimeout: policy.dataTimeout, tls: policy.tls, tlsVerify: policy.tlsVerify, tlsIfavailableFallback: policy.tlsIfavailableFallback,
     }).then((client) => {
       handle.client = client;
+      if (client.tls.fallback !== undefined) {
+        this.deps.log.warn({
+          event: 'tls_fallback', domain: handle.domain.domain, binding: binding.name, mx_host: target.host, mx_ip: target.address, reason: client.tls.fallback,
+        }, 'TLS handshake failed; delivering in plain text (tls_ifavailable_fallback)');
+      }
       handle.phase = 'ready';
       health.clear(binding.name, target.address);
       handle.domain.recordSuccess();
@@ -245,14 +257,9 @@ export class Initiator {
         health.markFailed(binding.name, target.address, now, now + policy.hostFailureRetry, flags);
       }
       const replyOf = connectReply(flags, target, err);
-      if (flags & CONN_ERROR_CONNECT_TIMEOUT) {
-        const e = { flags: flags | CONN_ACTION_REQUEUE1, reply: replyOf };
-        this.reportFailure(handle.domain, binding, target, e, now);
-        handle.phase = 'closed';
-        onTimeout(handle, e);
-        return;
-      }
-      if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK)) {
+      // The address is marked failed, but the pair pauses for as long as the mark lasts, so only
+      // trying the next MX now keeps one dead (refusing or silent) MX from taking every attempt.
+      if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK | CONN_ERROR_CONNECT_TIMEOUT)) {
         const next = handle.domain.mx.phase === 'resolved'
           ? chooseTarget(eligibleTargets(handle.domain.mx.targets, policy), this.choiceState(binding, policy, now))
           : undefined;
@@ -266,7 +273,8 @@ export class Initiator {
       const e = { flags: flags | CONN_ACTION_REQUEUE1, reply: replyOf };
       this.reportFailure(handle.domain, binding, target, e, now);
       handle.phase = 'closed';
-      onConnected(handle, e);
+      if (flags & CONN_ERROR_CONNECT_TIMEOUT) onTimeout(handle, e);
+      else onConnected(handle, e);
     });
   }
 

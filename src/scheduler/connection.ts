@@ -101,7 +101,7 @@ export class OutboundConnection {
           client.close();
         }
       }
-      const got = await runTransaction(client, { sender: entry.sender, recipients, body });
+      const got = await runTransaction(client, { sender: entry.sender, recipients, body }, this.handle.dataTimeout);
       replies.push(...got);
       // A transaction refused part-way leaves the session mid-envelope.
       this.needsReset = got.some((r) => r.reply.code >= 400);

@@ -16,6 +16,7 @@ import {
 import type { HostConnections } from '../delivery/host-connections.js';
 import type { ConnectionError, ConnectionHandle, Initiator } from '../delivery/initiator.js';
 import { type RetryPolicy, retryDelay } from '../delivery/retry.js';
+import { tlsCarries } from '../delivery/tls-policy.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import { type ConnectionOwner, OutboundConnection } from './connection.js';
 import { DomainState, type Pair } from './domain-state.js';
@@ -504,7 +505,8 @@ export class Scheduler implements ConnectionOwner {
   private canCarry(conn: OutboundConnection, pair: Pair): boolean {
     const o = this.options(pair);
     const target = conn.handle.target;
-    return pair.state.reaches(target) && target.port === o.remote_smtp_port && (o.tls !== 'required' || conn.handle.client!.secure);
+    return pair.state.reaches(target) && target.port === o.remote_smtp_port
+      && tlsCarries(conn.handle.client!, target.host, o, pair.state.targets().map((t) => t.host));
   }
 
   private canDeliver(pair: Pair): boolean {

@@ -19,7 +19,7 @@ import { HookRegistry } from '../../src/hooks/registry.js';
 import { memoryResolver } from '../helpers/memory-resolver.js';
 
 const binding: Binding = { name: 'b1', bindAddress: '127.0.0.10', ehloHostname: 'b1.test' };
-const client: SmtpClient = { secure: false, closed: false, onClose: () => {}, offClose: () => {}, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
+const client: SmtpClient = { secure: false, tls: { verified: 'no' }, closed: false, onClose: () => {}, offClose: () => {}, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
 
 type Outcome = { sync: { error: number; reply: { code: number; enhanced: string } } } | { via: 'connected' | 'timeout'; handle: ConnectionHandle<undefined>; error?: ConnectionError };
 
@@ -56,7 +56,7 @@ function world(opts: {
     isLocalAddress: () => opts.local ?? true,
     policy: () => ({
       port: 25, routes: {}, prohibited: new AddressSet(opts.prohibited ?? []), skipHosts: new Set(opts.skipHosts ?? []), hostFailureRetry: 120_000,
-      hostLimit: () => opts.hostLimit, connectTimeout: 1000, greetingTimeout: 1000, dataTimeout: 1000, tls: 'no',
+      hostLimit: () => opts.hostLimit, connectTimeout: 1000, greetingTimeout: 1000, dataTimeout: 1000, tls: 'no', tlsVerify: 'no', tlsIfavailableFallback: true,
     }),
   });
   const dr = new DomainRecord('d.test');
@@ -154,17 +154,35 @@ test('every address refused: CONNECT with REQUEUE1; then NO_MXS_REACHABLE until 
   assert.deepEqual(w.attempts, ['192.0.2.1', '192.0.2.2', '192.0.2.1', '192.0.2.2']);
 });
 
-test('CONNECT_TIMEOUT calls onTimeout with REQUEUE1 and marks the address failed', async () => {
-  const w = world({
-    resolver: twoMx,
-    connect: { '192.0.2.1': () => Promise.reject(Object.assign(new Error('Connection timeout'), { code: 'ETIMEDOUT', timeoutType: 'CONNECT_TIMEOUT' })) },
-  });
+test('CONNECT_TIMEOUT marks the address failed and tries the next at once; the last one timing out calls onTimeout with REQUEUE1', async () => {
+  // The scheduler pauses a pair for host_failure_retry after a failure, as long as the mark
+  // lasts: a timed-out primary MX would be chosen again every time if the next one waited.
+  const timedOut = () => Promise.reject(Object.assign(new Error('Connection timeout'), { code: 'ETIMEDOUT', timeoutType: 'CONNECT_TIMEOUT' }));
+  const w = world({ resolver: twoMx, connect: { '192.0.2.1': timedOut } });
   const o = await w.afterLookup();
-  assert.ok('via' in o && o.via === 'timeout' && o.error);
-  assert.deepEqual(F.flagNames(o.error.flags), ['CONN_ERROR_CONNECT_TIMEOUT', 'CONN_ACTION_REQUEUE1']);
-  assert.equal(o.error.reply.code, 450);
-  const next = await w.initiate();
-  assert.ok('via' in next && next.handle.target.address === '192.0.2.2', 'the timed-out address is skipped');
+  assert.ok('via' in o && o.via === 'connected' && !o.error);
+  assert.equal(o.handle.target.address, '192.0.2.2');
+  assert.deepEqual(w.attempts, ['192.0.2.1', '192.0.2.2']);
+  assert.deepEqual(w.failures.filter((f) => f.addr !== null).map((f) => f.err), [F.CONN_ERROR_CONNECT_TIMEOUT], 'no message charged while another MX remains');
+
+  const both = world({ resolver: twoMx, connect: { '192.0.2.1': timedOut, '192.0.2.2': timedOut } });
+  const last = await both.afterLookup();
+  assert.ok('via' in last && last.via === 'timeout' && last.error);
+  assert.deepEqual(F.flagNames(last.error.flags), ['CONN_ERROR_CONNECT_TIMEOUT', 'CONN_ACTION_REQUEUE1']);
+  assert.deepEqual([last.error.reply.code, last.error.reply.enhanced], [450, '4.4.1']);
+  assert.deepEqual(syncFlags(await both.initiate()), ['CONN_ERROR_NO_MXS_REACHABLE', 'CONN_ACTION_REQUEUE1'], 'both addresses are marked failed');
+});
+
+test('a refusal at the greeting, 5xx included, is no service at that address: 421 4.4.0 with the server\'s words, and the next MX is tried', async () => {
+  const greeting = (response: string) => () => Promise.reject(Object.assign(new Error(`Invalid greeting. response=${response}`), { code: 'EPROTOCOL', command: 'CONN', response }));
+  const w = world({ resolver: twoMx, connect: { '192.0.2.1': greeting('554 5.3.2 No service'), '192.0.2.2': greeting('421 4.3.2 Busy') } });
+  const o = await w.afterLookup();
+  assert.ok('via' in o && o.via === 'connected' && o.error);
+  assert.deepEqual(w.attempts, ['192.0.2.1', '192.0.2.2']);
+  assert.deepEqual(F.flagNames(o.error.flags), ['CONN_ERROR_CONNECT', 'CONN_ACTION_REQUEUE1']);
+  assert.deepEqual(o.error.reply, { code: 421, enhanced: '4.3.2', text: 'mx2.d.test [192.0.2.2]:25 said: 421 4.3.2 Busy' });
+  const first = w.records.find((r) => r.event === 'connection_failure' && r.mx_ip === '192.0.2.1');
+  assert.equal(first?.reply, '421 4.4.0 mx1.d.test [192.0.2.1]:25 said: 554 5.3.2 No service');
 });
 
 test('HOST_MAX_REACHED when every eligible MX is at its host limit, with no action; a close frees the slot', async () => {

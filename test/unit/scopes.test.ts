@@ -71,3 +71,34 @@ test('invalid regex keys and unknown options inside a scope are config errors wi
   assert.ok(r.errors.includes('domains./[/: invalid regular expression /[/'), r.errors.join('; '));
   assert.ok(r.errors.includes('domains.ok.test.tls_mode: unknown key'), r.errors.join('; '));
 });
+
+test('the TLS policy keys resolve per scope over their global defaults; tls_ca_file is relative to the config file', () => {
+  const r = parseConfigText(`
+tls_ca_file: certs/private-ca.pem
+domains:
+  bank.test: { tls: required, tls_verify: host }
+bindings:
+  - name: b1
+    tls_ifavailable_fallback: false
+    domains:
+      bank.test: { tls_verify: ca }
+`, '/etc/impulse/impulse.yaml');
+  assert.ok(r.ok, r.ok ? '' : r.errors.join('; '));
+  const tlsOf = (binding: string, domain: string) => {
+    const o = new OptionScopes(r.config).get(binding, domain);
+    return [o.tls, o.tls_verify, o.tls_ifavailable_fallback];
+  };
+  assert.deepEqual(tlsOf('default', 'other.test'), ['ifavailable', 'no', true]);
+  assert.deepEqual(tlsOf('default', 'bank.test'), ['required', 'host', true]);
+  assert.deepEqual(tlsOf('b1', 'bank.test'), ['required', 'ca', false]);
+  assert.deepEqual(explainOptions(r.document, 'b1', 'bank.test').tls_verify, { value: 'ca', scope: 'binding b1 :: domain bank.test' });
+  assert.deepEqual(explainOptions(r.document, 'b1', 'other.test').tls_ifavailable_fallback, { value: false, scope: 'binding b1' });
+  assert.equal(r.config.tls_ca_file, '/etc/impulse/certs/private-ca.pem');
+});
+
+test('a tls_verify value outside no, ca, host is a config error with its path', () => {
+  const r = parseConfigText('domains:\n  bank.test: { tls_verify: "yes", tls_ifavailable_fallback: sometimes }\n', '/tmp/x.yaml');
+  assert.ok(!r.ok);
+  assert.ok(r.errors.some((e) => e.startsWith('domains.bank.test.tls_verify: ')), r.errors.join('; '));
+  assert.ok(r.errors.some((e) => e.startsWith('domains.bank.test.tls_ifavailable_fallback: ')), r.errors.join('; '));
+});

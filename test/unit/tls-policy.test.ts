@@ -1,0 +1,41 @@
+// When a session opened for one domain may carry the mail of a sibling domain with its own TLS
+// policy: never over less than the sibling's own connection would have insisted on.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type ScopedTls, type TlsOutcome, tlsCarries } from '../../src/delivery/tls-policy.js';
+
+type Session = { secure: boolean; tls: TlsOutcome };
+
+const plain: Session = { secure: false, tls: { verified: 'no' } };
+const fellBack: Session = { secure: false, tls: { verified: 'no', fallback: 'wrong version number' } };
+const unverified: Session = { secure: true, tls: { verified: 'no' } };
+const caVerified: Session = { secure: true, tls: { verified: 'ca' } };
+const hostVerified: Session = { secure: true, tls: { verified: 'host' } };
+
+const policy = (tls: ScopedTls['tls'], verify: ScopedTls['tls_verify'], fallback = true): ScopedTls =>
+  ({ tls, tls_verify: verify, tls_ifavailable_fallback: fallback });
+
+test('a session carries a sibling\'s mail only when it meets the sibling\'s TLS policy', () => {
+  const table: Array<[string, Session, ScopedTls, boolean]> = [
+    ['tls: no takes any session', plain, policy('no', 'host'), true],
+    ['opportunistic TLS takes a plain session', plain, policy('ifavailable', 'no'), true],
+    ['required TLS refuses a plain session', plain, policy('required', 'no'), false],
+    ['a verifying domain cannot tell a plain session had no STARTTLS to offer', plain, policy('ifavailable', 'ca'), false],
+    ['a fallback session suits a domain allowing fallback', fellBack, policy('ifavailable', 'no', true), true],
+    ['a fallback session does not suit a domain refusing it', fellBack, policy('ifavailable', 'no', false), false],
+    ['unverified TLS suits required TLS without verification', unverified, policy('required', 'no'), true],
+    ['unverified TLS does not suit tls_verify: ca', unverified, policy('ifavailable', 'ca'), false],
+    ['a trusted chain suits tls_verify: ca', caVerified, policy('required', 'ca'), true],
+    ['a trusted chain does not suit tls_verify: host', caVerified, policy('required', 'host'), false],
+    ['a verified host name suits tls_verify: ca', hostVerified, policy('required', 'ca'), true],
+    ['a verified host name suits a sibling with that MX name', hostVerified, policy('required', 'host'), true],
+  ];
+  for (const [what, session, o, expected] of table) {
+    assert.equal(tlsCarries(session, 'mx.shared.test', o, ['mx.shared.test']), expected, what);
+  }
+});
+
+test('host verification proves only the name it was made for: a sibling reached by address alone is refused', () => {
+  assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'host'), ['mx.other-name.test']), false);
+  assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'ca'), ['mx.other-name.test']), true);
+});
