@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { stringify } from 'yaml';
 import { explainOptions } from '../config/scopes.js';
 import * as domain from './commands/domain.js';
+import * as hashPassword from './commands/hash-password.js';
 import * as mailq from './commands/mailq.js';
 import * as message from './commands/message.js';
 import * as queueActions from './commands/queue-actions.js';
@@ -71,6 +72,6 @@ program.command('check-config')
     for (const [key, r] of rows) process.stdout.write(`${key.padEnd(width)}  ${String(r.value).padEnd(valueWidth)}  (${r.scope})\n`);
   });
 
-for (const commands of [summary, mailq, domain, queueActions, message, reload]) commands.register(program);
+for (const commands of [summary, mailq, domain, queueActions, message, reload, hashPassword]) commands.register(program);
 
 await program.parseAsync(process.argv);

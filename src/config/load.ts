@@ -39,6 +39,7 @@ export function parseConfigText(text: string, path: string): LoadResult {
   config.redis.dir = resolve(base, config.redis.dir);
   for (const l of config.listen) {
     if (l.tls) l.tls = { cert: resolve(base, l.tls.cert), key: resolve(base, l.tls.key) };
+    if (l.auth) l.auth.users_file = resolve(base, l.auth.users_file);
   }
   config.admin.socket = resolve(base, config.admin.socket);
   if (config.admin.token_file) config.admin.token_file = resolve(base, config.admin.token_file);

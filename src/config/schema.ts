@@ -122,14 +122,33 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     key: z.string().describe('PEM private key file for cert'),
   });
 
+  const listenerAuth = z.strictObject({
+    users_file: z.string()
+      .describe('file of user:hash lines, hashes from `impulse hash-password` (relative to the config file); read at start and again on reload'),
+    max_failures: z.number().int().min(1).default(3)
+      .describe('failed AUTH attempts in one session after which it gets 421 4.7.0 and is closed'),
+  });
+
   const listener = z.strictObject({
     address: z.string().default('127.0.0.1').describe('IP address to listen on'),
     port: z.number().int().min(1).max(65535).default(2525).describe('TCP port to listen on'),
     relay_from: z.array(cidr).default(['127.0.0.1/32', '::1/128'])
-      .describe('client networks allowed to inject mail; all others get 554 5.7.1'),
-    max_message_size: size('25MB').describe('largest message accepted (bytes; units allowed)'),
+      .describe('client networks allowed to inject mail without AUTH; others get 554 5.7.1 at connect, or must AUTH when the listener has auth'),
+    max_message_size: size('25MB').describe('largest message accepted (bytes; units allowed); larger get 552 5.3.4'),
     max_recipients: z.number().int().min(1).default(1000).describe('recipients per transaction; more get 452 4.5.3'),
     tls: tlsFiles.optional().describe('certificate for STARTTLS on this listener; without it STARTTLS is not offered'),
+    auth: listenerAuth.optional()
+      .describe('SMTP AUTH (PLAIN, LOGIN) after STARTTLS for clients outside relay_from; needs tls; without it those clients are refused'),
+    max_unauthenticated_commands: z.number().int().min(1).default(10)
+      .describe('commands (AUTH itself excepted) a client that must authenticate may send before AUTH; the next gets 421 and the session is closed'),
+    max_clients: z.number().int().min(1).default(10000)
+      .describe('intake sessions open at once on this listener; further connections get 421 4.7.0 and are closed'),
+    max_command_length: z.number().int().min(512).default(4096)
+      .describe('longest command line in bytes, without its CRLF (RFC 5321 asks for at least 512); a longer one gets 421 and the session is closed'),
+    idle_timeout: duration('5m')
+      .describe('inbound: how long an intake session may wait for the client before 421 and close (RFC 5321 4.5.3.2.7); unrelated to the outbound idle_timeout'),
+  }).refine((l) => l.auth === undefined || l.tls !== undefined, {
+    message: 'auth needs tls: AUTH is accepted only after STARTTLS, so set tls: { cert, key } on this listener', path: ['auth'],
   });
 
   const redis = z.strictObject({

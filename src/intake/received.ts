@@ -7,6 +7,8 @@ export interface ReceivedInfo {
   hostname: string;
   qid: string;
   secure: boolean;
+  /** The client logged in with SMTP AUTH (RFC 3848: ESMTPA, ESMTPSA). */
+  authenticated: boolean;
   recipients: string[];
   now: number;
 }
@@ -15,5 +17,5 @@ export function receivedHeader(i: ReceivedInfo): string {
   const from = `from ${i.helo || 'unknown'} (${i.clientHostname || 'unknown'} [${i.clientAddress}])`;
   const forClause = i.recipients.length === 1 ? `\r\n\tfor <${i.recipients[0]}>` : '';
   const date = new Date(i.now).toUTCString().replace(/GMT$/, '+0000');
-  return `Received: ${from}\r\n\tby ${i.hostname} (Impulse) with ${i.secure ? 'ESMTPS' : 'ESMTP'} id ${i.qid}${forClause};\r\n\t${date}\r\n`;
+  return `Received: ${from}\r\n\tby ${i.hostname} (Impulse) with ESMTP${i.secure ? 'S' : ''}${i.authenticated ? 'A' : ''} id ${i.qid}${forClause};\r\n\t${date}\r\n`;
 }

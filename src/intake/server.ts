@@ -5,7 +5,6 @@ import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { type BindingChoice, type BindingRule, assignBinding } from '../binding/assign.js';
 import type { Bindings } from '../binding/registry.js';
-import { AddressSet } from '../core/cidr.js';
 import { parseHeaders, removeHeaders } from '../core/headers.js';
 import type { Clock } from '../core/clock.js';
 import { newQueueId } from '../core/ids.js';
@@ -14,7 +13,10 @@ import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
 import { domainOf, recipientsByDomain } from '../queue/job.js';
+import { BareNewlineDetector } from './bare-newline.js';
+import { ListenerPolicy } from './listener-policy.js';
 import { receivedHeader } from './received.js';
+import { smtpError } from './reply.js';
 
 export interface IntakeDeps {
   listeners: ListenerConfig[];
@@ -36,15 +38,13 @@ export interface IntakeDeps {
 const BINDING_HEADER = 'x-impulse-binding';
 const BINDING_GROUP_HEADER = 'x-impulse-binding-group';
 
-function smtpError(code: number, text: string): Error & { responseCode: number } {
-  return Object.assign(new Error(text), { responseCode: code });
-}
-
-function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
+/** The whole DATA, unless it is refused anyway (too large, bare newline): then only read to its end. */
+function readAll(stream: SMTPServerDataStream, bare: BareNewlineDetector): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => {
-      if (!stream.sizeExceeded) chunks.push(c);
+      bare.update(c);
+      if (!stream.sizeExceeded && !bare.found) chunks.push(c);
     });
     stream.once('end', () => resolve(Buffer.concat(chunks)));
     stream.once('error', reject);
@@ -53,14 +53,14 @@ function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
 
 export class Intake {
   private readonly servers: SMTPServer[] = [];
-  private open = 0;
+  private readonly policies: ListenerPolicy[] = [];
   private listening = false;
 
   constructor(private readonly deps: IntakeDeps) {}
 
   /** SMTP sessions open now. */
   get sessions(): number {
-    return this.open;
+    return this.policies.reduce((n, p) => n + p.sessions, 0);
   }
 
   /** Every listener is bound and accepting. */
@@ -68,14 +68,21 @@ export class Intake {
     return this.listening;
   }
 
-  /** A reload: binding assignment rules apply to the next message. */
+  /**
+   * A reload: binding assignment rules apply to the next message, and AUTH users files are read
+   * again (listener settings themselves change only at restart).
+   */
   reconfigure(settings: Pick<IntakeDeps, 'bindingRules' | 'defaultBinding'>): void {
     Object.assign(this.deps, settings);
+    for (const p of this.policies) p.reload();
   }
 
+  /** Throws when a listener cannot be set up (its certificate or users file) or bound. */
   async start(): Promise<void> {
     for (const l of this.deps.listeners) {
-      const server = this.createServer(l);
+      const policy = new ListenerPolicy(l, this.deps.log);
+      this.policies.push(policy);
+      const server = this.createServer(l, policy);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(l.port, l.address, () => {
@@ -96,45 +103,18 @@ export class Intake {
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
 
-  private createServer(l: ListenerConfig): SMTPServer {
-    const { log } = this.deps;
-    const relay = new AddressSet(l.relay_from);
+  private createServer(l: ListenerConfig, policy: ListenerPolicy): SMTPServer {
     const tls = l.tls ? { key: readFileSync(l.tls.key), cert: readFileSync(l.tls.cert) } : {};
     return new SMTPServer({
       name: this.deps.hostname,
       banner: 'Impulse',
-      size: l.max_message_size,
       // Our own checks give the enhanced status codes (552 5.3.4, 452 4.5.3) smtp-server would not.
       hideSize: true,
       hideENHANCEDSTATUSCODES: true,
-      authOptional: true,
-      disabledCommands: l.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
       logger: false,
       closeTimeout: this.deps.closeTimeout,
       ...tls,
-      onConnect: (session, cb) => {
-        this.open++;
-        if (relay.has(session.remoteAddress)) return cb();
-        log.warn({ event: 'relay_refused', client: session.remoteAddress, listener: `${l.address}:${l.port}` }, 'client not in relay_from');
-        cb(smtpError(554, `5.7.1 Relaying denied: ${session.remoteAddress} is not allowed to send through this server`));
-      },
-      onMailFrom: (address, _session, cb) => {
-        const declared = Number((address.args as Record<string, string> | false || {}).SIZE ?? 0);
-        if (declared > l.max_message_size) {
-          return cb(smtpError(552, `5.3.4 Message size ${declared} exceeds the limit of ${l.max_message_size} bytes`));
-        }
-        cb();
-      },
-      onRcptTo: (address, session, cb) => {
-        if (session.envelope.rcptTo.length >= l.max_recipients) {
-          return cb(smtpError(452, `4.5.3 Too many recipients (limit ${l.max_recipients})`));
-        }
-        if (!/@[^@]+$/.test(address.address)) return cb(smtpError(501, '5.1.3 Recipient address must be fully qualified'));
-        cb();
-      },
-      onClose: () => {
-        this.open--;
-      },
+      ...policy.serverOptions(),
       onData: (stream, session, cb) => {
         this.receive(stream, session, l).then((text) => cb(null, text), (err: Error & { responseCode?: number }) => cb(err));
       },
@@ -143,17 +123,24 @@ export class Intake {
 
   private async receive(stream: SMTPServerDataStream, session: SMTPServerSession, l: ListenerConfig): Promise<string> {
     const { log, clock } = this.deps;
-    const data = await readAll(stream);
-    if (stream.sizeExceeded) throw smtpError(552, `5.3.4 Message exceeds the limit of ${l.max_message_size} bytes`);
-    const now = clock.now();
-    const qid = newQueueId(now);
+    const detector = new BareNewlineDetector();
+    const data = await readAll(stream, detector);
     const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
     const recipients = session.envelope.rcptTo.map((r) => r.address);
+    if (stream.sizeExceeded) throw smtpError(552, `5.3.4 Message exceeds the limit of ${l.max_message_size} bytes`);
+    const bare = detector.end();
+    if (bare) {
+      log.warn({ event: 'bare_newline_refused', client: session.remoteAddress, user: session.user, sender, recipients, bare: bare.kind, offset: bare.offset },
+        'message refused: bare newline in DATA (possible SMTP smuggling)');
+      throw smtpError(550, `5.5.2 Message contains a bare <${bare.kind}> at byte ${bare.offset}; lines must end with <CR><LF> (RFC 5321 2.3.8)`);
+    }
+    const now = clock.now();
+    const qid = newQueueId(now);
     const headers = parseHeaders(data);
     const bindings = await this.assignBindings(qid, sender, recipients, headers);
     const header = receivedHeader({
       helo: session.hostNameAppearsAs, clientHostname: session.clientHostname, clientAddress: session.remoteAddress,
-      hostname: this.deps.hostname, qid, secure: session.secure, recipients, now,
+      hostname: this.deps.hostname, qid, secure: session.secure, authenticated: Boolean(session.user), recipients, now,
     });
     const body = Buffer.concat([Buffer.from(header, 'latin1'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER])]);
     const messageId = headers.get('message-id');
@@ -167,7 +154,7 @@ export class Intake {
       this.deps.counter.received(this.deps.bindings.resolve(bindings.get(domain) ?? {}, qid).name, rcpts.length);
     }
     log.info({
-      event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress,
+      event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress, user: session.user,
       bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
     }, 'received');
     return `2.0.0 Ok queued as ${qid}`;

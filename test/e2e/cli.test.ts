@@ -25,7 +25,7 @@ test('--version prints the package version', async () => {
 });
 
 test('every command has --help', async () => {
-  const commands = ['start', 'check-config', 'summary', 'mailq', 'domain', 'flush', 'fail', 'suspend', 'resume', 'message', 'message show', 'message retry', 'message fail', 'reload'];
+  const commands = ['start', 'check-config', 'summary', 'mailq', 'domain', 'flush', 'fail', 'suspend', 'resume', 'message', 'message show', 'message retry', 'message fail', 'reload', 'hash-password'];
   for (const args of [['--help'], ...commands.map((c) => [...c.split(' '), '--help'])]) {
     const r = await runCli(args);
     assert.equal(r.code, 0, `${args.join(' ')} exited ${r.code}`);

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Daemon } from '../helpers/daemon.js';
 import { freePort } from '../helpers/ports.js';
+import { RawSmtp } from '../helpers/raw-smtp.js';
 import { startRedis } from '../helpers/redis.js';
 import { makeMessage, sendMail, smtpDialogue } from '../helpers/smtp-client.js';
 import { type World, buildWorld } from './world.js';
@@ -32,9 +33,11 @@ test('a client outside relay_from is refused with 554 5.7.1 and the refusal is l
   assert.equal(daemon.logs.filter((r) => r.event === 'reception').length, 0);
 });
 
-test('a declared SIZE over max_message_size is refused at MAIL FROM with 552 5.3.4', async () => {
-  const replies = await smtpDialogue({ ...intake(), lines: ['EHLO client.test', 'MAIL FROM:<a@sender.test> SIZE=5000', 'QUIT'] });
+test('a declared SIZE over max_message_size is refused at MAIL FROM with 552 5.3.4, before any data', async () => {
+  const replies = await smtpDialogue({ ...intake(), lines: ['EHLO client.test', 'MAIL FROM:<a@sender.test> SIZE=5000', 'RCPT TO:<x@a.test>', 'QUIT'] });
   assert.match(replies[2]!, /^552 5\.3\.4 /);
+  // No transaction was opened, so there is nothing to send data for.
+  assert.match(replies[3]!, /^503 /);
 });
 
 test('an oversize message without SIZE is refused after DATA with 552 5.3.4 and not queued', async () => {
@@ -46,14 +49,35 @@ test('an oversize message without SIZE is refused after DATA with 552 5.3.4 and 
   assert.equal(daemon.logs.filter((r) => r.event === 'reception').length, 0);
 });
 
-test('recipients beyond max_recipients get 452 4.5.3', async () => {
+test('recipients beyond max_recipients get 452 4.5.3 and the message is queued for the accepted ones', async () => {
+  const raw = makeMessage({ from: 'a@sender.test', to: ['1@a.test', '2@a.test', '3@a.test'] }).replace(/\r\n$/, '').split('\r\n');
   const replies = await smtpDialogue({
     ...intake(),
-    lines: ['EHLO client.test', 'MAIL FROM:<a@sender.test>', 'RCPT TO:<1@a.test>', 'RCPT TO:<2@a.test>', 'RCPT TO:<3@a.test>', 'QUIT'],
+    lines: ['EHLO client.test', 'MAIL FROM:<a@sender.test>', 'RCPT TO:<1@a.test>', 'RCPT TO:<2@a.test>', 'RCPT TO:<3@a.test>', 'DATA', ...raw, '.', 'QUIT'],
   });
   assert.match(replies[3]!, /^250/);
   assert.match(replies[4]!, /^250/);
   assert.match(replies[5]!, /^452 4\.5\.3 /);
+  assert.match(replies[7]!, /^250 2\.0\.0 Ok queued as /);
+  const reception = await daemon.waitForLog((r) => r.event === 'reception' && r.sender === 'a@sender.test');
+  assert.deepEqual(reception.recipients, ['1@a.test', '2@a.test']);
+});
+
+test('transactions pipelined in one write, data included, are each answered', async () => {
+  const c = await RawSmtp.connect(intake());
+  try {
+    assert.match(await c.command('EHLO client.test'), /^250/);
+    const tx = (n: number) => `MAIL FROM:<p${n}@sender.test>\r\nRCPT TO:<p${n}@a.test>\r\nDATA\r\n`
+      + `${makeMessage({ from: `p${n}@sender.test`, to: [`p${n}@a.test`] })}.\r\n`;
+    // Sending data before the 354 is not what RFC 2920 asks of a client, but it must not stall
+    // the session: the next transaction's data then arrives with the previous one's end.
+    c.write(`${tx(1)}${tx(2)}${tx(3)}QUIT\r\n`);
+    const replies: string[] = [];
+    for (let i = 0; i < 13; i++) replies.push(await c.reply(5000));
+    assert.deepEqual(replies.map((r) => r.slice(0, 3)), [...Array(3).fill(['250', '250', '354', '250']).flat(), '221']);
+  } finally {
+    c.close();
+  }
 });
 
 test('when Redis cannot take the message the client gets 451 4.3.0', async (t) => {
