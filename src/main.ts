@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Queue } from 'bullmq';
+import { Queue, isNotConnectionError } from 'bullmq';
 import type { Logger } from 'pino';
 import type { ReloadOutcome } from './admin/context.js';
 import { AdminServer } from './admin/server.js';
@@ -33,7 +33,9 @@ import { type EmbeddedRedis, startEmbeddedRedis } from './queue/embedded-redis.j
 import { Enqueuer } from './queue/enqueue.js';
 import { QueueInspector } from './queue/inspect.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './queue/job.js';
+import { returnOrphanedJobs } from './queue/reclaim.js';
 import { type RedisTarget, connectRedis } from './queue/redis.js';
+import { watchRedis } from './queue/redis-watch.js';
 import { MessageStore } from './queue/store.js';
 import { Scheduler } from './scheduler/scheduler.js';
 
@@ -100,22 +102,30 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const prefix = config.redis.prefix;
   const intakeRedis = connectRedis(target, 'intake', 'intake');
   const queueRedis = connectRedis(target, 'queue', 'worker');
-  for (const [name, conn] of [['intake', intakeRedis], ['worker', queueRedis]] as const) {
-    conn.on('error', (err: Error) => log.warn({ event: 'redis_error', connection: name, err: err.message }, 'redis connection error'));
-  }
+  watchRedis(intakeRedis, 'intake', log);
+  watchRedis(queueRedis, 'worker', log);
 
-  const queue = new Queue<DeliveryJobData>(DELIVERY_QUEUE, {
-    connection: intakeRedis,
-    prefix,
-    streams: { events: { maxLen: EVENTS_MAX_LEN } },
-    defaultJobOptions: {
-      removeOnComplete: true,
-      removeOnFail: false,
-      attempts: Number.MAX_SAFE_INTEGER,
-      backoff: { type: 'fixed', delay: JOB_ERROR_RETRY_MS },
-    },
-  });
-  const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix), queue, () => largestScopedValue(live.config, 'message_expiration'));
+  const deliveryQueue = (connection: typeof intakeRedis) => {
+    const q = new Queue<DeliveryJobData>(DELIVERY_QUEUE, {
+      connection,
+      prefix,
+      streams: { events: { maxLen: EVENTS_MAX_LEN } },
+      defaultJobOptions: {
+        removeOnComplete: true,
+        removeOnFail: false,
+        attempts: Number.MAX_SAFE_INTEGER,
+        backoff: { type: 'fixed', delay: JOB_ERROR_RETRY_MS },
+      },
+    });
+    // Without a listener BullMQ prints each reconnection attempt to stderr; watchRedis logs the outage once.
+    q.on('error', (err) => {
+      if (isNotConnectionError(err)) log.error({ event: 'queue_error', err: err.message }, 'queue error');
+    });
+    return q;
+  };
+  const queue = deliveryQueue(intakeRedis);
+  const messageExpiration = () => largestScopedValue(live.config, 'message_expiration');
+  const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix), queue, messageExpiration);
   const pluginContext = { log, baseDir: dirname(resolve(configPath)) };
   const hooks = new HookRegistry({ log, defaultTimeoutMs: config.hook_timeout });
   await loadPlugins(config.plugins, hooks, pluginContext);
@@ -175,6 +185,10 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     },
   });
   const store = new MessageStore(queueRedis, prefix);
+  // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a
+  // Redis outage, where intake's fail fast and would make the attempt be made again.
+  const dsnQueue = deliveryQueue(queueRedis);
+  const dsnEnqueuer = new Enqueuer(store, dsnQueue, messageExpiration);
   const retryPolicy = (binding: string, domain: string) => {
     const o = scopes.get(binding, domain);
     return { retryInterval: o.retry_interval, maxRetryInterval: o.max_retry_interval, messageExpiration: o.message_expiration };
@@ -207,7 +221,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     lockDuration: config.job_lock_timeout,
     store,
     scheduler,
-    enqueuer,
+    enqueuer: dsnEnqueuer,
     policy: retryPolicy,
     reportingMta: config.hostname,
     bindings,
@@ -279,6 +293,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   }, config.admin, log);
   let status: StatusServer | undefined;
 
+  if (embedded) await returnOrphanedJobs(queue, log);
   consumer.start();
   try {
     await intake.start();
@@ -317,6 +332,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     await status?.close();
     metrics.close();
     await queue.close();
+    await dsnQueue.close();
     intakeRedis.disconnect();
     queueRedis.disconnect();
     await embedded?.stop();

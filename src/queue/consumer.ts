@@ -1,7 +1,7 @@
 // Takes delivery jobs from BullMQ, hands them to the scheduler, and records each outcome:
 // log records, bounces, the next attempt. A job never fails in BullMQ's sense: it completes
 // when nothing is left to try, or waits in the delayed set for its next attempt.
-import { DelayedError, type Job, Worker } from 'bullmq';
+import { DelayedError, type Job, isNotConnectionError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Bindings } from '../binding/registry.js';
@@ -15,6 +15,8 @@ import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { DeliveryResult, Outcome } from '../scheduler/entry.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
+import { Attempts, type Verdict } from './attempts.js';
+import { DeliveryWorker } from './delivery-worker.js';
 import type { Enqueuer } from './enqueue.js';
 import { DELIVERY_QUEUE, type DeliveryJobData, type FinishedRecord, HISTORY_LIMIT, type HistoryEntry } from './job.js';
 import { settle } from './settle.js';
@@ -110,14 +112,23 @@ function finishedRecord(jobId: string, data: DeliveryJobData, binding: string, h
   };
 }
 
-export class Consumer {
-  private worker: Worker<DeliveryJobData> | undefined;
-  private readonly doomed = new Map<string, Doom>();
+/** BullMQ's wording for a renewal that failed, reported once per renewal round as `lock_lost` instead. */
+const RENEWAL_FAILED = /^could not renew lock for job /;
+/** BullMQ's wording for a write refused because the job's lock lapsed (the job is handed out again). */
+const WRITE_REFUSED = /^Missing lock for job (\S+)\. (\w+)/;
 
-  constructor(private readonly deps: ConsumerDeps) {}
+export class Consumer {
+  private worker: DeliveryWorker | undefined;
+  private readonly doomed = new Map<string, Doom>();
+  private readonly attempts: Attempts;
+
+  constructor(private readonly deps: ConsumerDeps) {
+    this.attempts = new Attempts(() => deps.clock.now());
+  }
 
   start(): void {
-    this.worker = new Worker<DeliveryJobData>(DELIVERY_QUEUE, (job, token) => this.process(job, token), {
+    const { log } = this.deps;
+    this.worker = new DeliveryWorker(DELIVERY_QUEUE, (job, token) => this.process(job, token), {
       connection: this.deps.connection,
       prefix: this.deps.prefix,
       concurrency: this.deps.concurrency,
@@ -126,12 +137,21 @@ export class Consumer {
       stalledInterval: Math.max(1000, Math.round(this.deps.lockDuration / 2)),
     });
     this.worker.on('completed', (job, record: string | undefined) => {
+      this.attempts.forget(job.id!);
       this.deps.store.release(job.data.qid, job.id!, record, this.deps.historyRetention()).catch((err: Error) =>
-        this.deps.log.warn({ event: 'store_release_failed', qid: job.data.qid, err: err.message }, 'body kept until its TTL'));
+        log.warn({ event: 'store_release_failed', qid: job.data.qid, err: err.message }, 'body kept until its TTL'));
     });
     this.worker.on('failed', (job, err) =>
-      this.deps.log.error({ event: 'job_error', qid: job?.data.qid, domain: job?.data.domain, err: err.message }, 'delivery job error; it will be retried'));
-    this.worker.on('error', (err) => this.deps.log.error({ event: 'queue_error', err: err.message }, 'queue worker error'));
+      log.error({ event: 'job_error', qid: job?.data.qid, domain: job?.data.domain, err: err.message }, 'delivery job error; it will be retried'));
+    const lockLost = 'job locks lapsed; those jobs are handed out again and their attempts are not made twice here';
+    this.worker.on('lockRenewalFailed', (jobIds: string[]) => log.warn({ event: 'lock_lost', jobs: jobIds }, lockLost));
+    this.worker.on('error', (err) => {
+      // A lost connection is reported once, by the connection's watch, not at every reconnection attempt.
+      if (!isNotConnectionError(err) || RENEWAL_FAILED.test(err.message)) return;
+      const refused = WRITE_REFUSED.exec(err.message);
+      if (refused) log.warn({ event: 'lock_lost', jobs: [refused[1]], write: refused[2] }, lockLost);
+      else log.error({ event: 'queue_error', err: err.message }, 'queue worker error');
+    });
   }
 
   /** Stops taking jobs and parks held ones; waits for sessions in flight unless forced (those are retried after restart). */
@@ -151,7 +171,36 @@ export class Consumer {
     for (const id of jobIds) this.doomed.set(id, { reply, quiet, at: now });
   }
 
-  private async process(job: Job<DeliveryJobData>, token: string | undefined): Promise<string | undefined> {
+  /**
+   * One attempt of the job, or the verdict of an attempt already made here for an earlier copy of
+   * it (see attempts.ts), written to Redis by the copy that holds the job's lock.
+   */
+  private async process(job: Job<DeliveryJobData, string | undefined>, token: string | undefined): Promise<string | undefined> {
+    const worker = this.worker!;
+    const { verdict, again } = this.attempts.join(job.id!, job.data, () => this.decide(job));
+    if (again) {
+      this.deps.log.warn({ event: 'job_reclaimed', qid: job.data.qid, domain: job.data.domain, job_id: job.id, attempt: job.data.attempts + 1 },
+        'job handed out again after its lock lapsed; recording the outcome of the attempt already made');
+    }
+    let v: Verdict;
+    try {
+      v = await verdict;
+    } catch (err) {
+      if (worker.holds(job)) this.attempts.forget(job.id!);
+      throw err;
+    }
+    // A newer copy took the lock: it writes the verdict, this one leaves Redis alone.
+    if (!worker.holds(job)) throw new DelayedError();
+    if (v.kind === 'complete') return v.record;
+    await job.updateData(v.data);
+    worker.stopRenewing(job);
+    await job.moveToDelayed(v.until, token);
+    this.attempts.forget(job.id!);
+    throw new DelayedError();
+  }
+
+  /** Runs the attempt and records it everywhere but in the job itself: logs, hooks, metrics, DSN. */
+  private async decide(job: Job<DeliveryJobData, string | undefined>): Promise<Verdict> {
     const data = job.data;
     const { clock, log } = this.deps;
     const binding = this.deps.bindings.resolve({ binding: data.binding, group: data.bindingGroup }, data.qid);
@@ -165,9 +214,7 @@ export class Consumer {
       }));
     if (outcome.kind === 'parked') {
       log.debug({ event: 'parked', qid: data.qid, domain: data.domain, binding: binding.name, reason: outcome.reason, until: new Date(outcome.until).toISOString() }, 'parked');
-      await job.updateData({ ...data, waiting: 'parked' });
-      await job.moveToDelayed(outcome.until, token);
-      throw new DelayedError();
+      return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until };
     }
     const { result, action, quiet } = outcome;
     const now = clock.now();
@@ -202,12 +249,13 @@ export class Consumer {
     });
     const history = [...(data.history ?? []), ...entries].slice(-HISTORY_LIMIT);
     if (settled.deferred.length > 0) {
-      await job.updateData({ ...data, recipients: settled.deferred.map((r) => r.recipient), attempts: attempt, waiting: 'retry', history });
       this.deps.scheduler.noteDeferred(data.domain);
-      await job.moveToDelayed(settled.retryAt!, token);
-      throw new DelayedError();
+      return {
+        kind: 'delay', until: settled.retryAt!,
+        data: { ...data, recipients: settled.deferred.map((r) => r.recipient), attempts: attempt, waiting: 'retry', history },
+      };
     }
-    return JSON.stringify(finishedRecord(job.id!, data, binding.name, history, now));
+    return { kind: 'complete', record: JSON.stringify(finishedRecord(job.id!, data, binding.name, history, now)) };
   }
 
   private count(binding: string, grouped: Grouped, latencyMs: number): void {
@@ -233,7 +281,7 @@ export class Consumer {
     }
   }
 
-  private async bounce(job: Job<DeliveryJobData>, data: DeliveryJobData, original: Buffer | undefined,
+  private async bounce(job: Job<DeliveryJobData, string | undefined>, data: DeliveryJobData, original: Buffer | undefined,
     failed: RecipientReply[], result: DeliveryResult, now: number, attempt: number): Promise<void> {
     const remoteMta = result.target?.host;
     const body = buildDsn({

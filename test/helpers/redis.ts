@@ -2,6 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { DELIVERY_QUEUE } from '../../src/queue/job.js';
 import { forgetDir, killOnExit, removeOnExit } from './cleanup.js';
 import { freePort } from './ports.js';
 
@@ -17,12 +20,17 @@ export type TestRedis = {
   restart(): Promise<void>;
 };
 
+export type TestRedisOptions = {
+  /** AOF fsync policy; everysec unless a test needs every acknowledged write on disk (always). */
+  appendfsync?: 'always' | 'everysec' | 'no';
+};
+
 const READY = 'Ready to accept connections';
 const START_TIMEOUT_MS = 10000;
 
 type Running = { proc: ChildProcess; exited: Promise<void>; output: () => string };
 
-function launch(port: number, dir: string): Promise<Running> {
+function launch(port: number, dir: string, appendfsync: string): Promise<Running> {
   const proc = spawn(
     'redis-server',
     [
@@ -31,7 +39,7 @@ function launch(port: number, dir: string): Promise<Running> {
       '--dir', dir,
       '--save', '',
       '--appendonly', 'yes',
-      '--appendfsync', 'everysec',
+      '--appendfsync', appendfsync,
       '--daemonize', 'no',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
@@ -70,7 +78,8 @@ async function halt(running: Running, signal: NodeJS.Signals): Promise<void> {
   await running.exited;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(opts: TestRedisOptions = {}): Promise<TestRedis> {
+  const appendfsync = opts.appendfsync ?? 'everysec';
   const dir = mkdtempSync(join(tmpdir(), 'impulse-redis-'));
   removeOnExit(dir);
   let port = 0;
@@ -79,7 +88,7 @@ export async function startRedis(): Promise<TestRedis> {
   for (let attempt = 0; !running; attempt++) {
     port = await freePort();
     try {
-      running = await launch(port, dir);
+      running = await launch(port, dir, appendfsync);
     } catch (err) {
       if (attempt >= 3 || !String(err).includes('Address already in use')) {
         rmSync(dir, { recursive: true, force: true });
@@ -108,7 +117,34 @@ export async function startRedis(): Promise<TestRedis> {
       await halt(current, 'SIGKILL');
       mkdirSync(dir, { recursive: true });
       removeOnExit(dir);
-      current = await launch(port, dir);
+      current = await launch(port, dir, appendfsync);
     },
   };
+}
+
+/** How often waitForQueueEmpty looks: nothing in Redis announces that the last job finished. */
+const DRAIN_POLL_MS = 100;
+
+/**
+ * Resolves once the daemon's delivery queue in this Redis holds no job at all (waiting, active,
+ * delayed): every message taken in has been delivered, failed, or never existed.
+ */
+export async function waitForQueueEmpty(url: string, timeoutMs: number, prefix = 'impulse'): Promise<void> {
+  const redis = new Redis(url, { maxRetriesPerRequest: null });
+  const key = (k: string) => `${prefix}:${DELIVERY_QUEUE}:${k}`;
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const [[, wait], [, active], [, delayed], [, prioritized]] = await redis.multi()
+        .llen(key('wait')).llen(key('active')).zcard(key('delayed')).zcard(key('prioritized'))
+        .exec() as Array<[unknown, number]>;
+      if (wait + active + delayed + prioritized === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`delivery queue not empty after ${timeoutMs} ms: wait ${wait}, active ${active}, delayed ${delayed}, prioritized ${prioritized}`);
+      }
+      await delay(DRAIN_POLL_MS);
+    }
+  } finally {
+    redis.disconnect();
+  }
 }
