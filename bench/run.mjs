@@ -1,0 +1,332 @@
+// The benchmark runner: `npm run bench -- <W0|W1|W2|W3|W4> [--runs 3] [--n 20000] ...`.
+// Each run gets a fresh temp dir, a DNS server and a counting sink on loopback, and a fresh
+// daemon (the built CLI, as an operator starts it) with an embedded Redis; it injects the
+// workload, waits for the sink to have every accepted message, and prints one JSON result line.
+// After all runs it prints the median line. See bench/README.md for what each figure means.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { removeOnExit } from '../dist/test/helpers/cleanup.js';
+import { runCli, startDaemon } from '../dist/test/helpers/daemon.js';
+import { startDns } from '../dist/test/helpers/dns.js';
+import { freePort } from '../dist/test/helpers/ports.js';
+import { inject } from './inject.mjs';
+import { cpuSeconds, peakRssKb, redisChildOf, rssKb } from './proc.mjs';
+import { startSink } from './sink.mjs';
+import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workloads.mjs';
+
+const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
+  [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
+  [--backlog N --tarpit-ms MS] (W3) [--hold-s S --drain-s S] (W4) [--config '{"key": value}']`;
+
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    runs: { type: 'string', default: '1' },
+    n: { type: 'string' },
+    size: { type: 'string' },
+    conns: { type: 'string' },
+    domains: { type: 'string' },
+    rate: { type: 'string', default: '0' },
+    appendfsync: { type: 'string', default: 'always' },
+    'timeout-s': { type: 'string', default: '600' },
+    backlog: { type: 'string' },
+    'tarpit-ms': { type: 'string' },
+    'drain-s': { type: 'string' },
+    'hold-s': { type: 'string' },
+    // Daemon config keys over the bench defaults, as YAML-compatible JSON: compares settings.
+    config: { type: 'string', default: '{}' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+const name = positionals[0]?.toUpperCase();
+const workload = WORKLOADS[name];
+if (flags.help || !workload || positionals.length !== 1) {
+  console.error(flags.help ? USAGE : `${positionals.length ? `unknown workload ${positionals.join(' ')}\n` : ''}${USAGE}`);
+  process.exit(flags.help ? 0 : 2);
+}
+if (!['always', 'everysec', 'no'].includes(flags.appendfsync)) {
+  console.error(`--appendfsync must be always, everysec or no, not ${flags.appendfsync}`);
+  process.exit(2);
+}
+
+function count(flag, fallback) {
+  const raw = flags[flag];
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v < 0) {
+    console.error(`--${flag} must be a non-negative number, not ${raw}`);
+    process.exit(2);
+  }
+  return v;
+}
+const d = workload.defaults;
+const opts = {
+  runs: count('runs', 1),
+  n: count('n', d.n),
+  size: count('size', d.size),
+  conns: count('conns', d.conns),
+  domains: count('domains', d.domains),
+  rate: count('rate', 0),
+  timeoutMs: count('timeout-s', 600) * 1000,
+  backlog: count('backlog', d.backlog),
+  tarpitMs: count('tarpit-ms', d.tarpitMs),
+  drainMs: count('drain-s', d.drainS) * 1000,
+  holdMs: count('hold-s', d.holdS) * 1000,
+};
+
+const log = (msg) => process.stderr.write(`[bench ${name} ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const round = (v, digits = 0) => (v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toFixed(digits)));
+const rateOf = (count, fromMs, toMs) => (toMs > fromMs ? count / ((toMs - fromMs) / 1000) : null);
+
+// At log_level warn the 'ready' record (info) is not printed: the intake accepting connections is
+// the sign, as it starts listening just before 'ready'.
+async function waitForIntake(port, proc, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error('daemon exited during startup');
+    const open = await new Promise((resolve) => {
+      const s = connect({ host: '127.0.0.1', port }, () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`intake 127.0.0.1:${port} not accepting after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function redisInfo(redis) {
+  const [memory, stats] = await Promise.all([redis.info('memory'), redis.info('stats')]);
+  const field = (text, key) => Number(new RegExp(`^${key}:(\\d+)`, 'm').exec(text)?.[1]);
+  return {
+    usedMemory: field(memory, 'used_memory'),
+    peakMemory: field(memory, 'used_memory_peak'),
+    commands: field(stats, 'total_commands_processed'),
+  };
+}
+
+/** CPU and Redis counters of the daemon and its redis-server, for the difference between two moments. */
+async function sample(daemonPid, redisPid, redis) {
+  return { at: Date.now(), daemonCpu: cpuSeconds(daemonPid), redisCpu: cpuSeconds(redisPid), ...(await redisInfo(redis)) };
+}
+
+function eventCounts(logs) {
+  const counts = {};
+  for (const r of logs) {
+    const key = r.event ?? (r.raw !== undefined ? 'non_json' : `level_${r.level}`);
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
+}
+
+async function admin(configPath, command, domain) {
+  const r = await runCli([command, domain, '-c', configPath]);
+  if (r.code !== 0) throw new Error(`impulse ${command} ${domain} exited ${r.code}: ${r.stderr || r.stdout}`);
+}
+
+/** The figures every workload reports for the injection with `prefix`, taken from the sink. */
+async function deliveryFigures(sink, prefix, injected, timeoutMs) {
+  const arrived = await sink.waitFor(prefix, injected.accepted.length, timeoutMs);
+  if (arrived.timedOut) log(`timed out: ${arrived.arrived}/${injected.accepted.length} arrived`);
+  // A duplicate delivered just after the last original still counts.
+  await new Promise((r) => setTimeout(r, 500));
+  const s = await sink.summary(prefix, injected.accepted);
+  if (s.lost) log(`lost (first ${s.lostSample.length}): ${s.lostSample.join(' ')}`);
+  return {
+    summary: s,
+    figures: {
+      accepted: injected.accepted.length,
+      inject_failed: injected.failed,
+      delivered: s.unique,
+      e2e_msg_s: round(rateOf(s.unique, injected.t0, s.lastArrival), 1),
+      inject_msg_s: round(rateOf(injected.accepted.length, injected.t0, injected.lastAck), 1),
+      latency_p50_ms: s.latencyP50,
+      latency_p99_ms: s.latencyP99,
+      msgs_per_conn: round(s.connections ? s.unique / s.connections : null, 1),
+      sink_conns: s.connections,
+      duplicates: s.duplicates,
+      lost: s.lost,
+      // Lost then includes mail still on its way when the wait ended.
+      ...(arrived.timedOut ? { timed_out: true } : {}),
+      ...(Object.keys(injected.errors).length ? { inject_errors: injected.errors } : {}),
+    },
+  };
+}
+
+function daemonConfig(dir, dns, intakePort, sinkPort) {
+  return {
+    hostname: 'impulse.bench.test',
+    ehlo_hostname: 'out.bench.test',
+    log_level: 'warn',
+    redis: { embedded: true, dir: join(dir, 'redis'), appendfsync: flags.appendfsync },
+    listen: [{ address: '127.0.0.1', port: intakePort }],
+    dns: { servers: [dns.server] },
+    admin: { socket: join(dir, 'admin.sock') },
+    metrics: { listen: false },
+    prohibited_hosts: [],
+    remote_smtp_port: sinkPort,
+    shutdown_timeout: '5s',
+    ...JSON.parse(flags.config),
+  };
+}
+
+async function runOnce(run) {
+  const dir = mkdtempSync(join(tmpdir(), 'impulse-bench-'));
+  removeOnExit(dir);
+  const prefix = `r${run}x${Date.now().toString(36)}`;
+  const rcptOf = spreadRecipient(opts.domains);
+  const common = { size: opts.size, conns: opts.conns, rate: opts.rate };
+  const dns = await startDns(workload.zone(opts.domains));
+  const sinkPort = await freePort('127.0.0.2');
+  const sink = await startSink({ hosts: workload.sinkHosts, port: sinkPort, tarpit: { hosts: workload.tarpitHosts, ms: opts.tarpitMs } });
+  let daemon;
+  let redis;
+  let redisPid;
+  try {
+    if (!workload.daemon) {
+      const injected = await inject({ ...common, host: workload.sinkHosts[0], port: sinkPort, n: opts.n, prefix, rcptOf });
+      const { figures, summary } = await deliveryFigures(sink, prefix, injected, opts.timeoutMs);
+      return { workload: name, run, n: opts.n, size: opts.size, conns: opts.conns, ...figures, sink_cpu_s: round(summary.cpuS, 2) };
+    }
+
+    const intakePort = await freePort('127.0.0.1');
+    daemon = await startDaemon(daemonConfig(dir, dns, intakePort, sinkPort), { dir, waitReady: false });
+    await waitForIntake(intakePort, daemon.proc);
+    const pid = daemon.proc.pid;
+    redisPid = redisChildOf(pid);
+    if (!redisPid) throw new Error(`no redis-server child of daemon ${pid}`);
+    redis = new Redis({ path: join(dir, 'redis', 'redis.sock'), maxRetriesPerRequest: null });
+    const intake = { host: '127.0.0.1', port: intakePort };
+    const extra = {};
+    log(`daemon ${pid} (redis-server ${redisPid}) accepting`);
+
+    if (name === 'W3') {
+      log(`queueing a backlog of ${opts.backlog} for ${SLOW_DOMAIN}`);
+      const backlog = await inject({ ...common, ...intake, n: opts.backlog, prefix: `${prefix}s`, rcptOf: (seq) => `t${seq}@${SLOW_DOMAIN}`, rate: 0 });
+      extra.backlog = backlog.accepted.length;
+      extra.backlog_inject_msg_s = round(rateOf(backlog.accepted.length, backlog.t0, backlog.lastAck), 1);
+    }
+    if (name === 'W4') {
+      await admin(daemon.configPath, 'suspend', HELD_DOMAIN);
+    }
+
+    log(`injecting ${opts.n}`);
+    const before = await sample(pid, redisPid, redis);
+    const rssBefore = rssKb(pid);
+    const injected = await inject({
+      ...common, ...intake, n: opts.n, prefix,
+      rcptOf: name === 'W4' ? (seq) => `u${seq}@${HELD_DOMAIN}` : rcptOf,
+    });
+    log(`injected ${injected.accepted.length} (${injected.failed} failed) in ${Date.now() - injected.t0} ms`);
+
+    if (name === 'W4') {
+      // What keeping the suspended backlog costs, with intake over: Redis work while it sits parked.
+      const held = await sample(pid, redisPid, redis);
+      await new Promise((r) => setTimeout(r, opts.holdMs));
+      const queued = await sample(pid, redisPid, redis);
+      const perMsg = (queued.usedMemory - before.usedMemory) / injected.accepted.length;
+      extra.queued = injected.accepted.length;
+      extra.rss_queued_mb = round(rssKb(pid) / 1024, 1);
+      extra.rss_per_queued_msg_b = round(((rssKb(pid) - rssBefore) * 1024) / injected.accepted.length, 1);
+      extra.redis_per_queued_msg_b = round(perMsg);
+      extra.redis_overhead_per_msg_b = round(perMsg - opts.size);
+      extra.redis_used_memory_queued_mb = round(queued.usedMemory / 2 ** 20, 1);
+      extra.redis_cmds_per_s_held = round(rateOf(queued.commands - held.commands, held.at, queued.at));
+      extra.daemon_cpu_pct_held = round((100 * (queued.daemonCpu - held.daemonCpu)) / ((queued.at - held.at) / 1000), 1);
+      log(`queued: redis ${extra.redis_used_memory_queued_mb} MB, daemon rss ${extra.rss_queued_mb} MB; resuming`);
+      extra.resumed_at = Date.now();
+      await admin(daemon.configPath, 'resume', HELD_DOMAIN);
+    }
+
+    const { figures, summary } = await deliveryFigures(sink, prefix, injected, name === 'W4' ? opts.drainMs : opts.timeoutMs);
+    const after = await sample(pid, redisPid, redis);
+    const per1000 = (cpu) => round((cpu * 1000) / Math.max(1, summary.unique), 3);
+    if (name === 'W3') {
+      extra.slow_delivered = (await sink.summary(`${prefix}s`, [])).unique;
+    }
+    if (name === 'W4') {
+      extra.drain_msg_s = round(rateOf(summary.unique, extra.resumed_at, summary.lastArrival), 1);
+      extra.first_after_resume_ms = summary.firstArrival === null ? null : summary.firstArrival - extra.resumed_at;
+      delete extra.resumed_at;
+      // Injection, hold and drain are separate phases here: one rate or latency over them means nothing.
+      delete figures.e2e_msg_s;
+      delete figures.latency_p50_ms;
+      delete figures.latency_p99_ms;
+    }
+    return {
+      workload: name,
+      run,
+      n: opts.n,
+      size: opts.size,
+      conns: opts.conns,
+      appendfsync: flags.appendfsync,
+      ...figures,
+      ...extra,
+      daemon_cpu_s_per_1k: per1000(after.daemonCpu - before.daemonCpu),
+      redis_cpu_s_per_1k: per1000(after.redisCpu - before.redisCpu),
+      daemon_peak_rss_mb: round(peakRssKb(pid) / 1024, 1),
+      redis_used_memory_mb: round(after.usedMemory / 2 ** 20, 1),
+      redis_peak_memory_mb: round(after.peakMemory / 2 ** 20, 1),
+      redis_cmds_per_msg: round((after.commands - before.commands) / Math.max(1, summary.unique), 1),
+      sink_cpu_s: round(summary.cpuS, 2),
+      warn_events: eventCounts(daemon.logs),
+    };
+  } finally {
+    await redis?.quit().catch(() => {});
+    if (daemon && daemon.proc.exitCode === null && daemon.proc.signalCode === null) {
+      const stopAt = Date.now();
+      const code = await daemon.stop('SIGTERM', 120_000).catch((err) => (log(err.message), null));
+      log(`daemon stopped (exit ${code}) in ${Date.now() - stopAt} ms`);
+    }
+    // A daemon that had to be killed leaves its redis-server behind.
+    if (redisPid) {
+      try {
+        process.kill(redisPid, 'SIGKILL');
+        log(`killed leftover redis-server ${redisPid}`);
+      } catch {
+        // gone with the daemon, as it should be
+      }
+    }
+    await sink.close();
+    await dns.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function median(results) {
+  const out = { workload: name, runs: results.length, median: true };
+  for (const key of Object.keys(results[0])) {
+    const values = results.map((r) => r[key]);
+    if (values.every((v) => typeof v === 'number')) {
+      const sorted = [...values].sort((a, b) => a - b);
+      out[key] = sorted[Math.floor((sorted.length - 1) / 2)];
+    } else if (key === 'warn_events' || key === 'inject_errors') {
+      const total = {};
+      for (const v of values) for (const [k, c] of Object.entries(v ?? {})) total[k] = (total[k] ?? 0) + c;
+      out[`${key}_all_runs`] = total;
+    } else if (values.every((v) => v === values[0])) out[key] = values[0];
+  }
+  delete out.run;
+  return out;
+}
+
+log(`${workload.about}; ${JSON.stringify(Object.fromEntries(Object.entries(opts).filter(([, v]) => Number.isFinite(v))))}`);
+const results = [];
+let failed = false;
+for (let run = 1; run <= opts.runs; run++) {
+  try {
+    const result = await runOnce(run);
+    results.push(result);
+    console.log(JSON.stringify(result));
+  } catch (err) {
+    failed = true;
+    log(`run ${run} failed: ${err.stack ?? err}`);
+    break;
+  }
+}
+if (results.length > 1) console.log(JSON.stringify(median(results)));
+process.exit(failed ? 1 : 0);

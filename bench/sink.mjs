@@ -1,0 +1,211 @@
+// The counting sink: the remote MX hosts of a benchmark. It runs as its own process (forked by
+// startSink below) so its event loop does not share one with the injector, listens on one port of
+// several 127.0.0.x addresses, and keeps, per message, the arrival time, the address it arrived
+// at, the connection and the X-Bench-Id / X-Bench-Ts headers. Nothing is logged per message.
+//
+// Over IPC the parent asks: { op: 'wait', prefix, count, timeoutMs } (resolves when `count`
+// unique ids of that prefix have arrived, or at the timeout) and { op: 'summary', prefix,
+// accepted } (figures for that prefix; `accepted` is the list of sequence numbers the relay
+// acknowledged, to name the lost ones).
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { SMTPServer } from 'smtp-server';
+
+const SELF = fileURLToPath(import.meta.url);
+// The headers we need sit at the top; the daemon adds a Received header above them.
+const HEADER_SCAN_BYTES = 8192;
+
+/** Starts the sink process; resolves once every address listens. */
+export function startSink({ hosts, port, tarpit = {} }) {
+  const child = fork(SELF, [JSON.stringify({ hosts, port, tarpit })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const pending = new Map();
+  let nextId = 0;
+  let onReady;
+  const ready = new Promise((resolve, reject) => {
+    onReady = resolve;
+    child.once('exit', (code, signal) => reject(new Error(`sink exited during startup (code ${code}, signal ${signal})`)));
+  });
+  child.on('message', (msg) => {
+    if (msg.op === 'ready') return onReady();
+    const p = pending.get(msg.id);
+    pending.delete(msg.id);
+    p?.(msg.result);
+  });
+  const ask = (req) => new Promise((resolve) => {
+    const id = nextId++;
+    pending.set(id, resolve);
+    child.send({ ...req, id });
+  });
+  return ready.then(() => ({
+    pid: child.pid,
+    waitFor: (prefix, count, timeoutMs) => ask({ op: 'wait', prefix, count, timeoutMs }),
+    summary: (prefix, accepted) => ask({ op: 'summary', prefix, accepted }),
+    close: () => new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  }));
+}
+
+const percentile = (sorted, q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] : null);
+
+function benchHeaders(head) {
+  const text = head.toString('latin1');
+  const id = /^X-Bench-Id: *(\S+)/im.exec(text)?.[1];
+  const ts = /^X-Bench-Ts: *([\d.]+)/im.exec(text)?.[1];
+  return { id, ts: ts === undefined ? NaN : Number(ts) };
+}
+
+function serve({ hosts, port, tarpit }) {
+  const tarpitHosts = new Set(tarpit.hosts ?? []);
+  // Per prefix: arrival records and the count of each sequence number seen.
+  const byPrefix = new Map();
+  const connections = new Map();
+  let connectionCount = 0;
+  let waiters = [];
+  const stalls = new Set();
+
+  const bucket = (prefix) => {
+    let b = byPrefix.get(prefix);
+    if (!b) byPrefix.set(prefix, (b = { seen: new Map(), arrivals: [] }));
+    return b;
+  };
+
+  const settleWaiters = () => {
+    waiters = waiters.filter((w) => {
+      if (bucket(w.prefix).seen.size < w.count) return true;
+      clearTimeout(w.timer);
+      w.reply({ arrived: bucket(w.prefix).seen.size, timedOut: false });
+      return false;
+    });
+  };
+
+  const record = (session, head) => {
+    const at = Date.now();
+    const { id, ts } = benchHeaders(head);
+    if (!id) return;
+    const dot = id.lastIndexOf('.');
+    const prefix = id.slice(0, dot);
+    const seq = Number(id.slice(dot + 1));
+    const b = bucket(prefix);
+    b.seen.set(seq, (b.seen.get(seq) ?? 0) + 1);
+    b.arrivals.push({ at, ts, seq, conn: session.id, local: session.localAddress, remote: session.remoteAddress });
+    const c = connections.get(session.id);
+    if (c) c.messages++;
+    settleWaiters();
+  };
+
+  const stall = (ms) => new Promise((resolve) => {
+    const timer = setTimeout(() => (stalls.delete(timer), resolve()), ms);
+    stalls.add(timer);
+  });
+
+  const options = {
+    logger: false,
+    disableReverseLookup: true,
+    authOptional: true,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    hideSTARTTLS: true,
+    banner: 'bench sink',
+    size: 100 * 1024 * 1024,
+    maxClients: 100000,
+    socketTimeout: 600_000,
+    onConnect(session, cb) {
+      connectionCount++;
+      connections.set(session.id, { local: session.localAddress, remote: session.remoteAddress, messages: 0 });
+      cb();
+    },
+    onMailFrom(_address, session, cb) {
+      if (tarpitHosts.has(session.localAddress)) stall(tarpit.ms).then(() => cb());
+      else cb();
+    },
+    onData(stream, session, cb) {
+      const chunks = [];
+      let kept = 0;
+      stream.on('data', (chunk) => {
+        if (kept < HEADER_SCAN_BYTES) {
+          chunks.push(chunk);
+          kept += chunk.length;
+        }
+      });
+      stream.on('end', () => {
+        record(session, Buffer.concat(chunks));
+        cb(null, 'Ok');
+      });
+    },
+  };
+
+  const servers = hosts.map((host) => {
+    const server = new SMTPServer(options);
+    server.on('error', (err) => console.error(`[sink ${host}] ${err.message}`));
+    return new Promise((resolve, reject) => {
+      server.server.once('error', reject);
+      server.listen(port, host, () => resolve(server));
+    });
+  });
+
+  const summary = (prefix, accepted) => {
+    const b = bucket(prefix);
+    let duplicates = 0;
+    for (const n of b.seen.values()) duplicates += n - 1;
+    const lost = accepted.filter((seq) => !b.seen.has(seq));
+    const firstOf = new Map();
+    for (const a of b.arrivals) if (!firstOf.has(a.seq)) firstOf.set(a.seq, a);
+    const latencies = [...firstOf.values()].map((a) => a.at - a.ts).filter(Number.isFinite).sort((x, y) => x - y);
+    const conns = new Set(b.arrivals.map((a) => a.conn));
+    const perHost = {};
+    for (const a of b.arrivals) perHost[a.local] = (perHost[a.local] ?? 0) + 1;
+    let firstArrival = null;
+    let lastArrival = null;
+    for (const a of b.arrivals) {
+      if (firstArrival === null || a.at < firstArrival) firstArrival = a.at;
+      if (lastArrival === null || a.at > lastArrival) lastArrival = a.at;
+    }
+    return {
+      unique: b.seen.size,
+      deliveries: b.arrivals.length,
+      duplicates,
+      lost: lost.length,
+      lostSample: lost.slice(0, 20),
+      firstArrival,
+      lastArrival,
+      latencyP50: percentile(latencies, 0.5),
+      latencyP99: percentile(latencies, 0.99),
+      connections: conns.size,
+      connectionsOpened: connectionCount,
+      perHost,
+      sources: [...new Set(b.arrivals.map((a) => a.remote))],
+      cpuS: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    };
+  };
+
+  Promise.all(servers).then((listening) => {
+    process.on('message', (req) => {
+      const reply = (result) => process.send({ id: req.id, result });
+      if (req.op === 'summary') return reply(summary(req.prefix, req.accepted ?? []));
+      if (req.op === 'wait') {
+        const w = { prefix: req.prefix, count: req.count, reply };
+        w.timer = setTimeout(() => {
+          waiters = waiters.filter((x) => x !== w);
+          reply({ arrived: bucket(req.prefix).seen.size, timedOut: true });
+        }, req.timeoutMs);
+        waiters.push(w);
+        settleWaiters();
+      }
+    });
+    const stop = () => {
+      for (const t of stalls) clearTimeout(t);
+      for (const s of listening) s.close();
+      process.exit(0);
+    };
+    process.on('SIGTERM', stop);
+    process.on('disconnect', stop);
+    process.send({ op: 'ready' });
+  }, (err) => {
+    console.error(`[sink] cannot listen: ${err.message}`);
+    process.exit(1);
+  });
+}
+
+if (process.argv[1] === SELF && process.send) serve(JSON.parse(process.argv[2]));

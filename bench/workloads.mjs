@@ -1,0 +1,67 @@
+// The workloads, as the shared harness defines them for Postfix: N messages of SIZE bytes, one
+// recipient each, spread round-robin over D domains d0.test … d{D-1}.test, injected over C
+// connections. Each entry says where the domains' MX hosts are (the DNS zone), which sink
+// addresses answer, and its default figures; every default can be overridden by a flag.
+const SINK = '127.0.0.2';
+const TARPIT = '127.0.0.5';
+export const SLOW_DOMAIN = 'slow.test';
+export const HELD_DOMAIN = 'held.test';
+
+const base = { n: 20000, size: 5120, conns: 20, domains: 50 };
+
+/** Recipient of message `seq`: the harness's u<k/D mod 1000>@d<k mod D>.test. */
+export const spreadRecipient = (domains) => (seq) => `u${Math.floor(seq / domains) % 1000}@d${seq % domains}.test`;
+
+function zone(domains, mxOf, addressOf, mxCount) {
+  const z = {};
+  for (let i = 0; i < domains; i++) z[`d${i}.test`] = { mx: [{ preference: 10, exchange: mxOf(i) }] };
+  for (let j = 0; j < mxCount; j++) z[`mx${j}.bench.test`] = { a: [addressOf(j)] };
+  return z;
+}
+const oneMx = (domains) => zone(domains, () => 'mx0.bench.test', () => SINK, 1);
+
+export const WORKLOADS = {
+  W0: {
+    about: 'harness ceiling: the injector straight into the sink, no daemon',
+    defaults: base,
+    daemon: false,
+    sinkHosts: [SINK],
+    zone: oneMx,
+  },
+  W1: {
+    about: '50 domains, every MX on one sink host',
+    defaults: base,
+    daemon: true,
+    sinkHosts: [SINK],
+    zone: oneMx,
+  },
+  W2: {
+    about: '1,000 domains over 3 MX hosts (domain i -> mx{i%3}.bench.test)',
+    defaults: { ...base, domains: 1000 },
+    daemon: true,
+    sinkHosts: [SINK, '127.0.0.3', '127.0.0.4'],
+    zone: (domains) => zone(domains, (i) => `mx${i % 3}.bench.test`, (j) => `127.0.0.${2 + j}`, 3),
+  },
+  W3: {
+    about: `head-of-line: a backlog for tarpitted ${SLOW_DOMAIN} queued first, then W1`,
+    defaults: { ...base, backlog: 100000, tarpitMs: 5000 },
+    daemon: true,
+    sinkHosts: [SINK, TARPIT],
+    tarpitHosts: [TARPIT],
+    zone: (domains) => ({
+      ...oneMx(domains),
+      [SLOW_DOMAIN]: { mx: [{ preference: 10, exchange: `mx.${SLOW_DOMAIN}` }] },
+      [`mx.${SLOW_DOMAIN}`]: { a: [TARPIT] },
+    }),
+  },
+  W4: {
+    about: `queue scale: N queued for suspended ${HELD_DOMAIN}, then resumed and drained`,
+    defaults: { ...base, n: 1000000, holdS: 10, drainS: 600 },
+    daemon: true,
+    sinkHosts: [SINK],
+    zone: () => ({
+      [HELD_DOMAIN]: { mx: [{ preference: 10, exchange: 'mx0.bench.test' }] },
+      'mx0.bench.test': { a: [SINK] },
+    }),
+  },
+};
