@@ -2,6 +2,7 @@
 // the client's handshake with bytes that are not TLS and hangs up. A session that does not ask
 // for STARTTLS is served in plain text, so a client that falls back can deliver.
 import { type Socket, createServer } from 'node:net';
+import { LineSplitter } from './lines.js';
 import { Condition } from './wait.js';
 
 export type PlainMessage = { mailFrom: string; rcptTo: string[]; raw: string };
@@ -32,8 +33,10 @@ export async function startBrokenStartTls(host: string, port: number): Promise<B
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
-    let buffered = '';
+    const lines = new LineSplitter();
     let state: 'command' | 'data' | 'handshake' = 'command';
+    // A function, not a comparison: STARTTLS changes state inside the loop that asks.
+    const turnedTls = () => state === 'handshake';
     let envelope: { mailFrom: string; rcptTo: string[] } = { mailFrom: '', rcptTo: [] };
     let data: string[] = [];
     const say = (line: string) => socket.write(`${line}\r\n`);
@@ -49,7 +52,7 @@ export async function startBrokenStartTls(host: string, port: number): Promise<B
         case 'STARTTLS':
           // The client sends nothing else in plain text before its TLS hello.
           state = 'handshake';
-          buffered = '';
+          lines.clear();
           broken.startTls++;
           changed.notify();
           return say('220 2.0.0 Ready to start TLS');
@@ -81,11 +84,9 @@ export async function startBrokenStartTls(host: string, port: number): Promise<B
         socket.end('this is not TLS\r\n');
         return;
       }
-      buffered += chunk;
-      let eol: number;
-      while ((eol = buffered.indexOf('\r\n')) >= 0) {
-        const line = buffered.slice(0, eol);
-        buffered = buffered.slice(eol + 2);
+      for (const line of lines.push(chunk)) {
+        // After STARTTLS nothing more is plain text: the rest of the chunk is dropped.
+        if (turnedTls()) break;
         if (state === 'command') {
           command(line);
         } else if (line === '.') {

@@ -1,5 +1,6 @@
 // A bare socket client for asserting exact reply text, which a full SMTP client would hide.
 import { connect } from 'node:net';
+import { LineSplitter } from './lines.js';
 
 export type DialogueOptions = {
   host: string;
@@ -24,7 +25,7 @@ export function smtpDialogue(opts: DialogueOptions): Promise<string[]> {
     });
     const replies: string[] = [];
     let partial: string[] = [];
-    let buffer = '';
+    const lines = new LineSplitter();
     let next = 0;
     let inData = false;
     let done = false;
@@ -68,11 +69,7 @@ export function smtpDialogue(opts: DialogueOptions): Promise<string[]> {
     expectReply();
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      let eol: number;
-      while ((eol = buffer.indexOf('\r\n')) >= 0) {
-        const line = buffer.slice(0, eol);
-        buffer = buffer.slice(eol + 2);
+      for (const line of lines.push(chunk)) {
         partial.push(line);
         if (!/^\d{3}-/.test(line)) {
           const reply = partial.join('\n');

@@ -6,6 +6,7 @@
 // bytes each "250 … queued as" acknowledged, however mangled the session was.
 import { connect } from 'node:net';
 import type { Prng } from './prng.js';
+import { LineSplitter } from './lines.js';
 import { Condition } from './wait.js';
 
 /** Recipient domains of generated mail; the test routes them (and the senders' domain) to its sink. */
@@ -599,16 +600,12 @@ export async function runSession(
   const stalls: string[] = [];
   let closed = false;
   let pending: string[] = [];
-  let buffer = '';
+  const lines = new LineSplitter();
 
   const socket = connect({ host: target.host, port: target.port });
   socket.setEncoding('latin1');
   socket.on('data', (chunk: string) => {
-    buffer += chunk;
-    let eol: number;
-    while ((eol = buffer.indexOf('\r\n')) >= 0) {
-      const line = buffer.slice(0, eol);
-      buffer = buffer.slice(eol + 2);
+    for (const line of lines.push(chunk)) {
       const m = REPLY_LINE.exec(line);
       if (!m || /[\r\n]/.test(line) || (pending.length > 0 && !pending[0]!.startsWith(m[1]!))) {
         malformed.push(line);
@@ -626,7 +623,7 @@ export async function runSession(
     socket.once('close', () => {
       closed = true;
       // Whatever is left was cut off by the server closing: not a complete reply.
-      if (buffer !== '' && plan.end !== 'drop') malformed.push(`${buffer} (no CRLF before the server closed)`);
+      if (lines.rest !== '' && plan.end !== 'drop') malformed.push(`${lines.rest} (no CRLF before the server closed)`);
       changed.notify();
       resolve();
     });

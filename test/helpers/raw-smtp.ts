@@ -5,6 +5,7 @@
 import { once } from 'node:events';
 import { type Socket, connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { LineSplitter } from './lines.js';
 import { Condition } from './wait.js';
 
 export type RawSmtpOptions = { host: string; port: number; localAddress?: string; timeoutMs?: number };
@@ -14,7 +15,7 @@ export class RawSmtp {
   readonly replies: string[] = [];
   private readonly changed = new Condition();
   private consumed = 0;
-  private buffer = '';
+  private readonly lines = new LineSplitter();
   private partial: string[] = [];
   private ended = false;
   private readonly onChunk = (chunk: string) => this.onData(chunk);
@@ -96,11 +97,7 @@ export class RawSmtp {
   }
 
   private onData(chunk: string): void {
-    this.buffer += chunk;
-    let eol: number;
-    while ((eol = this.buffer.indexOf('\r\n')) >= 0) {
-      const line = this.buffer.slice(0, eol);
-      this.buffer = this.buffer.slice(eol + 2);
+    for (const line of this.lines.push(chunk)) {
       this.partial.push(line);
       if (!/^\d{3}-/.test(line)) {
         this.replies.push(this.partial.join('\n'));

@@ -3,6 +3,7 @@
 // late. Without a fault it is a plain, correct SMTP server (no extensions, so commands come one
 // at a time) that keeps every message whose final dot it read, whether or not it acknowledged it.
 import { type Server, type Socket, createServer } from 'node:net';
+import { LineSplitter } from './lines.js';
 import { Condition } from './wait.js';
 
 /**
@@ -89,7 +90,7 @@ export async function startScriptedSmtp(opts: { host: string; port: number; scri
     let envelope: { mailFrom: string; rcptTo: string[] } = { mailFrom: '', rcptTo: [] };
     let body: string[] | undefined;
     let bodyStarted = false;
-    let pending = '';
+    const lines = new LineSplitter();
     // One stage at a time: a delayed or trickled reply holds back the handling of what follows.
     let queue = Promise.resolve();
     let gone = false;
@@ -169,11 +170,7 @@ export async function startScriptedSmtp(opts: { host: string; port: number; scri
     socket.setEncoding('latin1');
     socket.on('error', () => undefined);
     socket.on('data', (chunk: string) => {
-      pending += chunk;
-      let eol: number;
-      while ((eol = pending.indexOf('\r\n')) >= 0) {
-        const line = pending.slice(0, eol);
-        pending = pending.slice(eol + 2);
+      for (const line of lines.push(chunk)) {
         queue = queue.then(() => (gone ? undefined : body ? onBodyLine(line) : onCommand(line)));
       }
     });
