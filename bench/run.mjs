@@ -20,7 +20,8 @@ import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workload
 
 const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
   [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
-  [--backlog N --tarpit-ms MS] (W3) [--hold-s S --drain-s S] (W4) [--config '{"key": value}']`;
+  [--backlog N --tarpit-ms MS] (W3) [--hold-s S --drain-s S] (W4) [--config '{"key": value}']
+  [--cpu-prof DIR] [--commandstats]`;
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -39,6 +40,9 @@ const { values: flags, positionals } = parseArgs({
     'hold-s': { type: 'string' },
     // Daemon config keys over the bench defaults, as YAML-compatible JSON: compares settings.
     config: { type: 'string', default: '{}' },
+    // Profiling aids: the daemon writes a V8 CPU profile into this directory; Redis's per-command counts go to stderr.
+    'cpu-prof': { type: 'string' },
+    commandstats: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -123,6 +127,16 @@ function eventCounts(logs) {
   return counts;
 }
 
+/** Redis calls per delivered message by command, most frequent first (RESETSTAT also zeroes the INFO stats counters, so it runs before the first sample). */
+function logCommandstats(text, delivered) {
+  const rows = [...text.matchAll(/^cmdstat_(\S+):calls=(\d+),usec=(\d+)/gm)]
+    .map(([, cmd, calls, usec]) => ({ cmd, calls: Number(calls), usec: Number(usec) }))
+    .sort((a, b) => b.calls - a.calls);
+  for (const r of rows) {
+    log(`  ${r.cmd.padEnd(22)} ${(r.calls / Math.max(1, delivered)).toFixed(2).padStart(8)}/msg ${(r.usec / Math.max(1, delivered)).toFixed(1).padStart(8)} us/msg`);
+  }
+}
+
 async function admin(configPath, command, domain) {
   const r = await runCli([command, domain, '-c', configPath]);
   if (r.code !== 0) throw new Error(`impulse ${command} ${domain} exited ${r.code}: ${r.stderr || r.stdout}`);
@@ -194,7 +208,8 @@ async function runOnce(run) {
     }
 
     const intakePort = await freePort('127.0.0.1');
-    daemon = await startDaemon(daemonConfig(dir, dns, intakePort, sinkPort), { dir, waitReady: false });
+    const nodeArgs = flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : [];
+    daemon = await startDaemon(daemonConfig(dir, dns, intakePort, sinkPort), { dir, waitReady: false, nodeArgs });
     await waitForIntake(intakePort, daemon.proc);
     const pid = daemon.proc.pid;
     redisPid = redisChildOf(pid);
@@ -215,6 +230,7 @@ async function runOnce(run) {
     }
 
     log(`injecting ${opts.n}`);
+    if (flags.commandstats) await redis.config('RESETSTAT');
     const before = await sample(pid, redisPid, redis);
     const rssBefore = rssKb(pid);
     const injected = await inject({
@@ -244,6 +260,7 @@ async function runOnce(run) {
 
     const { figures, summary } = await deliveryFigures(sink, prefix, injected, name === 'W4' ? opts.drainMs : opts.timeoutMs);
     const after = await sample(pid, redisPid, redis);
+    if (flags.commandstats) logCommandstats(await redis.info('commandstats'), summary.unique);
     const per1000 = (cpu) => round((cpu * 1000) / Math.max(1, summary.unique), 3);
     if (name === 'W3') {
       extra.slow_delivered = (await sink.summary(`${prefix}s`, [])).unique;

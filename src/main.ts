@@ -33,6 +33,7 @@ import { type EmbeddedRedis, startEmbeddedRedis } from './queue/embedded-redis.j
 import { Enqueuer } from './queue/enqueue.js';
 import { QueueInspector } from './queue/inspect.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './queue/job.js';
+import { ParkedJobs } from './queue/parking.js';
 import { returnOrphanedJobs } from './queue/reclaim.js';
 import { type RedisTarget, connectRedis } from './queue/redis.js';
 import { watchRedis } from './queue/redis-watch.js';
@@ -189,6 +190,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   // Redis outage, where intake's fail fast and would make the attempt be made again.
   const dsnQueue = deliveryQueue(queueRedis);
   const dsnEnqueuer = new Enqueuer(store, dsnQueue, messageExpiration);
+  const parking = new ParkedJobs(queueRedis, dsnQueue, prefix);
   const retryPolicy = (binding: string, domain: string) => {
     const o = scopes.get(binding, domain);
     return { retryInterval: o.retry_interval, maxRetryInterval: o.max_retry_interval, messageExpiration: o.message_expiration };
@@ -210,6 +212,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     scopeOf: (binding, domain, key) => scopes.scopeOf(binding, domain, key),
     retryPolicy,
     bodyOf: async (qid) => (await store.get(qid))?.body,
+    promoteParked: (pair, count) => parking.promote(pair, count),
     maxHeld: config.max_active_messages,
     observer: metrics,
     ...schedulerSettings(config),
@@ -220,6 +223,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     concurrency: config.max_active_messages,
     lockDuration: config.job_lock_timeout,
     store,
+    parking,
     scheduler,
     enqueuer: dsnEnqueuer,
     policy: retryPolicy,
@@ -295,6 +299,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
 
   if (embedded) await returnOrphanedJobs(queue, log);
   consumer.start();
+  scheduler.adoptParked(await parking.pairs());
   try {
     await intake.start();
     await admin.start();

@@ -241,7 +241,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('messages held in memory ready for delivery, all domains together; the rest wait in Redis'),
     job_lock_timeout: duration('60s')
       .describe('how long a job held by a daemon that died stays claimed before another start (or daemon) takes it up (the embedded Redis frees them at the next start); renewed every half of it'),
-    suspended_recheck_interval: duration('15s').describe('how often mail parked by a suspended domain or binding is looked at again'),
+    suspended_recheck_interval: duration('1h').describe('how long mail parked by a suspended domain or binding waits before it is looked at again, if no resume (or daemon start) promotes it first'),
     shutdown_timeout: duration('30s').describe('time sessions in flight get to finish on SIGTERM'),
   }).superRefine((cfg, ctx) => {
     // Runs even when other keys are invalid (see `when`), so every error shows in one pass;

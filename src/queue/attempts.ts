@@ -4,11 +4,19 @@
 // that comes back takes the verdict already reached instead of delivering the message again, and
 // writes it with the lock it now holds.
 import type { DeliveryJobData } from './job.js';
+import type { PairId } from './parking.js';
 
-/** What an attempt leaves in Redis: the job completes, or waits in the delayed set with new data. */
+/**
+ * What an attempt leaves in Redis: the job completes, or waits in the delayed set with new data;
+ * `parkedIn` files a park with its pair so the pair promotes it when it has room (then calls
+ * `filed`); `unpark` removes the id a returning parked job may have left there.
+ */
 export type Verdict =
   | { kind: 'complete'; record: string }
-  | { kind: 'delay'; data: DeliveryJobData; until: number };
+  | {
+    kind: 'delay'; data: DeliveryJobData; until: number;
+    parkedIn?: { pair: PairId; filed(): void } | undefined; unpark?: PairId | undefined;
+  };
 
 interface Attempt {
   /** The job's attempt counter when the attempt began: a copy with the same count is the same attempt. */

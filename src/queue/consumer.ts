@@ -20,6 +20,7 @@ import { DeliveryWorker } from './delivery-worker.js';
 import type { Enqueuer } from './enqueue.js';
 import { DELIVERY_QUEUE, type DeliveryJobData, type FinishedRecord, HISTORY_LIMIT, type HistoryEntry } from './job.js';
 import { settle } from './settle.js';
+import type { ParkedJobs } from './parking.js';
 import type { MessageStore } from './store.js';
 
 export interface ConsumerDeps {
@@ -29,6 +30,7 @@ export interface ConsumerDeps {
   /** BullMQ lock duration: a crashed daemon's jobs return to the queue this long after its last renewal. */
   lockDuration: number;
   store: MessageStore;
+  parking: ParkedJobs;
   scheduler: Scheduler;
   enqueuer: Enqueuer;
   /** Retry schedule in force for a (binding, domain) pair. */
@@ -192,10 +194,17 @@ export class Consumer {
     // A newer copy took the lock: it writes the verdict, this one leaves Redis alone.
     if (!worker.holds(job)) throw new DelayedError();
     if (v.kind === 'complete') return v.record;
+    if (v.unpark) await this.deps.parking.remove(v.unpark, job.id!);
     await job.updateData(v.data);
     worker.stopRenewing(job);
     await job.moveToDelayed(v.until, token);
     this.attempts.forget(job.id!);
+    if (v.parkedIn) {
+      const { pair, filed } = v.parkedIn;
+      await this.deps.parking.add(pair, job.id!, this.deps.clock.now()).then(filed, (err: Error) => this.deps.log.warn(
+        { event: 'park_unfiled', qid: job.data.qid, job_id: job.id, err: err.message, until: new Date(v.until).toISOString() },
+        'parked job not filed with its queue; it comes back at its fallback time'));
+    }
     throw new DelayedError();
   }
 
@@ -214,7 +223,8 @@ export class Consumer {
       }));
     if (outcome.kind === 'parked') {
       log.debug({ event: 'parked', qid: data.qid, domain: data.domain, binding: binding.name, reason: outcome.reason, until: new Date(outcome.until).toISOString() }, 'parked');
-      return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until };
+      const parkedIn = outcome.filed ? { pair: { binding: binding.name, domain: data.domain }, filed: outcome.filed } : undefined;
+      return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until, parkedIn };
     }
     const { result, action, quiet } = outcome;
     const now = clock.now();
@@ -250,8 +260,11 @@ export class Consumer {
     const history = [...(data.history ?? []), ...entries].slice(-HISTORY_LIMIT);
     if (settled.deferred.length > 0) {
       this.deps.scheduler.noteDeferred(data.domain);
+      // A promoted job's delay is 0; one that came back on its park's fallback may still be filed
+      // with its pair, and a promotion must not cut its retry short.
+      const unpark = data.waiting === 'parked' && job.delay > 0 ? { binding: binding.name, domain: data.domain } : undefined;
       return {
-        kind: 'delay', until: settled.retryAt!,
+        kind: 'delay', until: settled.retryAt!, unpark,
         data: { ...data, recipients: settled.deferred.map((r) => r.recipient), attempts: attempt, waiting: 'retry', history },
       };
     }

@@ -37,27 +37,6 @@ export interface LastError {
   at: number;
 }
 
-/** Completions over a sliding window, for the drain rate that paces parked mail. */
-class DrainMeter {
-  private windowStart = 0;
-  private count = 0;
-  private lastRate = 0;
-
-  record(now: number): void {
-    if (now - this.windowStart >= 10_000) {
-      this.lastRate = this.windowStart === 0 ? 0 : this.count / ((now - this.windowStart) / 1000);
-      this.windowStart = now;
-      this.count = 0;
-    }
-    this.count++;
-  }
-
-  perSecond(now: number): number {
-    const elapsed = (now - this.windowStart) / 1000;
-    return Math.max(this.lastRate, elapsed > 1 ? this.count / elapsed : 0);
-  }
-}
-
 /** One binding's active queue for a domain, with the connections serving it. */
 export class Pair {
   ready: Entry[] = [];
@@ -65,9 +44,14 @@ export class Pair {
   connecting = 0;
   /** Entries handed to a connection and not yet settled. */
   inFlight = 0;
-  /** Jobs this daemon parked because the queue was full and that have not come back. */
+  /** Jobs filed as parked with this pair in Redis, as last counted (a hint: other daemons park too). */
   parked = 0;
-  readonly drain = new DrainMeter();
+  /** Jobs promoted and not yet arrived, and when the last promotion was asked for. */
+  incoming = 0;
+  promotedAt = 0;
+  promoting = false;
+  /** Parks filed while a promotion was on its way: its count of what stays may not include them. */
+  filedDuringPromotion = 0;
   /** No connection attempt before this time (after a failed one). */
   retryAt = 0;
   timer: NodeJS.Timeout | undefined;

@@ -20,7 +20,11 @@ export type Action = 'requeue1' | 'purge_domain' | 'delay_domain' | 'admin_fail'
 export type Outcome =
   /** quiet: fail without a bounce (an operator's `fail --quiet`). */
   | { kind: 'attempted'; result: DeliveryResult; action?: Action | undefined; quiet?: boolean | undefined }
-  | { kind: 'parked'; until: number; reason: string };
+  /**
+   * With `filed`, the park is filed with its pair in Redis, which promotes it when it has room
+   * (`until` is then only a fallback); `filed` is called once the id is there.
+   */
+  | { kind: 'parked'; until: number; reason: string; filed?: (() => void) | undefined };
 
 export interface Entry {
   readonly qid: string;

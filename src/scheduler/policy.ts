@@ -1,5 +1,5 @@
 // Pure scheduling policy: how many connections a queue deserves, how much room the caps leave,
-// and how long mail that finds its queue full waits before it is looked at again.
+// and how much parked mail a queue calls back.
 
 export type Aggressiveness = 'normal' | 'high';
 
@@ -29,18 +29,12 @@ export function roomForConnections(c: Caps): number {
   return Math.max(0, Math.min(c.goal - c.pair, scopeRoom, c.serverMax - c.server));
 }
 
-export const MIN_PARK_MS = 1_000;
-export const MAX_PARK_MS = 300_000;
-/** A queue that delivers nothing is still assumed to drain this fast, so parks stay finite. */
-const FLOOR_RATE_PER_S = 1;
-
 /**
- * How long mail that found its active queue full waits in Redis before it is read again: the
- * time the queue needs to drain the mail already parked ahead of it, spread at random over the
- * second half of that span so a large backlog comes back as a trickle, not a wave.
+ * Parked jobs a queue promotes now: none while it still holds more than half of max_ready
+ * (counting promoted jobs on their way), else enough to fill it, within what the window has left.
  */
-export function parkDelay(parkedAhead: number, drainPerSecond: number, random: number): number {
-  const span = (parkedAhead / Math.max(drainPerSecond, FLOOR_RATE_PER_S)) * 1000;
-  const bounded = Math.min(Math.max(span, MIN_PARK_MS), MAX_PARK_MS);
-  return Math.round(bounded * (0.5 + random / 2));
+export function refillCount(q: { ready: number; incoming: number; maxReady: number; windowRoom: number }): number {
+  const queued = q.ready + q.incoming;
+  if (queued > q.maxReady / 2) return 0;
+  return Math.max(0, Math.min(q.maxReady - queued, q.windowRoom));
 }

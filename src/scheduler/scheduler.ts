@@ -21,7 +21,7 @@ import type { HookRegistry } from '../hooks/registry.js';
 import { type ConnectionOwner, OutboundConnection } from './connection.js';
 import { DomainState, type Pair } from './domain-state.js';
 import type { Action, DeliveryResult, Entry } from './entry.js';
-import { connectionGoal, parkDelay, roomForConnections } from './policy.js';
+import { connectionGoal, refillCount, roomForConnections } from './policy.js';
 import { type SchedulerState, domainView } from './state.js';
 import { Throttles } from './throttle.js';
 
@@ -40,13 +40,14 @@ export interface SchedulerDeps {
   scopeOf(binding: string, domain: string, key: ThrottleKey): string;
   retryPolicy(binding: string, domain: string): RetryPolicy;
   bodyOf(qid: string): Promise<Buffer | undefined>;
+  /** Makes up to `count` of a pair's oldest parked jobs due now; how many moved and how many stay parked. */
+  promoteParked(pair: { binding: string; domain: string }, count: number): Promise<{ promoted: number; remaining: number }>;
   serverMaxConnections: number;
   /** The window: jobs the consumer holds at most (max_active_messages). */
   maxHeld: number;
   migrate: boolean;
   suspendedRecheck: number;
   observer: SchedulerObserver;
-  random?: () => number;
 }
 
 /** Settings a reload may change while connections stay open. */
@@ -69,6 +70,13 @@ const WINDOW_RESERVE = 0.1;
 const RESERVED_QUEUE_FLOOR = 10;
 /** Longest a queue without connections waits for a sibling's connection before opening its own. */
 const SIBLING_WAIT_MS = 1_000;
+/**
+ * How long a job parked for a full queue waits if its promotion never comes (its id was lost
+ * to a crash between two writes). Promotion, not this, is what brings parked mail back.
+ */
+export const PARK_FALLBACK_MS = 3_600_000;
+/** Promoted jobs not seen after this are no longer expected (another daemon took them, or they were failed). */
+const INCOMING_STALE_MS = 30_000;
 
 export class Scheduler implements ConnectionOwner {
   private readonly domains = new Map<string, DomainState>();
@@ -81,6 +89,11 @@ export class Scheduler implements ConnectionOwner {
   private connecting = 0;
   /** Jobs admitted into an active queue and not yet settled. */
   private held = 0;
+  /** Promoted jobs expected back, over all pairs. */
+  private incoming = 0;
+  /** Pairs with parked mail that found the window full: promoted as it frees. */
+  private readonly waitingForWindow = new Set<Pair>();
+  private refillQueued = false;
   private closing = false;
   private readonly sweeper: NodeJS.Timeout;
 
@@ -94,29 +107,46 @@ export class Scheduler implements ConnectionOwner {
     const ds = this.domain(entry.domain);
     const pair = ds.pair(entry.binding);
     if (entry.returning) ds.delayed = Math.max(0, ds.delayed - 1);
-    if (entry.returning === 'parked') pair.parked = Math.max(0, pair.parked - 1);
+    if (entry.returning === 'parked') this.arrived(pair);
     ds.apply({ kind: 'tick', now });
     if (this.closing) return this.park(pair, entry, now, 'stopping');
     if (ds.suspended || this.deps.bindings.isSuspended(entry.binding.name)) {
-      return this.park(pair, entry, now + this.deps.suspendedRecheck, 'suspended');
+      return this.parkTracked(pair, entry, now + this.deps.suspendedRecheck, 'suspended');
     }
     if (ds.phase.phase === 'delayed') return this.park(pair, entry, ds.phase.until, 'domain delayed');
-    const windowTight = this.held >= this.deps.maxHeld * (1 - WINDOW_RESERVE) && pair.ready.length >= RESERVED_QUEUE_FLOOR;
+    const windowTight = this.held >= this.windowLimit && pair.ready.length >= RESERVED_QUEUE_FLOOR;
     if (pair.ready.length >= this.options(pair).max_ready || windowTight) {
-      pair.parked++;
-      const wait = parkDelay(pair.parked, pair.drain.perSecond(now), (this.deps.random ?? Math.random)());
-      return this.park(pair, entry, now + wait, 'active queue full');
+      return this.parkTracked(pair, entry, now + PARK_FALLBACK_MS, 'active queue full');
     }
     this.held++;
     pair.ready.push({
       ...entry,
       settle: (outcome) => {
         this.held--;
+        this.windowFreed();
         entry.settle(outcome);
       },
     });
     this.readyPairs.add(pair);
     this.maintain(pair);
+  }
+
+  /**
+   * Pairs with parked mail this daemon has not seen parked (it parked them before a restart, or
+   * another daemon did): each promotes what it has room for, and then keeps refilling.
+   */
+  adoptParked(pairs: ReadonlyArray<{ binding: string; domain: string }>): void {
+    for (const { binding, domain } of pairs) {
+      const b = this.deps.bindings.get(binding);
+      if (!b) {
+        this.deps.log.warn({ event: 'parked_binding_unknown', binding, domain },
+          'mail parked for a binding no longer configured comes back at its fallback time');
+        continue;
+      }
+      const pair = this.domain(domain).pair(b);
+      pair.parked = Math.max(pair.parked, 1);
+      this.refill(pair);
+    }
   }
 
   /** Counts a job the consumer put back in the delayed set after an attempt. */
@@ -134,7 +164,10 @@ export class Scheduler implements ConnectionOwner {
     const ds = this.domains.get(domain);
     if (!ds) return;
     ds.suspended = false;
-    for (const p of ds.pairs.values()) this.maintain(p);
+    for (const p of ds.pairs.values()) {
+      this.maintain(p);
+      this.refill(p);
+    }
   }
 
   suspendBinding(name: string): void {
@@ -144,7 +177,10 @@ export class Scheduler implements ConnectionOwner {
 
   resumeBinding(name: string): void {
     this.deps.bindings.resume(name);
-    for (const p of this.pairsOf(name)) this.maintain(p);
+    for (const p of this.pairsOf(name)) {
+      this.maintain(p);
+      this.refill(p);
+    }
   }
 
   /** An operator's flush: the domain's delay and connection pacing end, so its mail goes now. */
@@ -156,6 +192,7 @@ export class Scheduler implements ConnectionOwner {
       for (const p of ds.pairs.values()) {
         p.retryAt = 0;
         this.maintain(p);
+        this.refill(p);
       }
     }
   }
@@ -246,6 +283,7 @@ export class Scheduler implements ConnectionOwner {
     if (!this.canDeliver(pair)) return undefined;
     const e = pair.ready.shift();
     if (e) pair.inFlight++;
+    this.refill(pair);
     return e;
   }
 
@@ -286,7 +324,6 @@ export class Scheduler implements ConnectionOwner {
     const now = this.deps.clock.now();
     const pair = conn.pair;
     pair.inFlight--;
-    pair.drain.record(now);
     const failure = result.replies.find((r) => !isSuccess(r.reply));
     if (failure) pair.state.lastError = { reply: failure.reply, at: now };
     entry.settle({ kind: 'attempted', result });
@@ -306,6 +343,7 @@ export class Scheduler implements ConnectionOwner {
   // Maintenance: connections toward each queue's goal.
 
   private maintain(pair: Pair): void {
+    this.refill(pair);
     if (this.closing || pair.ready.length === 0 || !this.canDeliver(pair)) return;
     const now = this.deps.clock.now();
     for (const c of pair.connections) if (c.isIdle) c.nudge();
@@ -455,6 +493,95 @@ export class Scheduler implements ConnectionOwner {
   private park(pair: Pair, e: Entry, until: number, reason: string): void {
     pair.state.delayed++;
     e.settle({ kind: 'parked', until, reason });
+  }
+
+  /** A park the pair promotes itself when it has room; `until` is the fallback. */
+  private parkTracked(pair: Pair, e: Entry, until: number, reason: string): void {
+    pair.state.delayed++;
+    e.settle({
+      kind: 'parked', until, reason,
+      filed: () => {
+        pair.parked++;
+        if (pair.promoting) pair.filedDuringPromotion++;
+        this.refill(pair);
+      },
+    });
+  }
+
+  // Refill: parked mail promoted as its queue drains.
+
+  /** Jobs held at most before queues holding RESERVED_QUEUE_FLOOR or more park new mail. */
+  private get windowLimit(): number {
+    return Math.floor(this.deps.maxHeld * (1 - WINDOW_RESERVE));
+  }
+
+  /**
+   * A parked job came back. One not promoted here (it came on its fallback, or another daemon
+   * promoted it) says the pair may have parked mail this daemon does not know of.
+   */
+  private arrived(pair: Pair): void {
+    if (pair.incoming > 0) {
+      pair.incoming--;
+      this.incoming--;
+    } else {
+      pair.parked = Math.max(pair.parked, 1);
+    }
+  }
+
+  /**
+   * Promotes the pair's parked mail once its active queue is half empty, up to max_ready and
+   * what the window has left: the queue never runs dry while mail for it waits in Redis, and
+   * mail comes back only when it will be held, so a backlog is read once.
+   */
+  private refill(pair: Pair): void {
+    if (pair.parked === 0 || pair.promoting || this.closing || !this.canDeliver(pair)) return;
+    const now = this.deps.clock.now();
+    if (pair.incoming > 0 && now - pair.promotedAt > INCOMING_STALE_MS) {
+      this.incoming -= pair.incoming;
+      pair.incoming = 0;
+    }
+    const windowRoom = this.windowLimit - this.held - this.incoming;
+    const count = refillCount({ ready: pair.ready.length, incoming: pair.incoming, maxReady: this.options(pair).max_ready, windowRoom });
+    if (count === 0) {
+      if (windowRoom <= 0) this.waitingForWindow.add(pair);
+      return;
+    }
+    this.waitingForWindow.delete(pair);
+    pair.promoting = true;
+    pair.filedDuringPromotion = 0;
+    pair.promotedAt = now;
+    pair.incoming += count;
+    this.incoming += count;
+    const unexpect = (n: number) => {
+      const k = Math.min(n, pair.incoming);
+      pair.incoming -= k;
+      this.incoming -= k;
+    };
+    this.deps.promoteParked({ binding: pair.binding.name, domain: pair.domain }, count).then(({ promoted, remaining }) => {
+      // Over-counting costs one more promotion that finds nothing; under-counting would strand mail.
+      pair.parked = remaining + pair.filedDuringPromotion;
+      unexpect(count - promoted);
+    }, (err: Error) => {
+      unexpect(count);
+      this.deps.log.warn({ event: 'promote_failed', domain: pair.domain, binding: pair.binding.name, err: err.message },
+        'parked mail not promoted now; tried again as the queue drains, or it comes back at its fallback time');
+    }).finally(() => {
+      pair.promoting = false;
+      this.refill(pair);
+    });
+  }
+
+  /** A held job settled: pairs that wanted window room get it, once per turn of the event loop. */
+  private windowFreed(): void {
+    if (this.waitingForWindow.size === 0 || this.refillQueued) return;
+    this.refillQueued = true;
+    setImmediate(() => {
+      this.refillQueued = false;
+      for (const p of [...this.waitingForWindow]) {
+        if (this.held + this.incoming >= this.windowLimit) return;
+        this.refill(p);
+      }
+    });
   }
 
   private parkAll(pairs: Pair[], until: number, reason: string): void {

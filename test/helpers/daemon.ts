@@ -20,6 +20,8 @@ export type DaemonOptions = {
   dir?: string;
   waitReady?: boolean;
   env?: NodeJS.ProcessEnv;
+  /** Node flags before the script, such as --cpu-prof (not allowed in NODE_OPTIONS). */
+  nodeArgs?: string[];
   readyTimeoutMs?: number;
 };
 
@@ -75,7 +77,7 @@ export async function startDaemon(config: object, opts: DaemonOptions = {}): Pro
   // The default metrics port would collide between daemons running side by side.
   writeFileSync(configPath, stringify({ metrics: { listen: false }, ...config }));
 
-  const proc = spawn(process.execPath, [CLI_PATH, 'start', '-c', configPath], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI_PATH, 'start', '-c', configPath], {
     cwd: dir,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseRate } from '../../src/config/units.js';
-import { MAX_PARK_MS, MIN_PARK_MS, connectionGoal, parkDelay, roomForConnections } from '../../src/scheduler/policy.js';
+import { connectionGoal, refillCount, roomForConnections } from '../../src/scheduler/policy.js';
 import { transition } from '../../src/scheduler/domain-state.js';
 import { Throttle, Throttles } from '../../src/scheduler/throttle.js';
 
@@ -23,12 +23,22 @@ test('room for connections is the smallest of goal, scope and server headroom', 
   assert.equal(roomForConnections({ ...base, scope: 12, scopeMax: 10 }), 0, 'over a lowered cap');
 });
 
-test('a full queue parks mail for its drain time, spread over the second half, within bounds', () => {
-  assert.equal(parkDelay(100, 10, 1), 10_000, 'drains 100 in 10 s');
-  assert.equal(parkDelay(100, 10, 0), 5_000);
-  assert.equal(parkDelay(1, 1000, 1), MIN_PARK_MS, 'never less than the minimum');
-  assert.equal(parkDelay(100_000, 0, 1), MAX_PARK_MS, 'a queue that drains nothing still comes back');
-  assert.equal(parkDelay(100_000, 0, 0), MAX_PARK_MS / 2);
+test('a queue calls back parked mail once half empty, up to max_ready and the window\'s room', () => {
+  const table: Array<[ready: number, incoming: number, maxReady: number, windowRoom: number, count: number, why: string]> = [
+    [1000, 0, 1000, 9000, 0, 'full'],
+    [501, 0, 1000, 9000, 0, 'more than half'],
+    [500, 0, 1000, 9000, 500, 'half: fill it'],
+    [0, 0, 1000, 9000, 1000, 'empty'],
+    [0, 600, 1000, 9000, 0, 'promoted jobs on their way count'],
+    [100, 300, 1000, 9000, 600, 'and are not asked for twice'],
+    [0, 0, 1000, 250, 250, 'the window bounds it'],
+    [0, 0, 1000, 0, 0, 'a full window promotes nothing'],
+    [0, 0, 1000, -40, 0, 'nor does an overfull one'],
+    [0, 0, 1, 9000, 1, 'max_ready 1'],
+  ];
+  for (const [ready, incoming, maxReady, windowRoom, count, why] of table) {
+    assert.equal(refillCount({ ready, incoming, maxReady, windowRoom }), count, why);
+  }
 });
 
 test('throttle syntax: "N" per second, "N/S" per S seconds or duration; bad text is refused', () => {

@@ -1,0 +1,82 @@
+// Where parked jobs are found again. A job parked because its active queue was full or its domain
+// suspended waits in BullMQ's delayed set with a long fallback delay, and its id goes into a
+// sorted set of its binding × domain pair. When the pair has room the scheduler promotes the
+// oldest ids (BullMQ's own promote), so a backlog moves as fast as its queue drains and costs
+// nothing while it waits. The fallback delay only matters if an id is lost (a crash between the
+// two writes): the job then comes back on its own.
+import { Job, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { DeliveryJobData } from './job.js';
+
+// Pops the oldest ids and reports how many stay; an emptied pair leaves the index of pairs.
+const POP = `
+local ids = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
+local remaining = redis.call('ZCARD', KEYS[1])
+if remaining == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+local out = { remaining }
+for i = 1, #ids, 2 do out[#out + 1] = ids[i] end
+return out`;
+
+/** Promotes run this many at a time: pipelined on one connection without flooding it. */
+const PROMOTE_BATCH = 500;
+
+export interface PairId {
+  binding: string;
+  domain: string;
+}
+
+export class ParkedJobs {
+  constructor(
+    private readonly redis: Redis,
+    private readonly queue: Queue<DeliveryJobData>,
+    private readonly prefix: string,
+  ) {}
+
+  private get indexKey(): string {
+    return `${this.prefix}:parked-pairs`;
+  }
+
+  private member(pair: PairId): string {
+    return `${pair.binding}/${pair.domain}`;
+  }
+
+  private key(pair: PairId): string {
+    return `${this.prefix}:parked:${this.member(pair)}`;
+  }
+
+  /** Files a job the consumer has just put in the delayed set as a park. */
+  async add(pair: PairId, jobId: string, at: number): Promise<void> {
+    const results = await this.redis.pipeline().zadd(this.key(pair), at, jobId).sadd(this.indexKey, this.member(pair)).exec();
+    const failed = results?.find(([err]) => err);
+    if (failed) throw failed[0];
+  }
+
+  /** Drops an id whose job is about to wait for something else (a retry): it must not be promoted early. */
+  async remove(pair: PairId, jobId: string): Promise<void> {
+    await this.redis.zrem(this.key(pair), jobId);
+  }
+
+  /**
+   * Makes up to `count` of the pair's oldest parked jobs due now. Ids whose job left the delayed
+   * set meanwhile (it came back on its own, or was failed) are dropped. Returns how many moved
+   * and how many stay parked.
+   */
+  async promote(pair: PairId, count: number): Promise<{ promoted: number; remaining: number }> {
+    const [remaining, ...ids] = await this.redis.eval(POP, 2, this.key(pair), this.indexKey, count, this.member(pair)) as [number, ...string[]];
+    let promoted = 0;
+    for (let i = 0; i < ids.length; i += PROMOTE_BATCH) {
+      const results = await Promise.allSettled(ids.slice(i, i + PROMOTE_BATCH).map((id) => new Job(this.queue, 'parked', {} as DeliveryJobData, {}, id).promote()));
+      promoted += results.filter((r) => r.status === 'fulfilled').length;
+    }
+    return { promoted, remaining };
+  }
+
+  /** Every pair with parked jobs, whoever parked them: what a starting daemon looks at first. */
+  async pairs(): Promise<PairId[]> {
+    const members = await this.redis.smembers(this.indexKey);
+    return members.flatMap((m) => {
+      const slash = m.lastIndexOf('/');
+      return slash > 0 ? [{ binding: m.slice(0, slash), domain: m.slice(slash + 1) }] : [];
+    });
+  }
+}
