@@ -82,7 +82,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('with tls: ifavailable, when STARTTLS is offered but the handshake fails: reconnect and deliver in plain text (true) or defer (false)'),
     host_failure_retry: durationOpt().describe('how long an address that refused or timed out is skipped, per binding'),
     max_outbound_connections: z.number().int().min(1).optional()
-      .describe('connections per binding × domain (in a hosts entry: per MX host across bindings)'),
+      .describe('connections per binding × domain, or per sibling pool (domains sharing a first MX host) with migration on (in a hosts entry: per MX host across bindings)'),
     scope_max_outbound_connections: z.number().int().min(1).optional()
       .describe('connections to a domain across all bindings when set globally or per domain; per binding × domain when set in a binding scope'),
     connection_allocation_aggressiveness: z.enum(['normal', 'high']).optional()

@@ -35,6 +35,8 @@ const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 export class OutboundConnection {
   deliveries = 0;
+  /** Messages taken from the current pair since the connection joined it. */
+  takenHere = 0;
   private wake: (() => void) | undefined;
   /** A sibling migration happened: the next transaction starts with RSET. */
   needsReset = false;

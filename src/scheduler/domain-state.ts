@@ -88,6 +88,8 @@ export class DomainState {
   delayed = 0;
   lastError: LastError | undefined;
   phaseTimer: NodeJS.Timeout | undefined;
+  /** The sibling pool the domain is filed in: its first MX host, as last resolved. */
+  pool: string | undefined;
 
   constructor(readonly record: DomainRecord) {}
 

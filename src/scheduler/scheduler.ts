@@ -71,6 +71,27 @@ const RESERVED_QUEUE_FLOOR = 10;
 /** Longest a queue without connections waits for a sibling's connection before opening its own. */
 const SIBLING_WAIT_MS = 1_000;
 /**
+ * A large pool's connection and backlog counts are summed at most this often (openings in between
+ * are added); a pool of up to POOL_SUM_ALWAYS domains is summed every time, so a domain alone on
+ * its MX host sees its own goal exactly.
+ */
+const POOL_STATS_MS = 100;
+const POOL_SUM_ALWAYS = 16;
+/** Queues a connection looks through for a starving sibling after each message. */
+const STARVING_SCAN = 32;
+/**
+ * Messages a connection carries for one queue before it is lent to a sibling queue that has no
+ * connection, even if that leaves its own queue without one: the pool's connections take turns.
+ */
+const LEND_QUANTUM = 10;
+
+/** A sibling pool's connections and backlog for one binding, as last summed. */
+interface PoolStats {
+  at: number;
+  open: number;
+  backlog: number;
+}
+/**
  * How long a job parked for a full queue waits if its promotion never comes (its id was lost
  * to a crash between two writes). Promotion, not this, is what brings parked mail back.
  */
@@ -94,6 +115,11 @@ export class Scheduler implements ConnectionOwner {
   /** Pairs with parked mail that found the window full: promoted as it frees. */
   private readonly waitingForWindow = new Set<Pair>();
   private refillQueued = false;
+  /** Domains by sibling pool (first MX host), and each pool's counts per binding. */
+  private readonly pools = new Map<string, Set<DomainState>>();
+  private readonly poolStats = new Map<string, PoolStats>();
+  /** Queues with mail and no connection, waiting for a sibling's connection to come over. */
+  private readonly starving = new Set<Pair>();
   private closing = false;
   private readonly sweeper: NodeJS.Timeout;
 
@@ -279,10 +305,14 @@ export class Scheduler implements ConnectionOwner {
   }
 
   take(conn: OutboundConnection): Entry | undefined {
+    if (this.starving.size > 0 && (conn.pair.open > 1 || conn.takenHere >= LEND_QUANTUM)) this.lend(conn);
     const pair = conn.pair;
     if (!this.canDeliver(pair)) return undefined;
     const e = pair.ready.shift();
-    if (e) pair.inFlight++;
+    if (e) {
+      pair.inFlight++;
+      conn.takenHere++;
+    }
     this.refill(pair);
     return e;
   }
@@ -363,8 +393,21 @@ export class Scheduler implements ConnectionOwner {
       }
     }
     if (pair.retryAt > now) return this.wakeAt(pair, pair.retryAt);
-    if (this.siblingsSuffice(pair, now)) return this.wakeAt(pair, pair.siblingWaitSince! + SIBLING_WAIT_MS);
+    const poolRoom = this.poolRoom(pair, now);
+    if (poolRoom <= 0) {
+      if (pair.open > 0) return;
+      // A queue with no connection at all gets one of its own if no sibling's comes over in time.
+      pair.siblingWaitSince ??= now;
+      if (now - pair.siblingWaitSince < SIBLING_WAIT_MS) {
+        this.starving.add(pair);
+        return this.wakeAt(pair, pair.siblingWaitSince + SIBLING_WAIT_MS);
+      }
+      room = Math.min(room, 1);
+    } else {
+      room = Math.min(room, poolRoom);
+    }
     pair.siblingWaitSince = undefined;
+    this.starving.delete(pair);
     // A connection opened while the message throttle is spent would only idle.
     const messageWait = this.throttleOf(pair, 'outbound_throttle_messages')?.wait(now) ?? 0;
     if (messageWait > 0 && pair.connections.size > 0) return this.wakeAt(pair, now + messageWait);
@@ -373,6 +416,7 @@ export class Scheduler implements ConnectionOwner {
       const wait = throttle?.wait(now) ?? 0;
       if (wait > 0) return this.wakeAt(pair, now + wait);
       if (!this.initiate(pair, now)) return;
+      this.opened(pair);
       throttle?.take(now);
     }
   }
@@ -598,6 +642,7 @@ export class Scheduler implements ConnectionOwner {
     src.connections.delete(conn);
     dest.connections.add(conn);
     conn.pair = dest;
+    conn.takenHere = 0;
     dest.siblingWaitSince = undefined;
     conn.handle.domain = dest.state.record;
     conn.needsReset = true;
@@ -605,27 +650,89 @@ export class Scheduler implements ConnectionOwner {
   }
 
   /**
-   * Sibling domains on one MX host are one pool: a queue with no connection of its own opens one
-   * only when the pool's connections are fewer than the pool's backlog calls for, or after
-   * SIBLING_WAIT_MS without one of them moving over. Otherwise every small domain of a large
-   * provider would open its own connection while others already reach the same servers.
+   * Sibling domains on one MX host are one pool (for each binding): the pool's connections follow
+   * the pool's backlog on the domain's own connection_allocation_aggressiveness curve, up to its
+   * max_outbound_connections, as if the pool were one domain (as a site is, in KumoMTA). So the
+   * thousand small domains of one provider share a few busy connections that move between them,
+   * instead of each opening its own. Returns how many more the pool may open now (unbounded
+   * without migration).
    */
-  private siblingsSuffice(pair: Pair, now: number): boolean {
-    if (!this.deps.migrate || pair.open > 0 || pair.state.targets().length === 0) return false;
-    if (pair.siblingWaitSince !== undefined && now - pair.siblingWaitSince >= SIBLING_WAIT_MS) return false;
-    let poolOpen = 0;
-    let poolBacklog = pair.ready.length;
-    for (const ds of this.domains.values()) {
-      if (!ds.isSiblingOf(pair.state)) continue;
-      const sibling = ds.pairs.get(pair.binding.name);
-      if (!sibling) continue;
-      poolOpen += sibling.open;
-      poolBacklog += sibling.ready.length + sibling.inFlight;
-    }
+  private poolRoom(pair: Pair, now: number): number {
+    const pool = this.migrationPool(pair.state);
+    if (!pool) return Number.POSITIVE_INFINITY;
+    const stats = this.statsOf(pool, pair.binding.name, now);
     const o = this.options(pair);
-    if (poolOpen === 0 || poolOpen < connectionGoal(poolBacklog, o.max_outbound_connections, o.connection_allocation_aggressiveness)) return false;
-    pair.siblingWaitSince ??= now;
-    return true;
+    return connectionGoal(stats.backlog, o.max_outbound_connections, o.connection_allocation_aggressiveness) - stats.open;
+  }
+
+  /** The domain's sibling pool, refiled when its first MX host changed; none without migration. */
+  private migrationPool(ds: DomainState): string | undefined {
+    if (!this.deps.migrate) return undefined;
+    const key = ds.targets()[0]?.host;
+    if (ds.pool !== key) {
+      this.leavePool(ds);
+      if (key !== undefined) {
+        let members = this.pools.get(key);
+        if (!members) this.pools.set(key, members = new Set());
+        members.add(ds);
+      }
+      ds.pool = key;
+    }
+    return key;
+  }
+
+  private leavePool(ds: DomainState): void {
+    if (ds.pool === undefined) return;
+    const members = this.pools.get(ds.pool);
+    members?.delete(ds);
+    if (members?.size === 0) {
+      this.pools.delete(ds.pool);
+      for (const key of this.poolStats.keys()) if (key.startsWith(`${ds.pool}\n`)) this.poolStats.delete(key);
+    }
+    ds.pool = undefined;
+  }
+
+  private statsOf(pool: string, binding: string, now: number): PoolStats {
+    const key = `${pool}\n${binding}`;
+    let stats = this.poolStats.get(key);
+    const members = this.pools.get(pool) ?? new Set<DomainState>();
+    if (stats && members.size > POOL_SUM_ALWAYS && now - stats.at < POOL_STATS_MS) return stats;
+    stats = { at: now, open: 0, backlog: 0 };
+    for (const ds of members) {
+      const p = ds.pairs.get(binding);
+      if (!p) continue;
+      stats.open += p.open;
+      stats.backlog += p.ready.length + p.inFlight;
+    }
+    this.poolStats.set(key, stats);
+    return stats;
+  }
+
+  /** Counts a connection being opened in its pool's stats until they are summed again. */
+  private opened(pair: Pair): void {
+    if (pair.state.pool === undefined) return;
+    const stats = this.poolStats.get(`${pair.state.pool}\n${pair.binding.name}`);
+    if (stats) stats.open++;
+  }
+
+  /**
+   * Lends a connection to a sibling queue that has none, when its own queue has other connections
+   * or has had its turn (LEND_QUANTUM), so no domain of a pool waits for a connection of its own
+   * while the pool's connections are busy elsewhere.
+   */
+  private lend(conn: OutboundConnection): void {
+    let scanned = 0;
+    for (const p of this.starving) {
+      if (scanned++ >= STARVING_SCAN) return;
+      if (p.open > 0 || p.ready.length === 0) {
+        this.starving.delete(p);
+        continue;
+      }
+      if (p.binding.name !== conn.pair.binding.name || !this.canDeliver(p) || !this.canCarry(conn, p) || this.room(p) === 0) continue;
+      this.starving.delete(p);
+      this.move(conn, p);
+      return;
+    }
   }
 
   /** A connection may serve a sibling only if it reaches one of its MXs the way its own options ask. */
@@ -698,9 +805,12 @@ export class Scheduler implements ConnectionOwner {
     for (const [name, ds] of this.domains) {
       ds.apply({ kind: 'tick', now });
       for (const [b, p] of ds.pairs) {
-        if (p.empty && p.parked === 0 && !p.timer) ds.pairs.delete(b);
+        if (!p.empty || p.parked > 0 || p.timer) continue;
+        ds.pairs.delete(b);
+        this.starving.delete(p);
       }
       if (ds.pairs.size > 0 || ds.suspended || ds.delayed > 0 || ds.phase.phase !== 'normal' || ds.record.mx.phase === 'resolving') continue;
+      this.leavePool(ds);
       this.domains.delete(name);
       this.deps.records.delete(name);
     }

@@ -148,6 +148,24 @@ test('sibling domains sharing an MX host: migration delivers the same mail over 
   }
 });
 
+test('sibling domains with a backlog each share one pool of max_outbound_connections, taking turns on it', async (t) => {
+  const sink = world.sinks.shared!;
+  const domains = SIBLINGS.slice(0, 6);
+  const recipients = Array.from({ length: 600 }, (_, i) => `pool${i}@${domains[i % domains.length]}`);
+  const daemon = await startDaemon({ max_outbound_connections: 4, connection_allocation_aggressiveness: 'high', log_level: 'debug' });
+  const firstConnection = sink.connectionLog.length;
+  await sendMany({ host: '127.0.0.1', port: world.intakePort, messages: messagesTo(recipients), connections: 8 });
+  await sink.waitForRecipients(recipients, 60_000);
+  const used = sink.connectionLog.slice(firstConnection);
+  const migrated = daemon.logs.filter((r) => r.event === 'connection_migrated').length;
+  t.diagnostic(`600 messages to 6 sibling domains over ${used.length} connections, ${migrated} moves between them`);
+  // Each domain alone would open up to 4 (24 in all). One more than the pool's 4 allows for a
+  // domain that waited a full second for a turn and opened its own.
+  assert.ok(used.length <= 5, `the pool kept to max_outbound_connections: ${used.length} connections`);
+  assert.ok(migrated >= domains.length, `the connections took turns between the domains: ${migrated} moves`);
+  await stopDaemon(daemon);
+});
+
 test('a tarpitted domain with thousands queued does not hold up mail to another domain', async (t) => {
   const slow = world.sinks.slow!;
   const fast = world.sinks.fast!;
