@@ -1,7 +1,14 @@
-// Message bodies in Redis, stored once per message whatever its number of domains. A set of the
-// message's unfinished job ids decides when the body may go; the TTL reclaims bodies whose
-// jobs never got queued (intake failed half-way) or were forgotten by a crash.
+// Message bodies in Redis, stored once per message whatever its number of domains, cut into
+// pieces that fit the allocator (body-pieces.ts). A set of the message's unfinished job ids
+// decides when the body may go; a message with one job has no set (the release script reads a
+// missing set as empty). The TTL reclaims bodies whose jobs never got queued (intake failed
+// half-way) or were forgotten by a crash.
 import type { Redis } from 'ioredis';
+import { PIECE_FIELDS, cutBody } from './body-pieces.js';
+import { jobIdFor } from './job.js';
+
+/** Where bodies stored before they were cut into pieces keep theirs. */
+const WHOLE_BODY = 'body';
 
 export interface StoredMessage {
   body: Buffer;
@@ -36,18 +43,19 @@ export class MessageStore {
   async put(qid: string, msg: StoredMessage, jobIds: string[], ttlMs: number): Promise<void> {
     const body = this.bodyKey(qid);
     const jobs = this.jobsKey(qid);
-    const results = await this.redis.multi()
-      .hset(body, { body: msg.body, sender: msg.sender, received_at: String(msg.receivedAt) })
-      .sadd(jobs, ...jobIds)
-      .pexpire(body, ttlMs)
-      .pexpire(jobs, ttlMs)
-      .exec();
+    const tx = this.redis.multi()
+      .hset(body, { ...cutBody(msg.body), sender: msg.sender, received_at: String(msg.receivedAt) })
+      .pexpire(body, ttlMs);
+    if (jobIds.length > 1 || jobIds[0] !== jobIdFor(qid, 0)) tx.sadd(jobs, ...jobIds).pexpire(jobs, ttlMs);
+    const results = await tx.exec();
     const failed = results?.find(([err]) => err);
     if (!results || failed) throw failed?.[0] ?? new Error('Redis MULTI aborted');
   }
 
   async get(qid: string): Promise<StoredMessage | undefined> {
-    const [body, sender, receivedAt] = await this.redis.hmgetBuffer(this.bodyKey(qid), 'body', 'sender', 'received_at');
+    const [sender, receivedAt, whole, ...pieces] = await this.redis.hmgetBuffer(this.bodyKey(qid), 'sender', 'received_at', WHOLE_BODY, ...PIECE_FIELDS);
+    const present = pieces.filter((p): p is Buffer => p !== null);
+    const body = whole ?? (present.length > 0 ? Buffer.concat(present) : undefined);
     if (!body) return undefined;
     return { body, sender: sender?.toString() ?? '', receivedAt: Number(receivedAt?.toString() ?? 0) };
   }
@@ -73,13 +81,12 @@ export class MessageStore {
 
   /** What an operator may ask of a message without reading its body. */
   async describe(qid: string): Promise<{ sender: string; receivedAt: number; size: number; jobs: string[] } | undefined> {
-    const [[, fields], [, size], [, jobs]] = await this.redis.multi()
-      .hmget(this.bodyKey(qid), 'sender', 'received_at')
-      .hstrlen(this.bodyKey(qid), 'body')
-      .smembers(this.jobsKey(qid))
-      .exec() as [[unknown, Array<string | null>], [unknown, number], [unknown, string[]]];
+    const tx = this.redis.multi().hmget(this.bodyKey(qid), 'sender', 'received_at').smembers(this.jobsKey(qid));
+    for (const f of [WHOLE_BODY, ...PIECE_FIELDS]) tx.hstrlen(this.bodyKey(qid), f);
+    const [[, fields], [, jobs], ...lengths] = await tx.exec() as [[unknown, Array<string | null>], [unknown, string[]], ...Array<[unknown, number]>];
     if (fields[1] === null) return undefined;
-    return { sender: fields[0] ?? '', receivedAt: Number(fields[1]), size, jobs };
+    const size = lengths.reduce((sum, [, n]) => sum + n, 0);
+    return { sender: fields[0] ?? '', receivedAt: Number(fields[1]), size, jobs: jobs.length > 0 ? jobs : [jobIdFor(qid, 0)] };
   }
 
   /** Finished records of the message's jobs, by job id. */
