@@ -20,8 +20,8 @@ import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workload
 
 const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
   [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
-  [--backlog N --tarpit-ms MS] (W3) [--hold-s S --drain-s S] (W4) [--config '{"key": value}']
-  [--cpu-prof DIR] [--commandstats]`;
+  [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--config '{"key": value}']
+  [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -38,10 +38,14 @@ const { values: flags, positionals } = parseArgs({
     'tarpit-ms': { type: 'string' },
     'drain-s': { type: 'string' },
     'hold-s': { type: 'string' },
+    // W3: start W1 only once the consumer has parked the whole backlog (it sits in the queue).
+    'settle-backlog': { type: 'boolean', default: false },
     // Daemon config keys over the bench defaults, as YAML-compatible JSON: compares settings.
     config: { type: 'string', default: '{}' },
     // Profiling aids: the daemon writes a V8 CPU profile into this directory; Redis's per-command counts go to stderr.
     'cpu-prof': { type: 'string' },
+    // Further node flags for the daemon, space-separated (e.g. "--heapsnapshot-signal=SIGUSR2").
+    'node-args': { type: 'string', default: '' },
     commandstats: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
@@ -137,6 +141,17 @@ function logCommandstats(text, delivered) {
   }
 }
 
+/**
+ * Resolves once the consumer has taken every waiting job, and with `active` also let go of every
+ * one it held: a suspended backlog is then all parked. A tarpitted one keeps max_ready held.
+ */
+async function allParked(redis, active = true) {
+  const left = async () => (await redis.llen('impulse:delivery:wait')) + (active ? await redis.llen('impulse:delivery:active') : 0);
+  while ((await left()) > 0) {
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 async function admin(configPath, command, domain) {
   const r = await runCli([command, domain, '-c', configPath]);
   if (r.code !== 0) throw new Error(`impulse ${command} ${domain} exited ${r.code}: ${r.stderr || r.stdout}`);
@@ -208,7 +223,10 @@ async function runOnce(run) {
     }
 
     const intakePort = await freePort('127.0.0.1');
-    const nodeArgs = flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : [];
+    const nodeArgs = [
+      ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),
+      ...flags['node-args'].split(' ').filter(Boolean),
+    ];
     daemon = await startDaemon(daemonConfig(dir, dns, intakePort, sinkPort), { dir, waitReady: false, nodeArgs });
     await waitForIntake(intakePort, daemon.proc);
     const pid = daemon.proc.pid;
@@ -224,6 +242,10 @@ async function runOnce(run) {
       const backlog = await inject({ ...common, ...intake, n: opts.backlog, prefix: `${prefix}s`, rcptOf: (seq) => `t${seq}@${SLOW_DOMAIN}`, rate: 0 });
       extra.backlog = backlog.accepted.length;
       extra.backlog_inject_msg_s = round(rateOf(backlog.accepted.length, backlog.t0, backlog.lastAck), 1);
+      if (flags['settle-backlog']) {
+        await allParked(redis, false);
+        extra.backlog_parked_after_ms = Date.now() - backlog.lastAck;
+      }
     }
     if (name === 'W4') {
       await admin(daemon.configPath, 'suspend', HELD_DOMAIN);
@@ -240,7 +262,11 @@ async function runOnce(run) {
     log(`injected ${injected.accepted.length} (${injected.failed} failed) in ${Date.now() - injected.t0} ms`);
 
     if (name === 'W4') {
-      // What keeping the suspended backlog costs, with intake over: Redis work while it sits parked.
+      // What keeping the suspended backlog costs once every job has been parked (the consumer
+      // works through the waiting list after intake ends): Redis work while it only sits there.
+      await allParked(redis);
+      extra.all_parked_after_inject_ms = Date.now() - injected.lastAck;
+      log(`all parked ${extra.all_parked_after_inject_ms} ms after injection ended`);
       const held = await sample(pid, redisPid, redis);
       await new Promise((r) => setTimeout(r, opts.holdMs));
       const queued = await sample(pid, redisPid, redis);

@@ -69,7 +69,9 @@ function respond(query: dnsPacket.DecodedPacket, zone: Zone): dnsPacket.Packet |
 
 function bindUdp(port: number): Promise<UdpSocket> {
   return new Promise((resolve, reject) => {
-    const udp = createSocket('udp4');
+    // A daemon looking up a thousand new domains at once sends a burst of queries; with the
+    // default receive buffer (about 200 KB) a busy process drops some, and their lookups time out.
+    const udp = createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
     udp.once('error', reject);
     udp.bind(port, '127.0.0.1', () => {
       udp.off('error', reject);
