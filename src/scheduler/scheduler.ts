@@ -578,7 +578,11 @@ export class Scheduler implements ConnectionOwner {
    * mail comes back only when it will be held, so a backlog is read once.
    */
   private refill(pair: Pair): void {
-    if (pair.parked === 0 || pair.promoting || this.closing || !this.canDeliver(pair)) return;
+    if (pair.parked === 0) {
+      this.waitingForWindow.delete(pair);
+      return;
+    }
+    if (pair.promoting || this.closing || !this.canDeliver(pair)) return;
     const now = this.deps.clock.now();
     if (pair.incoming > 0 && now - pair.promotedAt > INCOMING_STALE_MS) {
       this.incoming -= pair.incoming;
@@ -605,13 +609,14 @@ export class Scheduler implements ConnectionOwner {
       // Over-counting costs one more promotion that finds nothing; under-counting would strand mail.
       pair.parked = remaining + pair.filedDuringPromotion;
       unexpect(count - promoted);
-    }, (err: Error) => {
-      unexpect(count);
-      this.deps.log.warn({ event: 'promote_failed', domain: pair.domain, binding: pair.binding.name, err: err.message },
-        'parked mail not promoted now; tried again as the queue drains, or it comes back at its fallback time');
-    }).finally(() => {
       pair.promoting = false;
       this.refill(pair);
+    }, (err: Error) => {
+      // Not retried at once: the next message taken or admitted for the pair tries again.
+      unexpect(count);
+      pair.promoting = false;
+      this.deps.log.warn({ event: 'promote_failed', domain: pair.domain, binding: pair.binding.name, err: err.message },
+        'parked mail not promoted now; tried again as the queue drains, or it comes back at its fallback time');
     });
   }
 
@@ -808,6 +813,7 @@ export class Scheduler implements ConnectionOwner {
         if (!p.empty || p.parked > 0 || p.timer) continue;
         ds.pairs.delete(b);
         this.starving.delete(p);
+        this.waitingForWindow.delete(p);
       }
       if (ds.pairs.size > 0 || ds.suspended || ds.delayed > 0 || ds.phase.phase !== 'normal' || ds.record.mx.phase === 'resolving') continue;
       this.leavePool(ds);
