@@ -1,29 +1,11 @@
 // The write side of the admin API: flush, fail, suspend and resume, per domain, binding or
 // message. Mail in Redis is made due now with BullMQ's own promote, never moved by hand.
-import { Job } from 'bullmq';
 import { type Reply, reply } from '../core/reply.js';
 import { qidOfJob } from '../queue/inspect.js';
+import { promoteDelayed } from '../queue/promote.js';
 import type { AdminContext } from './context.js';
 import type { FailResult, FlushResult, RetryResult, SuspendResult } from './protocol.js';
 import { NotFound } from './views.js';
-
-/** Promotes run this many at a time: pipelined on one connection, without flooding it. */
-const PROMOTE_BATCH = 200;
-
-/** Makes delayed jobs due now; ids that left the delayed set meanwhile are skipped. Returns how many moved. */
-async function promote(ctx: AdminContext, ids: string[]): Promise<number> {
-  let moved = 0;
-  for (let i = 0; i < ids.length; i += PROMOTE_BATCH) {
-    const results = await Promise.allSettled(ids.slice(i, i + PROMOTE_BATCH).map(async (id) => {
-      const job = await Job.fromId(ctx.queue, id);
-      if (!job) return false;
-      await job.promote();
-      return true;
-    }));
-    moved += results.filter((r) => r.status === 'fulfilled' && r.value).length;
-  }
-  return moved;
-}
 
 export function failureReply(note: string | undefined): Reply {
   return reply(554, '5.0.0', `[internal] failed by an operator${note ? `: ${note}` : ''}`);
@@ -39,7 +21,7 @@ export async function flush(ctx: AdminContext, domain: string | undefined): Prom
     return { flushed: delayed };
   }
   const { delayed } = await ctx.inspector.idsOf(domain);
-  return { flushed: await promote(ctx, delayed) };
+  return { flushed: await promoteDelayed(ctx.queue, delayed) };
 }
 
 /** Everything queued for the domain fails: held mail now, mail in Redis as it comes off the queue. */
@@ -49,7 +31,7 @@ export async function failDomain(ctx: AdminContext, domain: string, quiet: boole
   const { delayed, waiting, active } = await ctx.inspector.idsOf(domain);
   // A job on a connection now finishes its transaction; should it be deferred, it fails on return.
   ctx.consumer.failOnArrival([...delayed, ...waiting, ...active], why, quiet);
-  await promote(ctx, delayed);
+  await promoteDelayed(ctx.queue, delayed);
   return { failed: held + delayed.length + waiting.length };
 }
 
@@ -87,7 +69,7 @@ async function liveJobs(ctx: AdminContext, id: string): Promise<{ qid: string; d
 
 export async function retryMessage(ctx: AdminContext, id: string): Promise<RetryResult> {
   const jobs = await liveJobs(ctx, id);
-  return { retried: await promote(ctx, jobs.delayed) };
+  return { retried: await promoteDelayed(ctx.queue, jobs.delayed) };
 }
 
 export async function failMessage(ctx: AdminContext, id: string, quiet: boolean, note: string | undefined): Promise<FailResult> {
@@ -96,6 +78,6 @@ export async function failMessage(ctx: AdminContext, id: string, quiet: boolean,
   const held = ctx.scheduler.failHeld((e) => e.qid === jobs.qid, why, quiet);
   // A job on a connection now finishes its transaction; should it be deferred, it fails on return.
   ctx.consumer.failOnArrival([...jobs.delayed, ...jobs.waiting, ...jobs.active], why, quiet);
-  await promote(ctx, jobs.delayed);
+  await promoteDelayed(ctx.queue, jobs.delayed);
   return { failed: held + jobs.delayed.length + jobs.waiting.length };
 }

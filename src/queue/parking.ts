@@ -4,9 +4,10 @@
 // oldest ids (BullMQ's own promote), so a backlog moves as fast as its queue drains and costs
 // nothing while it waits. The fallback delay only matters if an id is lost (a crash between the
 // two writes): the job then comes back on its own.
-import { Job, type Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { DeliveryJobData } from './job.js';
+import { promoteDelayed } from './promote.js';
 
 // Pops the oldest ids and reports how many stay; an emptied pair leaves the index of pairs.
 const POP = `
@@ -16,9 +17,6 @@ if remaining == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
 local out = { remaining }
 for i = 1, #ids, 2 do out[#out + 1] = ids[i] end
 return out`;
-
-/** Promotes run this many at a time: pipelined on one connection without flooding it. */
-const PROMOTE_BATCH = 500;
 
 export interface PairId {
   binding: string;
@@ -63,12 +61,7 @@ export class ParkedJobs {
    */
   async promote(pair: PairId, count: number): Promise<{ promoted: number; remaining: number }> {
     const [remaining, ...ids] = await this.redis.eval(POP, 2, this.key(pair), this.indexKey, count, this.member(pair)) as [number, ...string[]];
-    let promoted = 0;
-    for (let i = 0; i < ids.length; i += PROMOTE_BATCH) {
-      const results = await Promise.allSettled(ids.slice(i, i + PROMOTE_BATCH).map((id) => new Job(this.queue, 'parked', {} as DeliveryJobData, {}, id).promote()));
-      promoted += results.filter((r) => r.status === 'fulfilled').length;
-    }
-    return { promoted, remaining };
+    return { promoted: await promoteDelayed(this.queue, ids), remaining };
   }
 
   /** Every pair with parked jobs, whoever parked them: what a starting daemon looks at first. */

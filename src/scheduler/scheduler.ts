@@ -115,9 +115,8 @@ export class Scheduler implements ConnectionOwner {
   /** Pairs with parked mail that found the window full: promoted as it frees. */
   private readonly waitingForWindow = new Set<Pair>();
   private refillQueued = false;
-  /** Domains by sibling pool (first MX host), and each pool's counts per binding. */
-  private readonly pools = new Map<string, Set<DomainState>>();
-  private readonly poolStats = new Map<string, PoolStats>();
+  /** Sibling pools by first MX host: their domains, and their counts per binding. */
+  private readonly pools = new Map<string, { members: Set<DomainState>; stats: Map<string, PoolStats> }>();
   /** Queues with mail and no connection, waiting for a sibling's connection to come over. */
   private readonly starving = new Set<Pair>();
   private closing = false;
@@ -677,9 +676,9 @@ export class Scheduler implements ConnectionOwner {
     if (ds.pool !== key) {
       this.leavePool(ds);
       if (key !== undefined) {
-        let members = this.pools.get(key);
-        if (!members) this.pools.set(key, members = new Set());
-        members.add(ds);
+        let pool = this.pools.get(key);
+        if (!pool) this.pools.set(key, pool = { members: new Set(), stats: new Map() });
+        pool.members.add(ds);
       }
       ds.pool = key;
     }
@@ -688,35 +687,30 @@ export class Scheduler implements ConnectionOwner {
 
   private leavePool(ds: DomainState): void {
     if (ds.pool === undefined) return;
-    const members = this.pools.get(ds.pool);
-    members?.delete(ds);
-    if (members?.size === 0) {
-      this.pools.delete(ds.pool);
-      for (const key of this.poolStats.keys()) if (key.startsWith(`${ds.pool}\n`)) this.poolStats.delete(key);
-    }
+    const pool = this.pools.get(ds.pool);
+    pool?.members.delete(ds);
+    if (pool?.members.size === 0) this.pools.delete(ds.pool);
     ds.pool = undefined;
   }
 
-  private statsOf(pool: string, binding: string, now: number): PoolStats {
-    const key = `${pool}\n${binding}`;
-    let stats = this.poolStats.get(key);
-    const members = this.pools.get(pool) ?? new Set<DomainState>();
-    if (stats && members.size > POOL_SUM_ALWAYS && now - stats.at < POOL_STATS_MS) return stats;
+  private statsOf(key: string, binding: string, now: number): PoolStats {
+    const pool = this.pools.get(key)!;
+    let stats = pool.stats.get(binding);
+    if (stats && pool.members.size > POOL_SUM_ALWAYS && now - stats.at < POOL_STATS_MS) return stats;
     stats = { at: now, open: 0, backlog: 0 };
-    for (const ds of members) {
+    for (const ds of pool.members) {
       const p = ds.pairs.get(binding);
       if (!p) continue;
       stats.open += p.open;
       stats.backlog += p.ready.length + p.inFlight;
     }
-    this.poolStats.set(key, stats);
+    pool.stats.set(binding, stats);
     return stats;
   }
 
   /** Counts a connection being opened in its pool's stats until they are summed again. */
   private opened(pair: Pair): void {
-    if (pair.state.pool === undefined) return;
-    const stats = this.poolStats.get(`${pair.state.pool}\n${pair.binding.name}`);
+    const stats = pair.state.pool === undefined ? undefined : this.pools.get(pair.state.pool)?.stats.get(pair.binding.name);
     if (stats) stats.open++;
   }
 
