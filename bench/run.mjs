@@ -47,6 +47,8 @@ const { values: flags, positionals } = parseArgs({
     // Further node flags for the daemon, space-separated (e.g. "--heapsnapshot-signal=SIGUSR2").
     'node-args': { type: 'string', default: '' },
     commandstats: { type: 'boolean', default: false },
+    // Latency per second of injection (count, p50, p99, max) to stderr: where the slow messages were sent.
+    timeline: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -132,6 +134,11 @@ function eventCounts(logs) {
 }
 
 /** Redis calls per delivered message by command, most frequent first (RESETSTAT also zeroes the INFO stats counters, so it runs before the first sample). */
+function logTimeline(timeline) {
+  log('per second since the first injection: sent, arrived, connections they arrived on; latency of those sent p50 p99 max (ms)');
+  for (const t of timeline) log(`  ${t.second} ${t.n} ${t.arrived} ${t.conns} ${t.p50 ?? '-'} ${t.p99 ?? '-'} ${t.max ?? '-'}`);
+}
+
 function logCommandstats(text, delivered) {
   const rows = [...text.matchAll(/^cmdstat_(\S+):calls=(\d+),usec=(\d+)/gm)]
     .map(([, cmd, calls, usec]) => ({ cmd, calls: Number(calls), usec: Number(usec) }))
@@ -287,6 +294,7 @@ async function runOnce(run) {
     const { figures, summary } = await deliveryFigures(sink, prefix, injected, name === 'W4' ? opts.drainMs : opts.timeoutMs);
     const after = await sample(pid, redisPid, redis);
     if (flags.commandstats) logCommandstats(await redis.info('commandstats'), summary.unique);
+    if (flags.timeline) logTimeline(summary.timeline);
     const per1000 = (cpu) => round((cpu * 1000) / Math.max(1, summary.unique), 3);
     if (name === 'W3') {
       extra.slow_delivered = (await sink.summary(`${prefix}s`, [])).unique;

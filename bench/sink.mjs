@@ -153,6 +153,30 @@ function serve({ hosts, port, tarpit }) {
     const firstOf = new Map();
     for (const a of b.arrivals) if (!firstOf.has(a.seq)) firstOf.set(a.seq, a);
     const latencies = [...firstOf.values()].map((a) => a.at - a.ts).filter(Number.isFinite).sort((x, y) => x - y);
+    // Per second of injection (by X-Bench-Ts): where in the run the slow messages were sent.
+    const bySecond = new Map();
+    let t0 = Infinity;
+    for (const a of firstOf.values()) if (Number.isFinite(a.ts) && a.ts < t0) t0 = a.ts;
+    for (const a of firstOf.values()) {
+      if (!Number.isFinite(a.ts)) continue;
+      const s = Math.floor((a.ts - t0) / 1000);
+      const list = bySecond.get(s);
+      if (list) list.push(a.at - a.ts);
+      else bySecond.set(s, [a.at - a.ts]);
+    }
+    const arrivedIn = new Map();
+    const connsIn = new Map();
+    for (const a of firstOf.values()) {
+      const s = Math.floor((a.at - t0) / 1000);
+      arrivedIn.set(s, (arrivedIn.get(s) ?? 0) + 1);
+      if (!connsIn.has(s)) connsIn.set(s, new Set());
+      connsIn.get(s).add(a.conn);
+      if (!bySecond.has(s)) bySecond.set(s, []);
+    }
+    const timeline = [...bySecond].sort(([x], [y]) => x - y).map(([second, l]) => {
+      l.sort((x, y) => x - y);
+      return { second, n: l.length, arrived: arrivedIn.get(second) ?? 0, conns: connsIn.get(second)?.size ?? 0, p50: percentile(l, 0.5), p99: percentile(l, 0.99), max: l[l.length - 1] };
+    });
     const conns = new Set(b.arrivals.map((a) => a.conn));
     const perHost = {};
     for (const a of b.arrivals) perHost[a.local] = (perHost[a.local] ?? 0) + 1;
@@ -172,6 +196,7 @@ function serve({ hosts, port, tarpit }) {
       lastArrival,
       latencyP50: percentile(latencies, 0.5),
       latencyP99: percentile(latencies, 0.99),
+      timeline,
       connections: conns.size,
       connectionsOpened: connectionCount,
       perHost,
