@@ -16,7 +16,7 @@ import type { HookRegistry } from '../hooks/registry.js';
 import type { DeliveryResult, Outcome } from '../scheduler/entry.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import { Attempts, type Verdict } from './attempts.js';
-import { DeliveryWorker } from './delivery-worker.js';
+import { DeliveryWorker, JobCopies } from './delivery-worker.js';
 import type { Enqueuer } from './enqueue.js';
 import { DELIVERY_QUEUE, type DeliveryJobData, type FinishedRecord, HISTORY_LIMIT, type HistoryEntry } from './job.js';
 import { settle } from './settle.js';
@@ -59,6 +59,12 @@ interface LogOutcome {
   msg: string;
   extra?: Record<string, unknown>;
 }
+
+/**
+ * Workers fetching jobs side by side: each fetch is one round trip that waits for Redis's fsync
+ * (see delivery-worker.ts), so one alone falls behind intake while nothing completes yet.
+ */
+const FETCHERS = 4;
 
 /** High enough that no crash loop ever turns a stalled job into a failed one. */
 const MAX_STALLED = 1_000_000;
@@ -120,7 +126,8 @@ const RENEWAL_FAILED = /^could not renew lock for job /;
 const WRITE_REFUSED = /^Missing lock for job (\S+)\. (\w+)/;
 
 export class Consumer {
-  private worker: DeliveryWorker | undefined;
+  private workers: DeliveryWorker[] = [];
+  private readonly copies = new JobCopies();
   private readonly doomed = new Map<string, Doom>();
   private readonly attempts: Attempts;
 
@@ -129,25 +136,35 @@ export class Consumer {
   }
 
   start(): void {
-    const { log } = this.deps;
-    this.worker = new DeliveryWorker(DELIVERY_QUEUE, (job, token) => this.process(job, token), {
-      connection: this.deps.connection,
-      prefix: this.deps.prefix,
-      concurrency: this.deps.concurrency,
-      maxStalledCount: MAX_STALLED,
-      lockDuration: this.deps.lockDuration,
-      stalledInterval: Math.max(1000, Math.round(this.deps.lockDuration / 2)),
+    const concurrency = Math.ceil(this.deps.concurrency / FETCHERS);
+    this.workers = Array.from({ length: FETCHERS }, (_, i) => {
+      const worker: DeliveryWorker = new DeliveryWorker(DELIVERY_QUEUE, (job, token) => this.process(worker, job, token), {
+        connection: this.deps.connection,
+        prefix: this.deps.prefix,
+        concurrency,
+        maxStalledCount: MAX_STALLED,
+        lockDuration: this.deps.lockDuration,
+        stalledInterval: Math.max(1000, Math.round(this.deps.lockDuration / 2)),
+        // One stalled-job check serves the whole queue.
+        skipStalledCheck: i > 0,
+      }, this.copies);
+      this.listen(worker);
+      return worker;
     });
-    this.worker.on('completed', (job, record: string | undefined) => {
+  }
+
+  private listen(worker: DeliveryWorker): void {
+    const { log } = this.deps;
+    worker.on('completed', (job, record: string | undefined) => {
       this.attempts.forget(job.id!);
       this.deps.store.release(job.data.qid, job.id!, record, this.deps.historyRetention()).catch((err: Error) =>
         log.warn({ event: 'store_release_failed', qid: job.data.qid, err: err.message }, 'body kept until its TTL'));
     });
-    this.worker.on('failed', (job, err) =>
+    worker.on('failed', (job, err) =>
       log.error({ event: 'job_error', qid: job?.data.qid, domain: job?.data.domain, err: err.message }, 'delivery job error; it will be retried'));
     const lockLost = 'job locks lapsed; those jobs are handed out again and their attempts are not made twice here';
-    this.worker.on('lockRenewalFailed', (jobIds: string[]) => log.warn({ event: 'lock_lost', jobs: jobIds }, lockLost));
-    this.worker.on('error', (err) => {
+    worker.on('lockRenewalFailed', (jobIds: string[]) => log.warn({ event: 'lock_lost', jobs: jobIds }, lockLost));
+    worker.on('error', (err) => {
       // A lost connection is reported once, by the connection's watch, not at every reconnection attempt.
       if (!isNotConnectionError(err) || RENEWAL_FAILED.test(err.message)) return;
       const refused = WRITE_REFUSED.exec(err.message);
@@ -158,7 +175,7 @@ export class Consumer {
 
   /** Stops taking jobs and parks held ones; waits for sessions in flight unless forced (those are retried after restart). */
   async close(force = false): Promise<void> {
-    const closing = this.worker?.close(force);
+    const closing = Promise.all(this.workers.map((w) => w.close(force)));
     this.deps.scheduler.close();
     await closing;
   }
@@ -177,8 +194,7 @@ export class Consumer {
    * One attempt of the job, or the verdict of an attempt already made here for an earlier copy of
    * it (see attempts.ts), written to Redis by the copy that holds the job's lock.
    */
-  private async process(job: Job<DeliveryJobData, string | undefined>, token: string | undefined): Promise<string | undefined> {
-    const worker = this.worker!;
+  private async process(worker: DeliveryWorker, job: Job<DeliveryJobData, string | undefined>, token: string | undefined): Promise<string | undefined> {
     const { verdict, again } = this.attempts.join(job.id!, job.data, () => this.decide(job));
     if (again) {
       this.deps.log.warn({ event: 'job_reclaimed', qid: job.data.qid, domain: job.data.domain, job_id: job.id, attempt: job.data.attempts + 1 },
@@ -188,11 +204,11 @@ export class Consumer {
     try {
       v = await verdict;
     } catch (err) {
-      if (worker.holds(job)) this.attempts.forget(job.id!);
+      if (this.copies.holds(job)) this.attempts.forget(job.id!);
       throw err;
     }
     // A newer copy took the lock: it writes the verdict, this one leaves Redis alone.
-    if (!worker.holds(job)) throw new DelayedError();
+    if (!this.copies.holds(job)) throw new DelayedError();
     if (v.kind === 'complete') return v.record;
     if (v.unpark) await this.deps.parking.remove(v.unpark, job.id!);
     await job.updateData(v.data);

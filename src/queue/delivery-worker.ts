@@ -9,25 +9,63 @@
 //
 // BullMQ also tracks locks by job id: when a job was handed out again anyway (its lock lapsed
 // through a Redis outage longer than the lock), the older copy finishing untracks the newer
-// copy's lock. The newest copy of each job is remembered so its renewal is restored.
+// copy's lock. The newest copy of each job is remembered, across all of the daemon's workers, so
+// its renewal is restored and the older copy's stopped.
 //
-// This reaches into Worker internals (nextJobFromJobData, processJob, lockManager), which is why
+// Each worker fetches one job per Redis round trip, and with appendfsync always a round trip
+// waits for Redis's fsync (1.5 to 7 ms seen): one worker fetched 150 to 800 jobs/s while intake
+// took 1,000/s, so mail queued at start-up waited seconds for its first attempt. The consumer
+// therefore runs several workers; in steady state most jobs come with the completion of the
+// previous one (BullMQ's fetch-next), not from these fetches.
+//
+// BullMQ's main loop also fetches jobs one after another for as long as the queue has any, up to
+// `concurrency`, before it hands the first of them to the processor: with mail arriving about as
+// fast as it is fetched, jobs fetched at the start of such a run wait seconds for their attempt
+// (3 to 6 s seen at 80% of the maximum rate). Each fetch here ends the run, as a delayed job
+// due does in BullMQ itself, so the processor starts every job as soon as it is fetched.
+//
+// This reaches into Worker internals (nextJobFromJobData, moveToActive, blockUntil, processJob, lockManager), which is why
 // package.json pins bullmq to one version: an upgrade must re-read worker.js and lock-manager.js.
-import { type Job, type JobJson, Worker } from 'bullmq';
+import { type Job, type JobJson, Worker, type WorkerOptions } from 'bullmq';
 import type { DeliveryJobData } from './job.js';
 
 type DeliveryJob = Job<DeliveryJobData, string | undefined>;
 
+/** The newest copy fetched of each job the daemon is working on, the one holding its lock, and its worker. */
+export class JobCopies {
+  readonly newest = new Map<string, { job: DeliveryJob; worker: DeliveryWorker }>();
+
+  /** Whether this copy of the job holds its lock, as far as this daemon knows: no newer copy was fetched. */
+  holds(job: DeliveryJob): boolean {
+    return this.newest.get(job.id!)?.job === job;
+  }
+}
+
 export class DeliveryWorker extends Worker<DeliveryJobData, string | undefined> {
-  /** The newest copy fetched of each job this daemon is working on: the one holding its lock. */
-  private readonly newest = new Map<string, DeliveryJob>();
+  constructor(
+    name: string,
+    processor: (job: DeliveryJob, token?: string) => Promise<string | undefined>,
+    opts: WorkerOptions,
+    private readonly copies: JobCopies,
+  ) {
+    super(name, processor, opts);
+  }
 
   protected override async nextJobFromJobData(jobData?: JobJson, jobId?: string, token?: string): Promise<DeliveryJob> {
     const job = await super.nextJobFromJobData(jobData, jobId, token);
     if (job?.id && token) {
-      this.newest.set(job.id, job);
+      const older = this.copies.newest.get(job.id);
+      if (older && older.worker !== this) older.worker.lockManager.untrackJob(job.id);
+      this.copies.newest.set(job.id, { job, worker: this });
       this.lockManager.trackJob(job.id, token, Date.now());
     }
+    return job;
+  }
+
+  protected override async moveToActive(token: string, name?: string): Promise<DeliveryJob> {
+    const job = await super.moveToActive(token, name);
+    // The main loop's fetch run ends while blockUntil is set; the next fetch resets it.
+    if (job) (this as unknown as { blockUntil: number }).blockUntil ||= 1;
     return job;
   }
 
@@ -35,15 +73,10 @@ export class DeliveryWorker extends Worker<DeliveryJobData, string | undefined> 
     try {
       return await super.processJob(job, token, fetchNext);
     } finally {
-      const newest = this.newest.get(job.id!);
-      if (newest === job) this.newest.delete(job.id!);
-      else if (newest?.token) this.lockManager.trackJob(job.id!, newest.token, this.renewalDue());
+      const newest = this.copies.newest.get(job.id!);
+      if (newest?.job === job) this.copies.newest.delete(job.id!);
+      else if (newest?.worker === this && newest.job.token) this.lockManager.trackJob(job.id!, newest.job.token, this.renewalDue());
     }
-  }
-
-  /** Whether this copy of the job holds its lock, as far as this daemon knows: no newer copy was fetched. */
-  holds(job: DeliveryJob): boolean {
-    return this.newest.get(job.id!) === job;
   }
 
   /**
@@ -51,7 +84,7 @@ export class DeliveryWorker extends Worker<DeliveryJobData, string | undefined> 
    * running after that write would fail and report a lock lost that was not.
    */
   stopRenewing(job: DeliveryJob): void {
-    if (this.holds(job)) this.lockManager.untrackJob(job.id!);
+    if (this.copies.holds(job)) this.lockManager.untrackJob(job.id!);
   }
 
   /** A tracking timestamp that makes the next renewal round renew the lock. */

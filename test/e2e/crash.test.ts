@@ -227,6 +227,23 @@ test('a daemon starting on a backlog larger than it fetches within job_lock_time
   assert.equal(await daemon.stop('SIGTERM'), 0);
 });
 
+test('a daemon starting on a backlog delivers its first message while most of the backlog still waits in Redis', async (t) => {
+  // Every write fsynced, as in production: each fetch then waits for the disk, the case where
+  // jobs fetched early waited for the rest before their attempts began.
+  const { redis, world, sink } = await setUp(t, '127.0.0.26', ['early.test']);
+  const recipients = Array.from({ length: BACKLOG }, (_, i) => `e${i}@early.test`);
+  await queueBacklog(redis.url, recipients);
+  const client = new Redis(redis.url, { maxRetriesPerRequest: null });
+  t.after(() => client.quit());
+  const daemon = await world.start({ redis: { url: redis.url }, max_ready: BACKLOG });
+  await sink.waitForMessages(1, 30_000);
+  const waiting = await client.llen('impulse:delivery:wait');
+  assert.ok(waiting > 0, `attempts begin as jobs are fetched: ${waiting} of ${BACKLOG} jobs still waiting at the first delivery`);
+  await waitForDelivered(sink, recipients, 60_000);
+  assert.equal(sink.messages.length, BACKLOG, 'each message delivered once');
+  assert.equal(await daemon.stop('SIGTERM'), 0);
+});
+
 test('on its embedded Redis, a daemon started after kill -9 takes back the mail its predecessor held at once, not a job_lock_timeout later', async (t) => {
   let killed = false;
   let release!: () => void;
