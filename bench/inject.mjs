@@ -6,10 +6,21 @@
 import { connect } from 'node:net';
 
 const LINE = 78;
+// Lines of pseudo-random letters, digits and spaces, as in the shared harness's injector: text
+// that compresses about as much as base64 does, not a pattern that flatters a compressing store.
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ';
 const FILL = Buffer.alloc(LINE * 1024);
+let state = 0x2545f491;
+function random() {
+  // xorshift32: a fixed sequence, so every run stores the same bytes.
+  state ^= state << 13;
+  state ^= state >>> 17;
+  state ^= state << 5;
+  return (state >>> 0) / 2 ** 32;
+}
 for (let l = 0; l < 1024; l++) {
-  // Lines never start with '.', so the body needs no dot-stuffing and its size on the wire is known.
-  for (let i = 0; i < 76; i++) FILL[l * LINE + i] = 65 + ((l * 7 + i * 13) % 26) + (i % 3 === 0 ? 32 : 0);
+  // Lines start with a letter, never '.', so the body needs no dot-stuffing and its size on the wire is known.
+  for (let i = 0; i < 76; i++) FILL[l * LINE + i] = ALPHABET.charCodeAt(Math.floor(random() * (i === 0 ? 52 : ALPHABET.length)));
   FILL[l * LINE + 76] = 13;
   FILL[l * LINE + 77] = 10;
 }
