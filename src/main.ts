@@ -126,7 +126,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   };
   const queue = deliveryQueue(intakeRedis);
   const messageExpiration = () => largestScopedValue(live.config, 'message_expiration');
-  const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix), queue, messageExpiration);
+  const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix, config.redis.compress_bodies), queue, messageExpiration);
   const pluginContext = { log, baseDir: dirname(resolve(configPath)) };
   const hooks = new HookRegistry({ log, defaultTimeoutMs: config.hook_timeout });
   await loadPlugins(config.plugins, hooks, pluginContext);
@@ -185,7 +185,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
       };
     },
   });
-  const store = new MessageStore(queueRedis, prefix);
+  const store = new MessageStore(queueRedis, prefix, config.redis.compress_bodies);
   // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a
   // Redis outage, where intake's fail fast and would make the attempt be made again.
   const dsnQueue = deliveryQueue(queueRedis);

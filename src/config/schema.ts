@@ -159,6 +159,8 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('embedded Redis fsync policy: always makes every 250 reply survive a power loss'),
     binary: z.string().default('redis-server').describe('redis-server executable for the embedded Redis'),
     prefix: z.string().default('impulse').describe('key prefix of every Impulse key in Redis'),
+    compress_bodies: z.boolean().default(true)
+      .describe('store message bodies Brotli-compressed (fastest quality) when that saves at least 1/16 of a body: less Redis memory and AOF, some CPU'),
   }).refine((r) => !(r.url && r.embedded), { message: 'set either url or embedded: true, not both' });
 
   const admin = z.strictObject({

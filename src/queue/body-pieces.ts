@@ -47,15 +47,18 @@ export function pieceLengths(len: number): number[] {
   return best!.parts;
 }
 
-/** The body cut into pieces, as hash fields `0`, `1`, …; `join` puts them back together. */
-export function cutBody(body: Buffer): Record<string, Buffer> {
+/** The body cut into pieces, as hash fields `<prefix>0`, `<prefix>1`, …, in order. */
+export function cutBody(body: Buffer, prefix = ''): Record<string, Buffer> {
   const fields: Record<string, Buffer> = {};
   let at = 0;
   pieceLengths(body.length).forEach((len, i) => {
-    fields[String(i)] = body.subarray(at, at + len);
+    fields[prefix + String(i)] = body.subarray(at, at + len);
     at += len;
   });
   return fields;
 }
 
-export const PIECE_FIELDS = Array.from({ length: MAX_PIECES }, (_, i) => String(i));
+/** Names of the piece fields a body cut with `prefix` may have, in order. */
+export function pieceFields(prefix = ''): string[] {
+  return Array.from({ length: MAX_PIECES }, (_, i) => prefix + String(i));
+}

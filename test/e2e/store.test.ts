@@ -1,5 +1,6 @@
 // The message store against a real Redis: a body comes back byte for byte whatever its size, a
-// body stored whole by an earlier version is still read, a message with one job keeps no job set
+// body that compresses is stored compressed and one that does not as it came, a body stored
+// whole by an earlier version is still read, a message with one job keeps no job set
 // and its body goes with that job, a message with several goes with the last.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -33,6 +34,48 @@ test('bodies of any size come back byte for byte; the stored size is the body\'s
     assert.equal(got!.receivedAt, 1000 + i);
     assert.equal((await store.describe(`Q${i}`))?.size, size);
   }
+});
+
+/** Bytes the message's hash holds in its body fields, and those fields' names. */
+async function stored(qid: string): Promise<{ fields: string[]; bytes: number }> {
+  const fields = (await redis.hkeys(`impulse:msg:${qid}`)).filter((f) => f !== 'sender' && f !== 'received_at').sort();
+  let bytes = 0;
+  for (const f of fields) bytes += await redis.hstrlen(`impulse:msg:${qid}`, f);
+  return { fields, bytes };
+}
+
+test('a body that compresses is stored compressed, one that does not as it came; both come back byte for byte', async () => {
+  const text = Buffer.from('Subject: invoice\r\n\r\n' + 'Thank you for your order; your invoice is attached.\r\n'.repeat(200));
+  await store.put('TEXT', { body: text, sender: 's@x.test', receivedAt: 7 }, ['TEXT-0'], DAY);
+  const t = await stored('TEXT');
+  assert.ok(t.fields.every((f) => f.startsWith('z')), `compressed pieces: ${t.fields.join(',')}`);
+  assert.ok(t.bytes < text.length / 10, `${t.bytes} bytes stored for ${text.length}`);
+  assert.ok((await store.get('TEXT'))?.body.equals(text));
+  assert.equal((await store.describe('TEXT'))?.size, text.length, 'the size is the body\'s as received');
+
+  // Bytes from a fixed pseudo-random sequence: no compressor shrinks them by a sixteenth.
+  let x = 0x12345678;
+  const noise = Buffer.from(Array.from({ length: 6000 }, () => {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    return x & 0xff;
+  }));
+  await store.put('NOISE', { body: noise, sender: 's@x.test', receivedAt: 8 }, ['NOISE-0'], DAY);
+  const n = await stored('NOISE');
+  assert.ok(n.fields.every((f) => /^\d$/.test(f)), `pieces as received: ${n.fields.join(',')}`);
+  assert.equal(n.bytes, noise.length);
+  assert.ok((await store.get('NOISE'))?.body.equals(noise));
+});
+
+test('with compress_bodies off a compressible body is stored as it came, and compressed ones stored before are still read', async () => {
+  const plain = new MessageStore(redis, 'impulse', false);
+  const text = Buffer.from('Subject: plain\r\n\r\n' + 'the same line again and again\r\n'.repeat(100));
+  await plain.put('PLAIN', { body: text, sender: 's@x.test', receivedAt: 9 }, ['PLAIN-0'], DAY);
+  const p = await stored('PLAIN');
+  assert.ok(p.fields.every((f) => /^\d$/.test(f)), `pieces as received: ${p.fields.join(',')}`);
+  assert.equal(p.bytes, text.length);
+  assert.ok((await plain.get('PLAIN'))?.body.equals(text));
+  await store.put('ZIPPED', { body: text, sender: 's@x.test', receivedAt: 10 }, ['ZIPPED-0'], DAY);
+  assert.ok((await plain.get('ZIPPED'))?.body.equals(text), 'a store with compression off reads compressed bodies');
 });
 
 test('a body stored whole, as before it was cut into pieces, is still read', async () => {
