@@ -211,7 +211,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     options: (binding, domain) => scopes.get(binding, domain),
     scopeOf: (binding, domain, key) => scopes.scopeOf(binding, domain, key),
     retryPolicy,
-    bodyOf: async (qid) => (await store.get(qid))?.body,
+    bodyOf: (qid) => store.get(qid),
     promoteParked: (pair, count) => parking.promote(pair, count),
     maxHeld: config.max_active_messages,
     observer: metrics,

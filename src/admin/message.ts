@@ -50,8 +50,8 @@ export async function showMessage(ctx: AdminContext, id: string): Promise<Messag
     if (!stored && finished.size === 0) continue;
     const records = [...finished.values()].map((v) => JSON.parse(v) as FinishedRecord);
     const jobs: MessageJob[] = records.map(finishedJob);
-    let sender = stored?.sender ?? records[0]?.sender ?? '';
-    let receivedAt = stored?.receivedAt ?? records[0]?.received_at ?? 0;
+    let sender = records[0]?.sender ?? '';
+    let receivedAt = records[0]?.received_at ?? 0;
     let messageId = records.find((r) => r.message_id)?.message_id;
     for (const jobId of stored?.jobs ?? []) {
       if (finished.has(jobId)) continue;

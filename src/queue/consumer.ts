@@ -249,7 +249,7 @@ export class Consumer {
     const bounces = settled.failed.length > 0 && data.sender !== '' && !quiet;
     const wantsBody = bounces
       || this.deps.hooks.has('log_delivery') || this.deps.hooks.has('log_transient_failure') || this.deps.hooks.has('log_permanent_failure');
-    const body = result.body ?? (wantsBody ? (await this.deps.store.get(data.qid))?.body : undefined);
+    const body = result.body ?? (wantsBody ? await this.deps.store.get(data.qid) : undefined);
     const common = {
       qid: data.qid, message_id: data.messageId, domain: data.domain, binding: binding.name, attempt,
       mx_host: result.target?.host, mx_ip: result.target?.address,

@@ -40,8 +40,7 @@ export class Enqueuer {
         opts: { jobId: jobIdFor(msg.qid, i) },
       };
     });
-    await this.store.put(msg.qid, { body: msg.body, sender: msg.sender, receivedAt: msg.receivedAt },
-      jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS);
+    await this.store.put(msg.qid, msg.body, jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS);
     try {
       await this.queue.addBulk(jobs);
     } catch (err) {

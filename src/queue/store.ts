@@ -35,12 +35,6 @@ function present(pieces: Array<Buffer | null>): Buffer | undefined {
   return have.length > 0 ? Buffer.concat(have) : undefined;
 }
 
-export interface StoredMessage {
-  body: Buffer;
-  sender: string;
-  receivedAt: number;
-}
-
 // Also files the job's finished record in the message's history hash, in the same round trip.
 const RELEASE = `
 if ARGV[2] ~= '' then
@@ -66,12 +60,13 @@ export class MessageStore {
     return `${this.prefix}:msg:${qid}:jobs`;
   }
 
-  async put(qid: string, msg: StoredMessage, jobIds: string[], ttlMs: number): Promise<void> {
-    const body = this.bodyKey(qid);
+  /** Stores the body; sender and arrival time are in the jobs, not here (bodies of earlier versions also hold them). */
+  async put(qid: string, body: Buffer, jobIds: string[], ttlMs: number): Promise<void> {
+    const key = this.bodyKey(qid);
     const jobs = this.jobsKey(qid);
     const tx = this.redis.multi()
-      .hset(body, { ...this.pieces(msg.body), sender: msg.sender, received_at: String(msg.receivedAt) })
-      .pexpire(body, ttlMs);
+      .hset(key, this.pieces(body))
+      .pexpire(key, ttlMs);
     if (jobIds.length > 1 || jobIds[0] !== jobIdFor(qid, 0)) tx.sadd(jobs, ...jobIds).pexpire(jobs, ttlMs);
     const results = await tx.exec();
     const failed = results?.find(([err]) => err);
@@ -83,13 +78,10 @@ export class MessageStore {
     return z ? cutBody(z, 'z') : cutBody(body);
   }
 
-  async get(qid: string): Promise<StoredMessage | undefined> {
-    const [sender, receivedAt, whole, ...pieces] = await this.redis.hmgetBuffer(this.bodyKey(qid),
-      'sender', 'received_at', WHOLE_BODY, ...RAW_PIECES, ...COMPRESSED_PIECES);
+  async get(qid: string): Promise<Buffer | undefined> {
+    const [whole, ...pieces] = await this.redis.hmgetBuffer(this.bodyKey(qid), WHOLE_BODY, ...RAW_PIECES, ...COMPRESSED_PIECES);
     const z = present(pieces.slice(RAW_PIECES.length));
-    const body = z ? brotliDecompressSync(z) : whole ?? present(pieces.slice(0, RAW_PIECES.length));
-    if (!body) return undefined;
-    return { body, sender: sender?.toString() ?? '', receivedAt: Number(receivedAt?.toString() ?? 0) };
+    return z ? brotliDecompressSync(z) : whole ?? present(pieces.slice(0, RAW_PIECES.length));
   }
 
   /** Drops a message whose jobs could not be queued. */
@@ -111,17 +103,11 @@ export class MessageStore {
     return removed === 1;
   }
 
-  /** What an operator may ask of a message; `size` is the body's as received, however it is stored. */
-  async describe(qid: string): Promise<{ sender: string; receivedAt: number; size: number; jobs: string[] } | undefined> {
-    const tx = this.redis.multi().hmget(this.bodyKey(qid), 'sender', 'received_at').smembers(this.jobsKey(qid))
-      .hmgetBuffer(this.bodyKey(qid), ...COMPRESSED_PIECES);
-    for (const f of [WHOLE_BODY, ...RAW_PIECES]) tx.hstrlen(this.bodyKey(qid), f);
-    const [[, fields], [, jobs], [, compressed], ...lengths] = await tx.exec() as
-      [[unknown, Array<string | null>], [unknown, string[]], [unknown, Array<Buffer | null>], ...Array<[unknown, number]>];
-    if (fields[1] === null) return undefined;
-    const z = present(compressed);
-    const size = z ? brotliDecompressSync(z).length : lengths.reduce((sum, [, n]) => sum + n, 0);
-    return { sender: fields[0] ?? '', receivedAt: Number(fields[1]), size, jobs: jobs.length > 0 ? jobs : [jobIdFor(qid, 0)] };
+  /** What an operator may ask of a queued message: its size as received, however it is stored, and its unfinished jobs. */
+  async describe(qid: string): Promise<{ size: number; jobs: string[] } | undefined> {
+    const [body, jobs] = await Promise.all([this.get(qid), this.redis.smembers(this.jobsKey(qid))]);
+    if (!body) return undefined;
+    return { size: body.length, jobs: jobs.length > 0 ? jobs : [jobIdFor(qid, 0)] };
   }
 
   /** Finished records of the message's jobs, by job id. */
