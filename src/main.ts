@@ -42,8 +42,6 @@ import { Scheduler } from './scheduler/scheduler.js';
 
 /** Events kept in BullMQ's stream: nobody reads them, so keep it from growing. */
 const EVENTS_MAX_LEN = 1000;
-/** A job that throws unexpectedly is retried at this pace instead of being failed. */
-const JOB_ERROR_RETRY_MS = 60_000;
 /** Time past shutdown_timeout after which the daemon exits whatever is still closing. */
 const HARD_STOP_GRACE_MS = 5_000;
 /** After a second stop signal: time to close Redis cleanly before exiting anyway. */
@@ -111,12 +109,6 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
       connection,
       prefix,
       streams: { events: { maxLen: EVENTS_MAX_LEN } },
-      defaultJobOptions: {
-        removeOnComplete: true,
-        removeOnFail: false,
-        attempts: Number.MAX_SAFE_INTEGER,
-        backoff: { type: 'fixed', delay: JOB_ERROR_RETRY_MS },
-      },
     });
     // Without a listener BullMQ prints each reconnection attempt to stderr; watchRedis logs the outage once.
     q.on('error', (err) => {

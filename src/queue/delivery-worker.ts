@@ -24,10 +24,10 @@
 // (3 to 6 s seen at 80% of the maximum rate). Each fetch here ends the run, as a delayed job
 // due does in BullMQ itself, so the processor starts every job as soon as it is fetched.
 //
-// This reaches into Worker internals (nextJobFromJobData, moveToActive, blockUntil, processJob, lockManager), which is why
+// This reaches into Worker internals (createJob, nextJobFromJobData, moveToActive, blockUntil, processJob, lockManager), which is why
 // package.json pins bullmq to one version: an upgrade must re-read worker.js and lock-manager.js.
 import { type Job, type JobJson, Worker, type WorkerOptions } from 'bullmq';
-import type { DeliveryJobData } from './job.js';
+import { type DeliveryJobData, JOB_OPTIONS } from './job.js';
 
 type DeliveryJob = Job<DeliveryJobData, string | undefined>;
 
@@ -49,6 +49,13 @@ export class DeliveryWorker extends Worker<DeliveryJobData, string | undefined> 
     private readonly copies: JobCopies,
   ) {
     super(name, processor, opts);
+  }
+
+  /** Each job as stored, with the options all delivery jobs share (JOB_OPTIONS), which are not stored. */
+  protected override createJob(data: JobJson, jobId: string): DeliveryJob {
+    const job = super.createJob(data, jobId);
+    job.opts = { ...job.opts, ...JOB_OPTIONS };
+    return job;
   }
 
   protected override async nextJobFromJobData(jobData?: JobJson, jobId?: string, token?: string): Promise<DeliveryJob> {

@@ -3,6 +3,20 @@
 
 export const DELIVERY_QUEUE = 'delivery';
 
+/** A job that throws unexpectedly is retried at this pace instead of being failed. */
+const JOB_ERROR_RETRY_MS = 60_000;
+
+/**
+ * BullMQ options every delivery job runs with. They are not stored with each job (some 110 bytes
+ * of Redis per queued message): the consumer's Workers give them to every job they fetch.
+ */
+export const JOB_OPTIONS = {
+  removeOnComplete: true,
+  removeOnFail: false,
+  attempts: Number.MAX_SAFE_INTEGER,
+  backoff: { type: 'fixed', delay: JOB_ERROR_RETRY_MS },
+} as const;
+
 export interface DeliveryJobData {
   qid: string;
   domain: string;

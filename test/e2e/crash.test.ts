@@ -199,7 +199,7 @@ test('Redis kill -9 cycles under load: intake answers 451 4.3.0 at once while it
 /** Queues messages straight into Redis the way intake does, with no daemon running: the backlog a start finds. */
 async function queueBacklog(url: string, recipients: string[]): Promise<void> {
   const redis = new Redis(url, { maxRetriesPerRequest: null });
-  const queue = new Queue(DELIVERY_QUEUE, { connection: redis, prefix: 'impulse', defaultJobOptions: { removeOnComplete: true } });
+  const queue = new Queue(DELIVERY_QUEUE, { connection: redis, prefix: 'impulse' });
   const enqueuer = new Enqueuer(new MessageStore(redis, 'impulse'), queue, () => 86_400_000);
   try {
     await Promise.all(recipients.map((to, i) => enqueuer.enqueue({

@@ -164,6 +164,8 @@ test('finished jobs leave nothing behind in Redis', async () => {
     assert.deepEqual(bodies, [`impulse:msg:${deferred.qid}`]);
     const jobs = keys.filter((k) => /^impulse:delivery:[0-9A-Z]+-\d+/.test(k) && !k.endsWith(':lock'));
     assert.deepEqual(jobs, [`impulse:delivery:${deferred.qid}-0`]);
+    // The options every job shares are not stored with each one.
+    assert.deepEqual(JSON.parse((await redis.hget(jobs[0]!, 'opts'))!), { attempts: 0, jobId: `${deferred.qid}-0` });
     assert.equal(await redis.exists('impulse:delivery:completed'), 0);
     assert.equal(await redis.exists('impulse:delivery:failed'), 0);
     assert.equal(await redis.zcard('impulse:delivery:delayed'), 1);
