@@ -38,7 +38,7 @@ export class OutboundConnection {
   /** Messages taken from the current pair since the connection joined it. */
   takenHere = 0;
   private wake: (() => void) | undefined;
-  /** A sibling migration happened: the next transaction starts with RSET. */
+  /** The last transaction was refused part-way, leaving the session mid-envelope: the next starts with RSET. */
   needsReset = false;
 
   constructor(public pair: Pair, readonly handle: ConnectionHandle<undefined>, private readonly owner: ConnectionOwner) {}

@@ -649,7 +649,8 @@ export class Scheduler implements ConnectionOwner {
     conn.takenHere = 0;
     dest.siblingWaitSince = undefined;
     conn.handle.domain = dest.state.record;
-    conn.needsReset = true;
+    // No RSET: a session whose last transaction ended (250, or refused at DATA) holds no envelope,
+    // whatever domain it served; one refused part-way is reset by its connection before the next.
     this.maintain(src);
   }
 
