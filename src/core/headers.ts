@@ -9,8 +9,10 @@ function headerEnd(message: Buffer): number {
   return ends.length > 0 ? Math.min(...ends) : message.length;
 }
 
+export type HeaderFields = Array<{ name: string; raw: string }>;
+
 /** Header fields with their folded continuation lines, in order. */
-function fields(message: Buffer): Array<{ name: string; raw: string }> {
+export function headerFields(message: Buffer): HeaderFields {
   const text = message.subarray(0, headerEnd(message)).toString('latin1');
   const out: Array<{ name: string; raw: string }> = [];
   for (const line of text.split(/(?<=\n)/)) {
@@ -26,9 +28,9 @@ export function headerSection(message: Buffer): string {
 }
 
 /** Lower-cased names to unfolded values; the first occurrence of a name wins. */
-export function parseHeaders(message: Buffer): Map<string, string> {
+export function parseHeaders(message: Buffer, all: HeaderFields = headerFields(message)): Map<string, string> {
   const map = new Map<string, string>();
-  for (const f of fields(message)) {
+  for (const f of all) {
     if (!f.name || map.has(f.name)) continue;
     map.set(f.name, f.raw.slice(f.raw.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim());
   }
@@ -36,9 +38,8 @@ export function parseHeaders(message: Buffer): Map<string, string> {
 }
 
 /** The message without the named header fields (every occurrence, folded lines included). */
-export function removeHeaders(message: Buffer, names: readonly string[]): Buffer {
+export function removeHeaders(message: Buffer, names: readonly string[], all: HeaderFields = headerFields(message)): Buffer {
   const drop = new Set(names.map((n) => n.toLowerCase()));
-  const all = fields(message);
   if (!all.some((f) => drop.has(f.name))) return message;
   const kept = all.filter((f) => !drop.has(f.name)).map((f) => f.raw).join('');
   return Buffer.concat([Buffer.from(kept, 'latin1'), message.subarray(headerEnd(message))]);

@@ -4,6 +4,7 @@
 import type { SecureContext } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Reply } from '../core/reply.js';
+import { batchWrites } from '../core/coalesce.js';
 import {
   CONN_ERROR_BIND, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_NETWORK, CONN_ERROR_CONNECT_TIMEOUT, CONN_ERROR_IOCTL, CONN_ERROR_SOCKET,
 } from './flags.js';
@@ -124,6 +125,7 @@ function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boo
       }
       ready = true;
       clearTimeout(setupTimer);
+      if (conn._socket) batchWrites(conn._socket);
       if (spec.tls === 'required' && !conn.secure) {
         conn.quit();
         reject(new TlsError('not_offered', 'STARTTLS not offered', tlsFailureReply('not_offered', where, '', spec.tls)));

@@ -24,8 +24,8 @@ export class ListenerPolicy {
   readonly name: string;
   private readonly relay: AddressSet;
   private readonly auth: SmtpAuth | undefined;
-  /** Sessions let in by onConnect and not closed yet: what max_clients counts. */
-  private readonly admitted = new Set<string>();
+  /** Sessions let in by onConnect and not closed yet (what max_clients counts), with the address relay_from was checked for. */
+  private readonly admitted = new Map<string, { address: string; relayed: boolean }>();
 
   constructor(private readonly l: ListenerConfig, private readonly log: Logger) {
     this.name = `${l.address}:${l.port}`;
@@ -81,14 +81,20 @@ export class ListenerPolicy {
       return cb(smtpError(554, `5.7.1 Relaying denied: ${client} is not allowed to send through this server`));
     }
     if (relayed && this.auth) session.disabledCommands = ['AUTH'];
-    this.admitted.add(session.id);
+    this.admitted.set(session.id, { address: client, relayed });
     cb();
+  }
+
+  /** relay_from for the session's address, as checked at connection unless the address changed since. */
+  private relayed(session: SMTPServerSession): boolean {
+    const a = this.admitted.get(session.id);
+    return a !== undefined && a.address === session.remoteAddress ? a.relayed : this.relay.has(session.remoteAddress);
   }
 
   private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback): void {
     // smtp-server already answers 530 before this; checked again so that no change of its
     // rules can ever open the relay.
-    if (!session.user && !this.relay.has(session.remoteAddress)) return cb(smtpError(530, '5.7.0 Authentication required'));
+    if (!session.user && !this.relayed(session)) return cb(smtpError(530, '5.7.0 Authentication required'));
     const declared = Number((address.args as Record<string, string> | false || {}).SIZE ?? 0);
     if (declared > this.l.max_message_size) {
       return cb(smtpError(552, `5.3.4 Message size ${declared} exceeds the limit of ${this.l.max_message_size} bytes`));

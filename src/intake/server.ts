@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { type BindingChoice, type BindingRule, assignBinding } from '../binding/assign.js';
 import type { Bindings } from '../binding/registry.js';
-import { parseHeaders, removeHeaders } from '../core/headers.js';
+import { batchWrites } from '../core/coalesce.js';
+import { headerFields, parseHeaders, removeHeaders } from '../core/headers.js';
 import type { Clock } from '../core/clock.js';
 import { newQueueId } from '../core/ids.js';
 import type { ListenerConfig } from '../config/schema.js';
@@ -91,6 +92,7 @@ export class Intake {
         });
       });
       server.on('error', (err) => this.deps.log.warn({ event: 'intake_error', listener: `${l.address}:${l.port}`, err: err.message }, 'intake connection error'));
+      server.server.on('connection', batchWrites);
       this.servers.push(server);
       this.deps.log.info({ event: 'listening', address: l.address, port: l.port }, 'SMTP intake listening');
     }
@@ -136,13 +138,14 @@ export class Intake {
     }
     const now = clock.now();
     const qid = newQueueId(now);
-    const headers = parseHeaders(data);
+    const fields = headerFields(data);
+    const headers = parseHeaders(data, fields);
     const bindings = await this.assignBindings(qid, sender, recipients, headers);
     const header = receivedHeader({
       helo: session.hostNameAppearsAs, clientHostname: session.clientHostname, clientAddress: session.remoteAddress,
       hostname: this.deps.hostname, qid, secure: session.secure, authenticated: Boolean(session.user), recipients, now,
     });
-    const body = Buffer.concat([Buffer.from(header, 'latin1'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER])]);
+    const body = Buffer.concat([Buffer.from(header, 'latin1'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER], fields)]);
     const messageId = headers.get('message-id');
     try {
       await this.deps.enqueuer.enqueue({ qid, sender, recipients, body, receivedAt: now, messageId, bindings });
@@ -153,7 +156,7 @@ export class Intake {
     for (const [domain, rcpts] of recipientsByDomain(recipients)) {
       this.deps.counter.received(this.deps.bindings.resolve(bindings.get(domain) ?? {}, qid).name, rcpts.length);
     }
-    log.info({
+    if (log.isLevelEnabled('info')) log.info({
       event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress, user: session.user,
       bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
     }, 'received');

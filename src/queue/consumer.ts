@@ -302,7 +302,7 @@ export class Consumer {
       const withHook = hooks.has(o.hook);
       for (const g of o.groups) {
         const note = formatReply(g.reply);
-        log.info({ event: o.event, ...common, recipients: g.recipients, reply: note, ...o.extra }, o.msg);
+        if (log.isLevelEnabled('info')) log.info({ event: o.event, ...common, recipients: g.recipients, reply: note, ...o.extra }, o.msg);
         if (!withHook) continue;
         headers ??= body ? parseHeaders(body) : new Map<string, string>();
         hooks.fire(o.hook, { qid: data.qid, sender: data.sender, recipients: g.recipients, headers }, data.domain, now, note);

@@ -48,9 +48,16 @@ if redis.call('SCARD', KEYS[2]) == 0 then
 end
 return 0`;
 
+/** The release script's command: EVALSHA, so its text is not sent and hashed at every call. */
+const RELEASE_COMMAND = 'impulseReleaseBody';
+
+type ReleaseCommand = (body: string, jobs: string, history: string, jobId: string, keep: string, retentionMs: number) => Promise<number>;
+
 export class MessageStore {
   /** `compressBodies`: store bodies Brotli-compressed when that saves space (redis.compress_bodies). */
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly compressBodies = true) {}
+  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly compressBodies = true) {
+    if (!(RELEASE_COMMAND in redis)) redis.defineCommand(RELEASE_COMMAND, { numberOfKeys: 3, lua: RELEASE });
+  }
 
   private bodyKey(qid: string): string {
     return `${this.prefix}:msg:${qid}`;
@@ -99,7 +106,8 @@ export class MessageStore {
    */
   async release(qid: string, jobId: string, record?: string, retentionMs = 0): Promise<boolean> {
     const keep = record !== undefined && retentionMs > 0 ? record : '';
-    const removed = await this.redis.eval(RELEASE, 3, this.bodyKey(qid), this.jobsKey(qid), this.historyKey(qid), jobId, keep, retentionMs);
+    const release = (this.redis as unknown as Record<typeof RELEASE_COMMAND, ReleaseCommand>)[RELEASE_COMMAND];
+    const removed = await release.call(this.redis, this.bodyKey(qid), this.jobsKey(qid), this.historyKey(qid), jobId, keep, retentionMs);
     return removed === 1;
   }
 
