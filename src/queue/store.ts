@@ -1,8 +1,8 @@
 // Message bodies in Redis, stored once per message whatever its number of domains, compressed
-// when that pays, and cut into pieces that fit the allocator (body-pieces.ts). A set of the message's unfinished job ids
-// decides when the body may go; a message with one job has no set (the release script reads a
-// missing set as empty). The TTL reclaims bodies whose jobs never got queued (intake failed
-// half-way) or were forgotten by a crash.
+// when that pays, and cut into pieces that fit the allocator (body-pieces.ts). A set of the
+// message's unfinished job ids decides when the body may go; a message with one job has no set
+// (the release script reads a missing set as empty). The TTL reclaims bodies whose jobs never
+// got queued (intake failed half-way) or were forgotten by a crash.
 import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
 import type { Redis } from 'ioredis';
 import { cutBody, pieceFields } from './body-pieces.js';
@@ -32,7 +32,7 @@ function compress(body: Buffer): Buffer | undefined {
 
 function present(pieces: Array<Buffer | null>): Buffer | undefined {
   const have = pieces.filter((p): p is Buffer => p !== null);
-  return have.length > 0 ? Buffer.concat(have) : undefined;
+  return have.length > 1 ? Buffer.concat(have) : have[0];
 }
 
 // Also files the job's finished record in the message's history hash, in the same round trip.
