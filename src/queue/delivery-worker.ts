@@ -24,8 +24,9 @@
 // (3 to 6 s seen at 80% of the maximum rate). Each fetch here ends the run, as a delayed job
 // due does in BullMQ itself, so the processor starts every job as soon as it is fetched.
 //
-// This reaches into Worker internals (createJob, nextJobFromJobData, moveToActive, blockUntil, processJob, lockManager), which is why
-// package.json pins bullmq to one version: an upgrade must re-read worker.js and lock-manager.js.
+// This reaches into Worker internals (createJob, nextJobFromJobData, moveToActive, blockUntil,
+// processJob, lockManager), which is why package.json pins bullmq to one version: an upgrade must
+// re-read worker.js and lock-manager.js.
 import { type Job, type JobJson, Worker, type WorkerOptions } from 'bullmq';
 import { type DeliveryJobData, JOB_OPTIONS } from './job.js';
 
