@@ -116,6 +116,8 @@ async function redisInfo(redis) {
     usedMemory: field(memory, 'used_memory'),
     peakMemory: field(memory, 'used_memory_peak'),
     commands: field(stats, 'total_commands_processed'),
+    forks: field(stats, 'total_forks'),
+    forkUsec: field(stats, 'latest_fork_usec'),
   };
 }
 
@@ -133,12 +135,12 @@ function eventCounts(logs) {
   return counts;
 }
 
-/** Redis calls per delivered message by command, most frequent first (RESETSTAT also zeroes the INFO stats counters, so it runs before the first sample). */
 function logTimeline(timeline) {
   log('per second since the first injection: sent, arrived, connections they arrived on; latency of those sent p50 p99 max (ms)');
   for (const t of timeline) log(`  ${t.second} ${t.n} ${t.arrived} ${t.conns} ${t.p50 ?? '-'} ${t.p99 ?? '-'} ${t.max ?? '-'}`);
 }
 
+/** Redis calls per delivered message by command, most frequent first (RESETSTAT also zeroes the INFO stats counters, so it runs before the first sample). */
 function logCommandstats(text, delivered) {
   const rows = [...text.matchAll(/^cmdstat_(\S+):calls=(\d+),usec=(\d+)/gm)]
     .map(([, cmd, calls, usec]) => ({ cmd, calls: Number(calls), usec: Number(usec) }))
@@ -323,6 +325,8 @@ async function runOnce(run) {
       redis_used_memory_mb: round(after.usedMemory / 2 ** 20, 1),
       redis_peak_memory_mb: round(after.peakMemory / 2 ** 20, 1),
       redis_cmds_per_msg: round((after.commands - before.commands) / Math.max(1, summary.unique), 1),
+      redis_forks: after.forks - before.forks,
+      redis_latest_fork_ms: round(after.forkUsec / 1000, 1),
       sink_cpu_s: round(summary.cpuS, 2),
       warn_events: eventCounts(daemon.logs),
     };
