@@ -1,7 +1,15 @@
 // Puts an accepted message into Redis: the body once, then one job per destination domain. Only
-// when both succeeded may intake answer 250. The jobs are added one by one, in one write to the
-// socket all the same: BullMQ's addBulk is a pipeline (not a transaction either), and building
-// one on its connection costs ioredis some 28 µs, as much as adding two jobs.
+// when all of it succeeded may intake answer 250.
+//
+// The body's write and the jobs' adds leave together and share Redis's fsync: with appendfsync
+// always, waiting for the body before adding the jobs cost intake a second fsync per message.
+// They go out on one connection (the store's and the queue's must be the same), body first, so
+// Redis runs them in that order and no job is visible before its body. Should the body's write
+// fail and a job's add succeed all the same (Redis at its memory limit freeing some between
+// the two), the job is removed before intake answers. ioredis sends a script's
+// text on a connection's first use of it, so a missing script cannot retry the body's write
+// after the jobs. The jobs are added one by one: BullMQ's addBulk is a pipeline (not a
+// transaction either), and building one on its connection costs ioredis some 28 µs.
 import type { Queue } from 'bullmq';
 import type { BindingChoice } from '../binding/assign.js';
 import { type DeliveryJobData, jobIdFor, recipientsByDomain } from './job.js';
@@ -42,12 +50,18 @@ export class Enqueuer {
         opts: { jobId: jobIdFor(msg.qid, i) },
       };
     });
-    await this.store.put(msg.qid, msg.body, jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS);
-    const added = await Promise.allSettled(jobs.map((j) => this.queue.add(j.name, j.data, j.opts)));
-    const failed = added.find((a) => a.status === 'rejected');
-    if (failed) {
-      await this.store.discard(msg.qid).catch(() => {});
-      throw failed.reason;
-    }
+    const writes = [
+      this.store.put(msg.qid, msg.body, jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS),
+      ...jobs.map((j) => this.queue.add(j.name, j.data, j.opts)),
+    ];
+    const [stored, ...added] = await Promise.allSettled(writes);
+    const failed = [stored, ...added].find((w) => w.status === 'rejected');
+    if (!failed) return;
+    // The client is told to try again, so nothing of this copy may stay to be delivered.
+    await Promise.allSettled([
+      this.store.discard(msg.qid),
+      ...jobs.flatMap((j, i) => (added[i].status === 'fulfilled' ? [this.queue.remove(j.opts.jobId)] : [])),
+    ]);
+    throw failed.reason;
   }
 }

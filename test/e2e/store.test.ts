@@ -2,9 +2,13 @@
 // hash holding nothing but its pieces; a body that compresses is stored compressed and one that
 // does not as it came; a body stored whole by an earlier version is still read; a message with
 // one job keeps no job set and its body goes with that job, a message with several goes with the last.
+// A message written half-way (its body or one of its jobs refused) leaves nothing to deliver.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Enqueuer } from '../../src/queue/enqueue.js';
+import type { DeliveryJobData } from '../../src/queue/job.js';
 import { MessageStore } from '../../src/queue/store.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
 
@@ -96,4 +100,27 @@ test('one job: no job set, its release removes the body; several: the last relea
   assert.ok(await store.get('TWO'), 'kept while a job remains');
   assert.equal(await store.release('TWO', 'TWO-1'), true);
   assert.equal(await redis.exists('impulse:msg:TWO', 'impulse:msg:TWO:jobs'), 0);
+});
+
+test('a message whose body Redis refuses leaves no job, and one whose jobs it refuses leaves no body', async () => {
+  const message = (qid: string) => ({
+    qid, sender: 's@x.test', recipients: ['a@one.test', 'b@two.test'], body: Buffer.from('Subject: t\r\n\r\nbody\r\n'), receivedAt: Date.now(),
+  });
+  const queued = async (queue: Queue) => Object.values(await queue.getJobCounts()).reduce((a, b) => a + b, 0);
+
+  // A key of another type where the body goes: the body's write fails, the jobs' adds do not.
+  const first = new Queue<DeliveryJobData>('delivery', { connection: redis, prefix: 'enq1' });
+  await redis.set('enq1:msg:BODYLESS', 'not a hash');
+  await assert.rejects(new Enqueuer(new MessageStore(redis, 'enq1'), first, () => DAY).enqueue(message('BODYLESS')), /WRONGTYPE/);
+  assert.equal(await queued(first), 0, 'the jobs added beside the refused body were removed');
+  assert.equal(await redis.exists('enq1:msg:BODYLESS', 'enq1:msg:BODYLESS:jobs'), 0);
+
+  // A queue whose metadata key has the wrong type: every job's add fails, the body's write does not.
+  const second = new Queue<DeliveryJobData>('delivery', { connection: redis, prefix: 'enq2' });
+  await redis.set('enq2:delivery:meta', 'not a hash');
+  await assert.rejects(new Enqueuer(new MessageStore(redis, 'enq2'), second, () => DAY).enqueue(message('JOBLESS')), /WRONGTYPE/);
+  assert.equal(await redis.exists('enq2:msg:JOBLESS', 'enq2:msg:JOBLESS:jobs'), 0, 'the body stored beside the refused jobs was dropped');
+  await redis.del('enq2:delivery:meta');
+  assert.equal(await queued(second), 0);
+  await Promise.all([first.close(), second.close()]);
 });
