@@ -19,7 +19,8 @@ export interface ConnectionOwner {
   throttle(pair: Pair): number;
   /** A message taken that this connection will not send (throttled past its idle time). */
   giveBack(conn: OutboundConnection, entry: Entry, retryInMs: number): void;
-  bodyOf(qid: string): Promise<Buffer | undefined>;
+  /** The message's body, read ahead of its turn when the scheduler could. */
+  bodyOf(entry: Entry): Promise<Buffer | undefined>;
   complete(conn: OutboundConnection, entry: Entry, result: DeliveryResult): void;
   closed(conn: OutboundConnection): void;
   isClosing(): boolean;
@@ -89,7 +90,7 @@ export class OutboundConnection {
 
   private async send(entry: Entry, batch: number): Promise<DeliveryResult> {
     const client = this.handle.client!;
-    const body = await this.owner.bodyOf(entry.qid);
+    const body = await this.owner.bodyOf(entry);
     if (!body) {
       return { replies: entry.recipients.map((recipient) => ({ recipient, reply: reply(554, '5.3.0', '[internal] message body missing from the store') })) };
     }

@@ -107,6 +107,8 @@ export class Scheduler implements ConnectionOwner {
   /** Pairs that have (or had) ready mail: where an emptied connection looks for a sibling. */
   private readonly readyPairs = new Set<Pair>();
   private readonly connections = new Set<OutboundConnection>();
+  /** Bodies read ahead for entries still in a ready queue (see prefetch); weak, as entries may leave unsent. */
+  private readonly bodies = new WeakMap<Entry, Promise<Buffer | undefined>>();
   private connecting = 0;
   /** Jobs admitted into an active queue and not yet settled. */
   private held = 0;
@@ -153,6 +155,7 @@ export class Scheduler implements ConnectionOwner {
       },
     });
     this.readyPairs.add(pair);
+    this.prefetch(pair);
     this.maintain(pair);
   }
 
@@ -313,7 +316,26 @@ export class Scheduler implements ConnectionOwner {
       conn.takenHere++;
     }
     this.refill(pair);
+    this.prefetch(pair);
     return e;
+  }
+
+  /**
+   * Starts reading the bodies of the messages the pair's connections take next, one per
+   * connection (one for a pair waiting for its first): a body read waits for Redis's fsync of
+   * whatever else is being written (4 ms seen under load), which a connection otherwise spends
+   * idle before each transaction.
+   */
+  private prefetch(pair: Pair): void {
+    const depth = Math.min(pair.ready.length, Math.max(1, pair.connections.size));
+    for (let i = 0; i < depth; i++) {
+      const e = pair.ready[i]!;
+      if (this.bodies.has(e)) continue;
+      const read = this.deps.bodyOf(e.qid);
+      // Awaited by the transaction, if the entry gets one; an entry parked or failed meanwhile drops it.
+      read.catch(() => {});
+      this.bodies.set(e, read);
+    }
   }
 
   migrate(conn: OutboundConnection): boolean {
@@ -345,8 +367,10 @@ export class Scheduler implements ConnectionOwner {
     this.wakeAt(conn.pair, this.deps.clock.now() + retryInMs);
   }
 
-  bodyOf(qid: string): Promise<Buffer | undefined> {
-    return this.deps.bodyOf(qid);
+  bodyOf(entry: Entry): Promise<Buffer | undefined> {
+    const read = this.bodies.get(entry) ?? this.deps.bodyOf(entry.qid);
+    this.bodies.delete(entry);
+    return read;
   }
 
   complete(conn: OutboundConnection, entry: Entry, result: DeliveryResult): void {
@@ -649,6 +673,7 @@ export class Scheduler implements ConnectionOwner {
     conn.takenHere = 0;
     dest.siblingWaitSince = undefined;
     conn.handle.domain = dest.state.record;
+    this.prefetch(dest);
     // No RSET: a session whose last transaction ended (250, or refused at DATA) holds no envelope,
     // whatever domain it served; one refused part-way is reset by its connection before the next.
     this.maintain(src);

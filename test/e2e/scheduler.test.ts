@@ -1,16 +1,26 @@
 // The domain/binding scheduler seen from outside: connection limits per source and per MX host
 // counted by the sink, a message throttle measured at the sink, requeue-one and purge-domain in
-// each message's history and the log, and mx_failures_to_delay in the log and the state API.
+// each message's history and the log, and mx_failures_to_delay in the log and the state API;
+// the next message's body read from Redis while the connection's transaction is still on the wire.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { createConnection } from 'node:net';
 import type { Daemon } from '../helpers/daemon.js';
 import { startInProcess } from '../helpers/in-process.js';
 import { readJobs } from '../helpers/jobs.js';
 import { makeMessage, sendMail, sendMany } from '../helpers/smtp-client.js';
+import { Condition } from '../helpers/wait.js';
 import { type World, buildWorld, mxZone, queueIdOf } from './world.js';
 
 let world: World;
+/** Opened by the prefetch test: the ahead.test sink holds its first message's DATA until then. */
+let releaseFirstData: () => void = () => {};
+const firstDataReleased = new Promise<void>((resolve) => {
+  releaseFirstData = resolve;
+});
+let aheadDataCalls = 0;
+const aheadData = new Condition();
 const slowData = (ms: number) => async (ctx: { stage: string }) => {
   if (ctx.stage === 'data') await new Promise((resolve) => setTimeout(resolve, ms));
   return undefined;
@@ -19,7 +29,7 @@ const slowData = (ms: number) => async (ctx: { stage: string }) => {
 before(async () => {
   world = await buildWorld({
     zone: {
-      ...mxZone({ 'lim.test': '127.0.0.60', 'thr.test': '127.0.0.62', 'rq.test': '127.0.0.63' }),
+      ...mxZone({ 'lim.test': '127.0.0.60', 'thr.test': '127.0.0.62', 'rq.test': '127.0.0.63', 'ahead.test': '127.0.0.66' }),
       // Two domains on one MX host with a host-scope limit.
       'h1.test': { mx: [{ preference: 10, exchange: 'mx.hosted.test' }] },
       'h2.test': { mx: [{ preference: 10, exchange: 'mx.hosted.test' }] },
@@ -33,6 +43,16 @@ before(async () => {
       lim: { host: '127.0.0.60', behaviour: slowData(60) },
       hosted: { host: '127.0.0.61', behaviour: slowData(60) },
       thr: { host: '127.0.0.62' },
+      ahead: {
+        host: '127.0.0.66',
+        behaviour: async (ctx: { stage: string }) => {
+          if (ctx.stage !== 'data') return undefined;
+          aheadDataCalls++;
+          aheadData.notify();
+          if (aheadDataCalls === 1) await firstDataReleased;
+          return undefined;
+        },
+      },
     },
     config: {
       bindings: [
@@ -262,6 +282,46 @@ test('max_recipients_per_batch splits a message into transactions on one connect
     const idle = last.closedAt! - lastMessage;
     assert.ok(idle >= 900 && idle < 4000, `the last connection idled about idle_timeout (1 s) before closing: ${Math.round(idle)} ms`);
   } finally {
+    await daemon.stop();
+  }
+});
+
+test('the next message\'s body is read from Redis while the connection is still sending the one before', async () => {
+  // The held DATA must outlast the wait below: a transaction ended by data_timeout would let a
+  // new connection read the body without any read-ahead.
+  const daemon = await daemonWith('prefetch', { domains: { 'ahead.test': { max_outbound_connections: 1, data_timeout: '60s' } } });
+  // MONITOR on a plain socket: each command Redis runs comes as a line `+<time> [<db> <client>] "cmd" "arg" …`.
+  const monitor = createConnection(join(redisOf('prefetch').dir, 'redis.sock'));
+  const reads: string[] = [];
+  const seen = new Condition();
+  let pending = '';
+  monitor.setEncoding('latin1').on('data', (chunk: string) => {
+    const lines = (pending + chunk).split('\r\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      const read = /^\+\S+ \[[^\]]*\] "hmget" "([^"]*:msg:[^"]+)"/i.exec(line);
+      if (read) reads.push(read[1]!);
+      if (line === '+OK') reads.push('(monitoring)');
+    }
+    seen.notify();
+  });
+  try {
+    monitor.write('MONITOR\r\n');
+    await seen.until(() => (reads.includes('(monitoring)') ? true : undefined), 10_000, () => 'MONITOR not acknowledged');
+    // Both on one binding: one active queue, one connection.
+    await inject('first@ahead.test', { 'X-Impulse-Binding': 'b1' });
+    await aheadData.until(() => (aheadDataCalls === 1 ? true : undefined), 10_000, () => `DATA calls at the sink: ${aheadDataCalls}`);
+    const second = await inject('second@ahead.test', { 'X-Impulse-Binding': 'b1' });
+    await seen.until(() => reads.find((key) => key === `impulse:msg:${second}`), 10_000,
+      () => `no read of the second message's body while the first's DATA is held; bodies read: ${reads.join(', ')}`);
+    assert.equal(world.sinks.ahead!.messages.length, 0, 'the first transaction is still on the wire');
+    assert.equal(world.sinks.ahead!.connections, 1, 'on the one connection');
+    releaseFirstData();
+    const got = await world.sinks.ahead!.waitForMessages(2, 10_000);
+    assert.deepEqual(got.map((m) => m.rcptTo).sort(), [['first@ahead.test'], ['second@ahead.test']]);
+  } finally {
+    releaseFirstData();
+    monitor.destroy();
     await daemon.stop();
   }
 });
