@@ -16,6 +16,8 @@ export type Verdict =
   | {
     kind: 'delay'; data: DeliveryJobData; until: number;
     parkedIn?: { pair: PairId; filed(): void } | undefined; unpark?: PairId | undefined;
+    /** Set for a park (no attempt made): logged once the job is in the delayed set. */
+    parked?: { binding: string; reason: string } | undefined;
   };
 
 interface Attempt {

@@ -216,6 +216,10 @@ export class Consumer {
     worker.stopRenewing(job);
     await job.moveToDelayed(v.until, token);
     this.attempts.forget(job.id!);
+    // Logged only now, so an operator who sees it finds the job among the delayed.
+    if (v.parked) {
+      this.deps.log.debug({ event: 'parked', qid: job.data.qid, domain: job.data.domain, binding: v.parked.binding, reason: v.parked.reason, until: new Date(v.until).toISOString() }, 'parked');
+    }
     if (v.parkedIn) {
       const { pair, filed } = v.parkedIn;
       await this.deps.parking.add(pair, job.id!, this.deps.clock.now()).then(filed, (err: Error) => this.deps.log.warn(
@@ -228,7 +232,7 @@ export class Consumer {
   /** Runs the attempt and records it everywhere but in the job itself: logs, hooks, metrics, DSN. */
   private async decide(job: Job<DeliveryJobData, string | undefined>): Promise<Verdict> {
     const data = job.data;
-    const { clock, log } = this.deps;
+    const { clock } = this.deps;
     const binding = this.deps.bindings.resolve({ binding: data.binding, group: data.bindingGroup }, data.qid);
     const doom = this.doomed.get(job.id!);
     this.doomed.delete(job.id!);
@@ -239,9 +243,8 @@ export class Consumer {
         attempts: data.attempts, returning: data.waiting, settle: resolve,
       }));
     if (outcome.kind === 'parked') {
-      log.debug({ event: 'parked', qid: data.qid, domain: data.domain, binding: binding.name, reason: outcome.reason, until: new Date(outcome.until).toISOString() }, 'parked');
       const parkedIn = outcome.filed ? { pair: { binding: binding.name, domain: data.domain }, filed: outcome.filed } : undefined;
-      return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until, parkedIn };
+      return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until, parkedIn, parked: { binding: binding.name, reason: outcome.reason } };
     }
     const { result, action, quiet } = outcome;
     const now = clock.now();

@@ -167,7 +167,7 @@ test('suspend holds a domain\'s mail without an attempt; resume delivers it', as
     assert.deepEqual(summary.suspended.domains, ['sus.test']);
     const detail = await json<{ phase: string; delayed: number }>(d, 'domain', 'sus.test');
     assert.equal(detail.phase, 'suspended');
-    assert.equal(detail.delayed, 2);
+    assert.equal(detail.delayed, 2, JSON.stringify(detail));
     assert.equal(world.sinks.main!.messages.filter((m) => m.rcptTo.some((r) => r.endsWith('@sus.test'))).length, 0);
 
     const r = await cli(d, 'resume', 'sus.test');
