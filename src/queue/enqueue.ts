@@ -4,12 +4,13 @@
 // The body's write and the jobs' adds leave together and share Redis's fsync: with appendfsync
 // always, waiting for the body before adding the jobs cost intake a second fsync per message.
 // They go out on one connection (the store's and the queue's must be the same), body first, so
-// Redis runs them in that order and no job is visible before its body. Should the body's write
-// fail and a job's add succeed all the same (Redis at its memory limit freeing some between
-// the two), the job is removed before intake answers. ioredis sends a script's
-// text on a connection's first use of it, so a missing script cannot retry the body's write
-// after the jobs. The jobs are added one by one: BullMQ's addBulk is a pipeline (not a
-// transaction either), and building one on its connection costs ioredis some 28 µs.
+// Redis runs them in that order and no job is visible before its body. ioredis sends a script's
+// text on a connection's first use of it, so a missing script cannot retry the body's write after
+// the jobs. Should the body's write fail and a job's add succeed all the same (Redis at its memory
+// limit freeing some between the two), the job is removed before intake answers.
+//
+// The jobs are added one by one: BullMQ's addBulk is a pipeline (not a transaction either), and
+// building one on its connection costs ioredis some 28 µs.
 import type { Queue } from 'bullmq';
 import type { BindingChoice } from '../binding/assign.js';
 import { type DeliveryJobData, jobIdFor, recipientsByDomain } from './job.js';
@@ -54,9 +55,10 @@ export class Enqueuer {
       this.store.put(msg.qid, msg.body, jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS),
       ...jobs.map((j) => this.queue.add(j.name, j.data, j.opts)),
     ];
-    const [stored, ...added] = await Promise.allSettled(writes);
-    const failed = [stored, ...added].find((w) => w.status === 'rejected');
+    const results = await Promise.allSettled(writes);
+    const failed = results.find((w) => w.status === 'rejected');
     if (!failed) return;
+    const added = results.slice(1);
     // The client is told to try again, so nothing of this copy may stay to be delivered.
     await Promise.allSettled([
       this.store.discard(msg.qid),
