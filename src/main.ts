@@ -10,6 +10,7 @@ import { AdminServer } from './admin/server.js';
 import { Bindings } from './binding/registry.js';
 import { AddressSet } from './core/cidr.js';
 import { systemClock } from './core/clock.js';
+import { withTimeout } from './core/timeout.js';
 import { type LoadResult, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { OptionScopes, hostOptions, largestScopedValue } from './config/scopes.js';
@@ -71,14 +72,6 @@ export interface Daemon {
 export interface DaemonOptions {
   log?: Logger;
   notifier?: SystemdNotifier;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
 
 export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}): Promise<Daemon> {
@@ -301,7 +294,9 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
         registry: metrics.registry,
         health: async () => {
           try {
-            await withTimeout(redisPing(), HEALTH_PING_TIMEOUT_MS, 'Redis PING');
+            await withTimeout(redisPing(), HEALTH_PING_TIMEOUT_MS, () => {
+              throw new Error(`Redis PING timed out after ${HEALTH_PING_TIMEOUT_MS} ms`);
+            });
             return { ok: true, checks: { redis: 'ok' } };
           } catch (err) {
             return { ok: false, checks: { redis: `unreachable: ${(err as Error).message}` } };

@@ -2,6 +2,7 @@
 // including a connection lost half-way or a transaction that ran out of time, becomes a
 // per-recipient SMTP reply.
 import { type Reply, parseReply, reply } from '../core/reply.js';
+import { withTimeout } from '../core/timeout.js';
 import type { ConnectError, SmtpClient } from './connector.js';
 
 export interface Envelope {
@@ -70,19 +71,12 @@ class DeadlineExceeded extends Error {
   }
 }
 
-/** Settles like `work`, or rejects with DeadlineExceeded after `ms`. */
-function within<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineExceeded()), ms);
-  });
-  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
-}
-
 export async function runTransaction(client: SmtpClient, env: Envelope, dataTimeout: number): Promise<RecipientReply[]> {
   const stages = transactionStages(env.recipients.length);
   try {
-    const info = await within(client.send({ from: env.sender, to: env.recipients }, env.body), stages * dataTimeout);
+    const info = await withTimeout(client.send({ from: env.sender, to: env.recipients }, env.body), stages * dataTimeout, () => {
+      throw new DeadlineExceeded();
+    });
     const accepted = parseReply(info.response) ?? reply(250, '2.0.0', info.response);
     const perRecipient = rejectedReplies((info as { rejectedErrors?: TransactionError[] }).rejectedErrors);
     return env.recipients.map((recipient) => ({ recipient, reply: perRecipient.get(recipient) ?? accepted }));

@@ -1,5 +1,6 @@
 // The closed set of hooks: plugins register handlers before start, the core calls them, and no handler can break the pipeline.
 import type { Logger } from 'pino';
+import { withTimeout } from '../core/timeout.js';
 import type { HookArgs, HookName, HookResult, HookSignatures } from './signatures.js';
 
 export class HookError extends Error {
@@ -101,10 +102,6 @@ export class HookRegistry {
     for (const [name, list] of other.hooks) this.hooks.set(name, list);
   }
 
-  get isSealed(): boolean {
-    return this.sealed;
-  }
-
   /**
    * Runs every handler in order (firsts, then lasts), one after the other. Synchronous handlers run
    * without yielding, so when all are synchronous they see core state exactly as it was at the
@@ -172,12 +169,8 @@ export class HookRegistry {
   }
 
   private async bounded(name: HookName, entry: Entry, pending: Promise<unknown>): Promise<unknown> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<typeof TIMED_OUT>((resolve) => {
-      timer = setTimeout(() => resolve(TIMED_OUT), entry.timeoutMs);
-    });
     try {
-      const outcome = await Promise.race([pending, deadline]);
+      const outcome = await withTimeout(pending, entry.timeoutMs, () => TIMED_OUT);
       if (outcome !== TIMED_OUT) return outcome;
       // An abandoned handler may still reject later; nobody is left to hear it.
       pending.catch(() => {});
@@ -187,8 +180,6 @@ export class HookRegistry {
     } catch (err) {
       this.log.warn({ event: 'hook_error', hook: name, plugin: entry.plugin, err }, `hook ${name}: plugin ${entry.plugin} failed`);
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

@@ -3,6 +3,7 @@
 // never see another instance's numbers.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Counts } from '../admin/protocol.js';
+import { withTimeout } from '../core/timeout.js';
 
 /** What the scrape-time gauges read; each call may fail without failing the scrape. */
 export interface MetricsSources {
@@ -159,7 +160,7 @@ export class Metrics {
         this.reset();
         const held = attempt(() => sources.held());
         if (held !== undefined) this.set({ state: 'active' }, held);
-        const q = await within(Promise.resolve().then(() => sources.queueCounts()));
+        const q = await sourceValue(Promise.resolve().then(() => sources.queueCounts()));
         if (q === undefined) return;
         this.set({ state: 'waiting' }, q.waiting);
         this.set({ state: 'delayed' }, q.delayed);
@@ -182,7 +183,7 @@ export class Metrics {
     });
     // Both gauges come from one PING per scrape: the registry collects them concurrently.
     const pingOnce = () => {
-      this.ping ??= within(Promise.resolve().then(() => sources.redisPing())).finally(() => { this.ping = undefined; });
+      this.ping ??= sourceValue(Promise.resolve().then(() => sources.redisPing())).finally(() => { this.ping = undefined; });
       return this.ping;
     };
     new Gauge({
@@ -216,11 +217,6 @@ function attempt<T>(read: () => T): T | undefined {
 }
 
 /** The value, or undefined when the source rejects or takes longer than SOURCE_TIMEOUT_MS. */
-function within<T>(p: Promise<T>): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(resolve, SOURCE_TIMEOUT_MS, undefined);
-    timer.unref();
-  });
-  return Promise.race([p.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
+function sourceValue<T>(p: Promise<T>): Promise<T | undefined> {
+  return withTimeout(p.catch(() => undefined), SOURCE_TIMEOUT_MS, () => undefined);
 }
