@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { DelayedError, Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { startEmbeddedRedis } from '../src/queue/embedded-redis.js';
+import { startEmbeddedRedis } from '../src/store/embedded-redis.js';
 import { startDns, type Zone } from './helpers/dns.js';
 import { readJobs, embeddedRedisSocket } from './helpers/jobs.js';
 import { startRedis } from './helpers/redis.js';

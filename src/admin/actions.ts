@@ -1,13 +1,13 @@
 // The write side of the admin API: flush, fail, suspend and resume, per domain, binding or
 // message. Mail in Redis is made due now with BullMQ's own promote, never moved by hand.
 import { type Reply, reply } from '../core/reply.js';
-import { qidOfJob } from '../queue/inspect.js';
+import { qidOfJob } from '../core/ids.js';
 import { promoteDelayed } from '../queue/promote.js';
 import type { AdminContext } from './context.js';
 import type { FailResult, FlushResult, RetryResult, SuspendResult } from './protocol.js';
 import { NotFound } from './views.js';
 
-export function failureReply(note: string | undefined): Reply {
+function failureReply(note: string | undefined): Reply {
   return reply(554, '5.0.0', `[internal] failed by an operator${note ? `: ${note}` : ''}`);
 }
 

@@ -7,7 +7,7 @@ import type { AddressHealth } from '../delivery/address-health.js';
 import type { Consumer } from '../queue/consumer.js';
 import type { QueueInspector } from '../queue/inspect.js';
 import type { DeliveryJobData } from '../queue/job.js';
-import type { MessageStore } from '../queue/store.js';
+import type { MessageStore } from '../store/message-store.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { Counts, ReloadResult } from './protocol.js';
 

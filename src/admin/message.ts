@@ -1,7 +1,7 @@
 // One message's whole story for `impulse message show`: reception from the store, each job's
 // attempts from its data while it is queued, or from its finished record once it is done.
-import { qidOfJob } from '../queue/inspect.js';
-import type { FinishedRecord, HistoryEntry } from '../queue/job.js';
+import { qidOfJob } from '../core/ids.js';
+import type { FinishedRecord, HistoryEntry } from '../outcome/history.js';
 import type { AdminContext } from './context.js';
 import type { Attempt, MessageDetail, MessageJob } from './protocol.js';
 import { NotFound } from './views.js';

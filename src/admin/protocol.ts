@@ -1,7 +1,11 @@
 // The admin API's wire format: what the daemon serves and the CLI reads. JSON over HTTP, on a
 // Unix socket or a loopback port; times are ISO strings, ages and durations plain numbers with
 // their unit in the name. Errors are `{ error: { code, message } }` with the HTTP status below.
-import type { BindingView } from '../scheduler/state.js';
+import type { Counts } from '../observability/metrics.js';
+import type { ReadyQueueView } from '../scheduler/views.js';
+
+/** Counts are recipients, as Momentum counts: the metrics' own shape, served as it is. */
+export type { Counts };
 
 export const API = {
   summary: 'GET /v1/summary',
@@ -24,13 +28,6 @@ export interface ApiError {
   error: { code: ErrorCode; message: string; details?: string[] };
 }
 
-/** Counts are recipients: a message to three recipients counts three, as Momentum counts. */
-export interface Counts {
-  received: number;
-  delivered: number;
-  transient: number;
-  failed: number;
-}
 
 export interface Summary {
   version: string;
@@ -49,7 +46,7 @@ export interface Summary {
   suspended: { domains: string[]; bindings: string[] };
 }
 
-export interface LastError {
+interface LastError {
   reply: string;
   flags?: string[];
   at: string;
@@ -93,7 +90,7 @@ export interface DomainDetail {
   active: number;
   delayed: number;
   /** The scheduler's view of each binding with mail for the domain, plus the limits in force. */
-  bindings: Array<Omit<BindingView, 'oldest'> & {
+  bindings: Array<Omit<ReadyQueueView, 'oldest'> & {
     /** Connection and throttle options in force for this pair, with the scope each comes from. */
     limits: Record<string, { value: string | number | null; scope: string }>;
   }>;

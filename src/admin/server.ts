@@ -12,7 +12,7 @@ import { showMessage } from './message.js';
 import type { ApiError, ErrorCode } from './protocol.js';
 import { NotFound, domainDetail, mailq, summary } from './views.js';
 
-export interface AdminListen {
+interface AdminListen {
   socket: string;
   listen?: string | undefined;
   token_file?: string | undefined;

@@ -3,7 +3,7 @@
 import { queueIdTime } from '../core/ids.js';
 import { explainOptions } from '../config/scopes.js';
 import { flagNames } from '../delivery/flags.js';
-import type { DomainView } from '../scheduler/state.js';
+import type { DomainView } from '../scheduler/views.js';
 import type { AdminContext } from './context.js';
 import type { DomainDetail, Mailq, MailqRow, Summary } from './protocol.js';
 
@@ -106,7 +106,7 @@ export async function domainDetail(ctx: AdminContext, domain: string): Promise<D
   for (const t of queued) {
     if (!bindings.has(t.binding)) {
       bindings.set(t.binding, {
-        binding: t.binding, suspended: ctx.bindings.isSuspended(t.binding), ready: 0, in_flight: 0, connections: 0, connecting: 0, idle: 0,
+        binding: t.binding, suspended: ctx.bindings.isSuspended(t.binding), phase: 'idle', ready: 0, in_flight: 0, connections: 0, connecting: 0, idle: 0,
         throttled_ms: { messages: 0, connections: 0 },
       });
     }

@@ -12,11 +12,11 @@ export interface BindingRule {
 
 export type BindingChoice = { binding: string } | { group: string };
 
-export type Assignment =
+type Assignment =
   | { kind: 'assigned'; choice: BindingChoice; source: 'header' | 'rule' | 'hook' | 'default'; note?: string }
   | { kind: 'refused'; note: string };
 
-export interface AssignmentInput {
+interface AssignmentInput {
   senderDomain: string;
   recipientDomain: string;
   header: BindingChoice | undefined;

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 
 export const DEFAULT_BINDING = 'default';
-export const DEFAULT_GROUP = 'default';
+const DEFAULT_GROUP = 'default';
 
 export interface Binding {
   readonly name: string;
@@ -12,7 +12,7 @@ export interface Binding {
   readonly ehloHostname: string;
 }
 
-export interface BindingsConfig {
+interface BindingsConfig {
   bind_address?: string | undefined;
   ehlo_hostname: string;
   bindings: Array<{ name: string; bind_address?: string | undefined; ehlo_hostname?: string | undefined }>;

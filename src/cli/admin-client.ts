@@ -9,7 +9,7 @@ import {
 import type { Config } from '../config/schema.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, unreachable: 3, notFound: 4, unauthorized: 5 } as const;
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 export class CliError extends Error {
   constructor(message: string, readonly exitCode: ExitCode, readonly details: readonly string[] = []) {
@@ -30,15 +30,15 @@ interface Responses {
   messageFail: FailResult;
   reload: ReloadResult;
 }
-export type Route = keyof typeof API;
+type Route = keyof typeof API;
 
-export interface CallOptions {
+interface CallOptions {
   params?: Record<string, string>;
   query?: Record<string, string | number | undefined>;
   body?: object;
 }
 
-export type Endpoint =
+type Endpoint =
   | { kind: 'socket'; path: string }
   | { kind: 'tcp'; host: string; port: number; token: string };
 

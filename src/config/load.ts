@@ -57,3 +57,5 @@ export function loadConfig(path: string): LoadResult {
   }
   return parseConfigText(text, path);
 }
+
+export type LoadedConfig = Extract<LoadResult, { ok: true }>;

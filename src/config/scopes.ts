@@ -11,13 +11,13 @@ type Options = Partial<Record<ScopedOption, unknown>>;
 type DomainTable = Record<string, Options> | undefined;
 
 /** The parts of a config (runtime or document) the fallback walks. */
-export interface ScopedConfig {
+interface ScopedConfig {
   domains?: DomainTable;
   bindings: Array<Options & { name: string; domains?: DomainTable }>;
   binding_groups: Array<Options & { name: string; bindings: string[]; domains?: DomainTable }>;
 }
 
-export interface Resolved {
+interface Resolved {
   value: unknown;
   scope: string;
 }

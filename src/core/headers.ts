@@ -9,7 +9,7 @@ function headerEnd(message: Buffer): number {
   return ends.length > 0 ? Math.min(...ends) : message.length;
 }
 
-export type HeaderFields = Array<{ name: string; raw: string }>;
+type HeaderFields = Array<{ name: string; raw: string }>;
 
 /** Header fields with their folded continuation lines, in order. */
 export function headerFields(message: Buffer): HeaderFields {

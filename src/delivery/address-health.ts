@@ -1,7 +1,7 @@
 // Momentum's per-binding address failure marks: an address that refused or timed out is skipped
 // by that binding until host_failure_retry has passed.
 
-export interface FailureMark {
+interface FailureMark {
   binding: string;
   /** When the failure happened. */
   at: number;

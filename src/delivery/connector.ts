@@ -23,7 +23,7 @@ export interface ConnectSpec extends TlsPolicy {
   dataTimeout: number;
 }
 
-export interface SmtpEnvelope {
+interface SmtpEnvelope {
   from: string;
   to: string[];
 }

@@ -1,15 +1,17 @@
 // Outbound connections open (or opening) per MX host name and per address, across bindings: the
-// counts behind host limits and the even spread over equal-preference MXs.
-import { EventEmitter } from 'node:events';
+// counts behind host limits and the even spread over equal-preference MXs, and waits for a place.
+
+interface Wait {
+  hosts: ReadonlySet<string>;
+  promise: Promise<void>;
+  resolve(): void;
+}
 
 export class HostConnections {
   private readonly byHost = new Map<string, number>();
   private readonly byAddress = new Map<string, number>();
-  private readonly events = new EventEmitter();
-
-  constructor() {
-    this.events.setMaxListeners(0);
-  }
+  /** Pending waits by their sorted host list: every queue waiting on the same hosts shares one. */
+  private readonly waits = new Map<string, Wait>();
 
   acquire(host: string, address: string): void {
     this.byHost.set(host, (this.byHost.get(host) ?? 0) + 1);
@@ -23,7 +25,11 @@ export class HostConnections {
     else this.byHost.delete(host);
     if (a > 0) this.byAddress.set(address, a);
     else this.byAddress.delete(address);
-    this.events.emit('released', host);
+    for (const [key, w] of this.waits) {
+      if (!w.hosts.has(host)) continue;
+      this.waits.delete(key);
+      w.resolve();
+    }
   }
 
   hostCount(host: string): number {
@@ -35,14 +41,18 @@ export class HostConnections {
   }
 
   /** Resolves at the next release of a connection to any of these hosts. */
-  released(hosts: ReadonlySet<string>): Promise<void> {
-    return new Promise((resolve) => {
-      const onRelease = (host: string) => {
-        if (!hosts.has(host)) return;
-        this.events.off('released', onRelease);
-        resolve();
-      };
-      this.events.on('released', onRelease);
-    });
+  released(hosts: Iterable<string>): Promise<void> {
+    const set = new Set(hosts);
+    const key = [...set].sort().join(' ');
+    let w = this.waits.get(key);
+    if (!w) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      w = { hosts: set, promise, resolve };
+      this.waits.set(key, w);
+    }
+    return w.promise;
   }
 }

@@ -1,17 +1,18 @@
-// Momentum's initiate_connection: open one outbound connection for a (domain, binding) pair, or
-// say at once why not, as a CONN_ERROR_* possibly ORed with CONN_ACTION_*. Checks run in order:
-// MX lookup state, prohibited hosts, failed addresses and host limits, source address; then the
-// attempt runs asynchronously, moving on to the next address when one refuses, times out or
-// fails its greeting.
+// Momentum's initiate_connection: open one outbound connection for a binding × domain ready
+// queue, or say at once why not, as a CONN_ERROR_* possibly ORed with CONN_ACTION_*. Checks run in
+// order: MX lookup state, prohibited hosts, failed addresses and host limits, source address; then
+// the attempt runs asynchronously, moving on to the next address when one refuses, times out or
+// fails its greeting. A refusal that is a wait (lookup in flight, every MX at its limit) comes with
+// a promise of when to ask again, so callers never reach into lookups or host counts.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Binding } from '../binding/registry.js';
-import type { AddressSet } from '../core/cidr.js';
 import type { Clock } from '../core/clock.js';
 import { type Reply, formatReply, parseReply, reply } from '../core/reply.js';
+import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { DnsResolver } from '../dns/resolver.js';
 import type { HookRegistry } from '../hooks/registry.js';
-import type { HookAddress, HookBindingSlot, HookConnection } from '../hooks/signatures.js';
+import type { HookAddress, HookConnection, HookReadyQueue } from '../hooks/signatures.js';
 import type { AddressHealth } from './address-health.js';
 import { type ConnectError, type Connector, type SmtpClient, classifyConnectError } from './connector.js';
 import type { DomainRecord } from './domain-record.js';
@@ -25,14 +26,10 @@ import { chooseTarget } from './mx-choice.js';
 import { type Target, lookupTargets } from './route.js';
 import type { TlsPolicy } from './tls-policy.js';
 
-/** Delivery options in force for one (domain, binding) pair. */
-export interface ConnectionPolicy extends TlsPolicy {
+/** Delivery options in force for one binding × domain, as a connection attempt reads them. */
+interface ConnectionPolicy extends TlsPolicy {
   port: number;
-  routes: Record<string, string>;
-  prohibited: AddressSet;
-  skipHosts: ReadonlySet<string>;
   hostFailureRetry: number;
-  hostLimit(host: string): number | undefined;
   connectTimeout: number;
   greetingTimeout: number;
   dataTimeout: number;
@@ -43,21 +40,22 @@ export interface ConnectionError {
   reply: Reply;
 }
 
-export type InitiateResult<U> = { handle: ConnectionHandle<U> } | { error: number; reply: Reply };
+/** A handle, or the refusal; `retry` is set when the refusal is a wait, resolving when it is worth asking again. */
+type InitiateResult = { handle: ConnectionHandle } | { error: number; reply: Reply; retry?: Promise<void> };
 
-export interface InitiatorDeps {
+interface InitiatorDeps {
   resolver: DnsResolver;
   connector: Connector;
   health: AddressHealth;
   hosts: HostConnections;
   hooks: HookRegistry;
-  clock: Clock;
+  clock: Pick<Clock, 'now'>;
   log: Logger;
-  policy(domain: string, binding: Binding): ConnectionPolicy;
+  options: DeliveryOptions;
   isLocalAddress(address: string): boolean;
 }
 
-export class ConnectionHandle<U = unknown> implements HookConnection {
+export class ConnectionHandle implements HookConnection {
   readonly id = randomUUID();
   phase: 'connecting' | 'ready' | 'closed' = 'connecting';
   client: SmtpClient | undefined;
@@ -68,9 +66,8 @@ export class ConnectionHandle<U = unknown> implements HookConnection {
     public domain: DomainRecord,
     readonly bindingInfo: Binding,
     public target: Target,
-    readonly userData: U,
     private readonly hosts: HostConnections,
-    /** data_timeout of the pair that opened the session: it stays the session's after a migration. */
+    /** data_timeout of the ready queue that opened the session: it stays the session's after a migration. */
     readonly dataTimeout: number,
   ) {}
 
@@ -126,34 +123,34 @@ function connectReply(flags: number, target: Target, err: ConnectError): Reply {
   return reply(421, '4.4.0', `[internal] ${where}: ${err.originalCode ?? err.code ?? 'error'}: ${err.message}`);
 }
 
-/** The targets a connection may go to under the policy: not prohibited, not skipped. */
-function eligibleTargets(targets: readonly Target[], policy: ConnectionPolicy): Target[] {
-  return targets.filter((t) => !policy.prohibited.has(t.address) && !policy.skipHosts.has(t.host) && !policy.skipHosts.has(t.address));
+/** The targets a connection may go to: not prohibited, not skipped. */
+function eligibleTargets(targets: readonly Target[], options: DeliveryOptions): Target[] {
+  return targets.filter((t) => !options.prohibited.has(t.address) && !options.skipHosts.has(t.host) && !options.skipHosts.has(t.address));
 }
 
 export class Initiator {
   constructor(private readonly deps: InitiatorDeps) {}
 
-  initiateConnection<U>(
+  initiateConnection(
     dr: DomainRecord,
     binding: Binding,
     now: number,
-    onConnected: (handle: ConnectionHandle<U>, error?: ConnectionError) => void,
-    onTimeout: (handle: ConnectionHandle<U>, error: ConnectionError) => void,
-    userData: U,
-  ): InitiateResult<U> {
-    const policy = this.deps.policy(dr.domain, binding);
-    const fail = (e: ConnectionError, target?: Target): InitiateResult<U> => {
+    onConnected: (handle: ConnectionHandle, error?: ConnectionError) => void,
+    onTimeout: (handle: ConnectionHandle, error: ConnectionError) => void,
+  ): InitiateResult {
+    const { options } = this.deps;
+    const policy = this.policy(binding.name, dr.domain);
+    const fail = (e: ConnectionError, target?: Target, retry?: Promise<void>): InitiateResult => {
       this.reportFailure(dr, binding, target, e, now);
-      return { error: e.flags, reply: e.reply };
+      return { error: e.flags, reply: e.reply, ...(retry ? { retry } : {}) };
     };
 
-    if (dr.needsLookup(now)) this.startLookup(dr, policy);
+    if (dr.needsLookup(now)) this.startLookup(dr, policy.port);
     const mx = dr.mx;
     switch (mx.phase) {
       case 'unresolved':
       case 'resolving':
-        return fail(pending());
+        return fail(pending(), undefined, mx.phase === 'resolving' ? mx.settled : undefined);
       case 'failed':
         return fail({ flags: CONN_ERROR_MX_LOOKUP_FAILED | CONN_ACTION_PURGE_DOMAIN, reply: mx.reply });
       case 'null_mx':
@@ -162,13 +159,13 @@ export class Initiator {
         break;
     }
 
-    if (mx.targets.every((t) => policy.prohibited.has(t.address))) {
+    if (mx.targets.every((t) => options.prohibited.has(t.address))) {
       return fail({
         flags: CONN_ERROR_PROHIBITED_IP | CONN_ACTION_PURGE_DOMAIN,
         reply: reply(551, '5.4.6', `[internal] every MX address of ${dr.domain} is a prohibited (private/loopback) address`),
       });
     }
-    const choice = chooseTarget(eligibleTargets(mx.targets, policy), this.choiceState(binding, policy, now));
+    const choice = chooseTarget(eligibleTargets(mx.targets, options), this.choiceState(binding, now));
     if (choice.kind === 'all_failed') {
       return fail({
         flags: CONN_ERROR_NO_MXS_REACHABLE | CONN_ACTION_REQUEUE1,
@@ -179,7 +176,7 @@ export class Initiator {
       return fail({
         flags: CONN_ERROR_HOST_MAX_REACHED,
         reply: reply(451, '4.4.5', `[internal] every eligible MX of ${dr.domain} is at its connection limit (${[...choice.hosts].join(', ')})`),
-      });
+      }, undefined, this.deps.hosts.released(mx.targets.map((t) => t.host)));
     }
     if (binding.bindAddress && !this.deps.isLocalAddress(binding.bindAddress)) {
       return fail({
@@ -188,45 +185,48 @@ export class Initiator {
       }, choice.target);
     }
 
-    const handle = new ConnectionHandle<U>(dr, binding, choice.target, userData, this.deps.hosts, policy.dataTimeout);
+    const handle = new ConnectionHandle(dr, binding, choice.target, this.deps.hosts, policy.dataTimeout);
     this.attempt(handle, policy, onConnected, onTimeout);
     return { handle };
   }
 
-  /** The connection hosts would count against, for waiting on HOST_MAX_REACHED. */
-  hostsOf(dr: DomainRecord): Set<string> {
-    return new Set(dr.mx.phase === 'resolved' ? dr.mx.targets.map((t) => t.host) : []);
+  private policy(binding: string, domain: string): ConnectionPolicy {
+    const o = this.deps.options.of(binding, domain);
+    return {
+      port: o.remote_smtp_port, hostFailureRetry: o.host_failure_retry, connectTimeout: o.connect_timeout, greetingTimeout: o.greeting_timeout,
+      dataTimeout: o.data_timeout, tls: o.tls, tlsVerify: o.tls_verify, tlsIfavailableFallback: o.tls_ifavailable_fallback,
+    };
   }
 
-  private choiceState(binding: Binding, policy: ConnectionPolicy, now: number) {
-    const { health, hosts } = this.deps;
+  private choiceState(binding: Binding, now: number) {
+    const { health, hosts, options } = this.deps;
     return {
       isFailed: (address: string) => health.isFailed(binding.name, address, now),
       hostCount: (host: string) => hosts.hostCount(host),
       addressCount: (address: string) => hosts.addressCount(address),
-      hostLimit: (host: string) => policy.hostLimit(host),
+      hostLimit: (host: string) => options.hostLimit(host),
     };
   }
 
-  private startLookup(dr: DomainRecord, policy: ConnectionPolicy): void {
+  private startLookup(dr: DomainRecord, port: number): void {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => {
       settle = resolve;
     });
-    dr.apply({ kind: 'lookup_started', settled });
-    lookupTargets(dr.domain, this.deps.resolver, { routes: policy.routes, port: policy.port })
+    dr.applyMx({ kind: 'lookup_started', settled });
+    lookupTargets(dr.domain, this.deps.resolver, { routes: this.deps.options.routes, port })
       .catch((err: Error) => ({ kind: 'failed' as const, reply: reply(451, '4.4.3', `[internal] DNS lookup for ${dr.domain} failed: ${err.message}`) }))
       .then((result) => {
-        dr.apply({ kind: 'lookup_finished', result, now: this.deps.clock.now() });
+        dr.applyMx({ kind: 'lookup_finished', result, now: this.deps.clock.now() });
         settle();
       });
   }
 
-  private attempt<U>(
-    handle: ConnectionHandle<U>,
+  private attempt(
+    handle: ConnectionHandle,
     policy: ConnectionPolicy,
-    onConnected: (handle: ConnectionHandle<U>, error?: ConnectionError) => void,
-    onTimeout: (handle: ConnectionHandle<U>, error: ConnectionError) => void,
+    onConnected: (handle: ConnectionHandle, error?: ConnectionError) => void,
+    onTimeout: (handle: ConnectionHandle, error: ConnectionError) => void,
   ): void {
     const { health, clock, connector } = this.deps;
     const target = handle.target;
@@ -246,7 +246,7 @@ export class Initiator {
       handle.phase = 'ready';
       health.clear(binding.name, target.address);
       handle.domain.recordSuccess();
-      this.deps.hooks.fire('log_client_connection_success', handle.remote, handle.domain, this.slot(handle.domain, binding), clock.now());
+      this.deps.hooks.fire('log_client_connection_success', handle.remote, handle.domain, this.queueView(handle.domain, binding), clock.now());
       onConnected(handle);
     }, (err: ConnectError) => {
       const now = clock.now();
@@ -261,7 +261,7 @@ export class Initiator {
       // trying the next MX now keeps one dead (refusing or silent) MX from taking every attempt.
       if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK | CONN_ERROR_CONNECT_TIMEOUT)) {
         const next = handle.domain.mx.phase === 'resolved'
-          ? chooseTarget(eligibleTargets(handle.domain.mx.targets, policy), this.choiceState(binding, policy, now))
+          ? chooseTarget(eligibleTargets(handle.domain.mx.targets, this.deps.options), this.choiceState(binding, now))
           : undefined;
         if (next?.kind === 'target') {
           this.reportFailure(handle.domain, binding, target, { flags, reply: replyOf }, now);
@@ -278,7 +278,7 @@ export class Initiator {
     });
   }
 
-  private slot(dr: DomainRecord, binding: Binding): HookBindingSlot {
+  private queueView(dr: DomainRecord, binding: Binding): HookReadyQueue {
     return { binding: binding.name, domain: dr.domain, bindAddress: binding.bindAddress };
   }
 
@@ -290,6 +290,6 @@ export class Initiator {
       event: 'connection_failure', flags: flagNames(e.flags), domain: dr.domain, binding: binding.name,
       mx_host: target?.host, mx_ip: target?.address, reply: formatReply(e.reply),
     }, 'connection attempt failed');
-    this.deps.hooks.fire('log_client_connection_failure', addr, e.flags, dr, this.slot(dr, binding), now);
+    this.deps.hooks.fire('log_client_connection_failure', addr, e.flags, dr, this.queueView(dr, binding), now);
   }
 }

@@ -3,7 +3,7 @@
 // preferences the least-loaded host (then address) wins, so connections spread evenly.
 import type { Target } from './route.js';
 
-export interface ChoiceState {
+interface ChoiceState {
   isFailed(address: string): boolean;
   hostCount(host: string): number;
   addressCount(address: string): number;
@@ -11,7 +11,7 @@ export interface ChoiceState {
   hostLimit(host: string): number | undefined;
 }
 
-export type Choice =
+type Choice =
   | { kind: 'target'; target: Target }
   | { kind: 'all_failed' }
   | { kind: 'all_at_limit'; hosts: Set<string> };

@@ -19,7 +19,7 @@ export type LookupResult =
   /** The domain does not exist, or none of its MX hosts has an address: permanent when `reply` is 5xx. */
   | { kind: 'failed'; reply: Reply };
 
-export interface LookupOptions {
+interface LookupOptions {
   routes: Record<string, string>;
   port: number;
   random?: () => number;

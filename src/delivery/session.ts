@@ -5,7 +5,7 @@ import { type Reply, parseReply, reply } from '../core/reply.js';
 import { withTimeout } from '../core/timeout.js';
 import type { ConnectError, SmtpClient } from './connector.js';
 
-export interface Envelope {
+interface Envelope {
   sender: string;
   recipients: string[];
   body: Buffer;

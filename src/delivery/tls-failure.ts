@@ -7,7 +7,7 @@ import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { type Reply, reply } from '../core/reply.js';
 import type { TlsMode } from './tls-policy.js';
 
-export type TlsFailureKind = 'verify' | 'handshake' | 'not_offered';
+type TlsFailureKind = 'verify' | 'handshake' | 'not_offered';
 
 /** A connection attempt refused for TLS reasons; `reply` is what the deferred mail gets. */
 export class TlsError extends Error {

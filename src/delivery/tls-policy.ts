@@ -7,7 +7,7 @@ import type { ScopedValues } from '../config/scopes.js';
 
 export type TlsMode = 'ifavailable' | 'required' | 'no';
 /** What the server's certificate must prove: nothing, a trusted chain, or a trusted chain naming the MX host. */
-export type TlsVerify = 'no' | 'ca' | 'host';
+type TlsVerify = 'no' | 'ca' | 'host';
 
 export interface TlsPolicy {
   tls: TlsMode;

@@ -7,7 +7,7 @@ export interface MxRecord {
   priority: number;
 }
 
-export interface AddressRecord {
+interface AddressRecord {
   address: string;
   /** Seconds. */
   ttl: number;
@@ -18,7 +18,7 @@ export interface DnsResolver {
   resolve4(name: string): Promise<AddressRecord[]>;
 }
 
-export interface ResolverOptions {
+interface ResolverOptions {
   servers?: string[] | undefined;
   timeout: number;
   tries: number;
@@ -34,7 +34,7 @@ export function createResolver(opts: ResolverOptions): DnsResolver {
 }
 
 /** What a lookup failure means for delivery: the name does not exist, has no such record, or try later. */
-export type LookupFailure = 'nxdomain' | 'nodata' | 'temporary';
+type LookupFailure = 'nxdomain' | 'nodata' | 'temporary';
 
 export function classifyLookupError(err: unknown): LookupFailure {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;

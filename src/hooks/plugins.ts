@@ -5,15 +5,15 @@ import type { Logger } from 'pino';
 import type { HookRegistry, RegisterOptions } from './registry.js';
 import type { HookName, HookSignatures } from './signatures.js';
 
-export interface PluginSpec {
+interface PluginSpec {
   path: string;
   options?: unknown;
 }
 
 /** Registration options as a plugin passes them; `plugin` defaults to the plugin's own name. */
-export type PluginRegisterOptions = Partial<RegisterOptions>;
+type PluginRegisterOptions = Partial<RegisterOptions>;
 
-export interface PluginHooks {
+interface PluginHooks {
   registerFirst<N extends HookName>(name: N, handler: HookSignatures[N], opts?: PluginRegisterOptions): void;
   registerLast<N extends HookName>(name: N, handler: HookSignatures[N], opts?: PluginRegisterOptions): void;
   has(name: HookName): boolean;

@@ -17,8 +17,8 @@ export interface HookDomain {
   readonly consecutiveFailures: number;
 }
 
-/** A binding slot: the (domain, binding) pair a connection is made for. */
-export interface HookBindingSlot {
+/** The binding × domain ready queue a connection is made for. */
+export interface HookReadyQueue {
   readonly binding: string;
   readonly domain: string;
   /** The binding's source address, undefined when the kernel chooses. */
@@ -46,10 +46,14 @@ export type BindingChoice = { binding: string } | { group: string } | undefined;
 
 export interface HookSignatures {
   /** Every failed outbound connection attempt. `err` is CONN_ERROR_* possibly ORed with CONN_ACTION_*. `now` may be null. */
-  log_client_connection_failure(closure: unknown, addr: HookAddress | null, err: number, domain: HookDomain, bindingSlot: HookBindingSlot, now: number | null): void | Promise<void>;
+  log_client_connection_failure(closure: unknown, addr: HookAddress | null, err: number, domain: HookDomain, queue: HookReadyQueue, now: number | null): void | Promise<void>;
   /** Every outbound connection attempt that reached a usable SMTP session. */
-  log_client_connection_success(closure: unknown, addr: HookAddress, domain: HookDomain, bindingSlot: HookBindingSlot, now: number | null): void | Promise<void>;
-  /** Before a connection that delivered the last active message of `src` moves on to sibling domain `dest`. */
+  log_client_connection_success(closure: unknown, addr: HookAddress, domain: HookDomain, queue: HookReadyQueue, now: number | null): void | Promise<void>;
+  /**
+   * Before a connection moves from serving `src` to serving sibling domain `dest` (same binding, an
+   * MX in common): its queue ran out of mail, it is lent to a sibling that has no connection while
+   * `src` may still hold mail, or an idle connection is taken over by `dest`.
+   */
   premigrate_outbound_connection(closure: unknown, connh: HookConnection, src: HookDomain, dest: HookDomain): void | Promise<void>;
   /** At intake, per destination domain, when neither header nor config rule chose a binding. The last non-undefined result wins. */
   set_binding(closure: unknown, msg: HookMessage, domain: string): BindingChoice | Promise<BindingChoice>;

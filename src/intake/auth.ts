@@ -6,7 +6,7 @@ import type { SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPSe
 import { smtpError } from './reply.js';
 import type { UsersFile } from './users-file.js';
 
-export type AuthCallback = (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void;
+type AuthCallback = (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void;
 
 export class SmtpAuth {
   private readonly failures = new WeakMap<SMTPServerSession, number>();

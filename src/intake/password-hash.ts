@@ -3,7 +3,7 @@
 // later without invalidating existing lines.
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 
-export interface ScryptParams {
+interface ScryptParams {
   /** log2 of the CPU/memory cost N. */
   readonly ln: number;
   readonly r: number;
@@ -11,7 +11,7 @@ export interface ScryptParams {
 }
 
 /** About 32 MiB and a few tens of milliseconds per check: slow for guessing, fine for AUTH. */
-export const DEFAULT_PARAMS: ScryptParams = { ln: 15, r: 8, p: 1 };
+const DEFAULT_PARAMS: ScryptParams = { ln: 15, r: 8, p: 1 };
 
 const SALT_BYTES = 16;
 const KEY_BYTES = 32;

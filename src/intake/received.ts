@@ -1,6 +1,6 @@
 // Trace information added at intake (RFC 5321 §4.4).
 
-export interface ReceivedInfo {
+interface ReceivedInfo {
   helo: string;
   clientHostname: string;
   clientAddress: string;

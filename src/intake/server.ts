@@ -19,7 +19,7 @@ import { ListenerPolicy } from './listener-policy.js';
 import { receivedHeader } from './received.js';
 import { smtpError } from './reply.js';
 
-export interface IntakeDeps {
+interface IntakeDeps {
   listeners: ListenerConfig[];
   hostname: string;
   enqueuer: Enqueuer;
@@ -140,22 +140,22 @@ export class Intake {
     const qid = newQueueId(now);
     const fields = headerFields(data);
     const headers = parseHeaders(data, fields);
-    const bindings = await this.assignBindings(qid, sender, recipients, headers);
+    const byDomain = recipientsByDomain(recipients);
+    const bindings = await this.assignBindings(qid, sender, recipients, byDomain.keys(), headers);
     const header = receivedHeader({
       helo: session.hostNameAppearsAs, clientHostname: session.clientHostname, clientAddress: session.remoteAddress,
       hostname: this.deps.hostname, qid, secure: session.secure, authenticated: Boolean(session.user), recipients, now,
     });
     const body = Buffer.concat([Buffer.from(header, 'latin1'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER], fields)]);
     const messageId = headers.get('message-id');
+    const jobs = [...byDomain].map(([domain, rcpts]) => ({ domain, recipients: rcpts, binding: bindings.get(domain) }));
     try {
-      await this.deps.enqueuer.enqueue({ qid, sender, recipients, body, receivedAt: now, messageId, bindings });
+      await this.deps.enqueuer.enqueue({ qid, sender, jobs, body, receivedAt: now, messageId });
     } catch (err) {
       log.error({ event: 'reception_failed', client: session.remoteAddress, sender, recipients, err: (err as Error).message }, 'message not queued');
       throw smtpError(451, '4.3.0 Temporary queue failure, try again later');
     }
-    for (const [domain, rcpts] of recipientsByDomain(recipients)) {
-      this.deps.counter.received(this.deps.bindings.resolve(bindings.get(domain) ?? {}, qid).name, rcpts.length);
-    }
+    for (const j of jobs) this.deps.counter.received(this.deps.bindings.resolve(j.binding ?? {}, qid).name, j.recipients.length);
     if (log.isLevelEnabled('info')) log.info({
       event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress, user: session.user,
       bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
@@ -164,14 +164,15 @@ export class Intake {
   }
 
   /** One binding decision per destination domain; a refusal refuses the whole message. */
-  private async assignBindings(qid: string, sender: string, recipients: string[], headers: Map<string, string>): Promise<Map<string, BindingChoice>> {
+  private async assignBindings(qid: string, sender: string, recipients: string[], domains: Iterable<string>,
+    headers: Map<string, string>): Promise<Map<string, BindingChoice>> {
     const { bindings, bindingRules, defaultBinding, hooks, log } = this.deps;
     const bindingHeader = headers.get(BINDING_HEADER);
     const groupHeader = headers.get(BINDING_GROUP_HEADER);
     const header: BindingChoice | undefined = bindingHeader ? { binding: bindingHeader } : groupHeader ? { group: groupHeader } : undefined;
     const msg: HookMessage = { qid, sender, recipients, headers };
     const out = new Map<string, BindingChoice>();
-    for (const domain of new Set(recipients.map(domainOf))) {
+    for (const domain of domains) {
       const a = await assignBinding({
         senderDomain: domainOf(sender), recipientDomain: domain, header,
         hook: async () => {

@@ -2,8 +2,15 @@
 // recipients, as Momentum counts. Each instance owns its registry, so tests and a restarted daemon
 // never see another instance's numbers.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Counts } from '../admin/protocol.js';
 import { withTimeout } from '../core/timeout.js';
+
+/** Counts are recipients: a message to three recipients counts three, as Momentum counts. */
+export interface Counts {
+  received: number;
+  delivered: number;
+  transient: number;
+  failed: number;
+}
 
 /** What the scrape-time gauges read; each call may fail without failing the scrape. */
 export interface MetricsSources {

@@ -18,7 +18,7 @@ const DEFAULT_BINARY = '/usr/bin/systemd-notify';
  */
 const SEND_TIMEOUT_MS = 10_000;
 
-export interface SystemdNotifierOptions {
+interface SystemdNotifierOptions {
   /** Where NOTIFY_SOCKET is read from and the environment systemd-notify runs with. */
   env?: NodeJS.ProcessEnv;
   log: Logger;

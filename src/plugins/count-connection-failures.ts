@@ -26,13 +26,13 @@ export function register(api: PluginApi): void {
   const counts = new Map<string, number>();
   let failures = 0;
   // Last, so that counting never delays plugins that act on the failure.
-  api.hooks.registerLast('log_client_connection_failure', (_closure, _addr, err, domain, bindingSlot) => {
+  api.hooks.registerLast('log_client_connection_failure', (_closure, _addr, err, domain, queue) => {
     const flags = flagNames(err);
     for (const flag of flags) counts.set(flag, (counts.get(flag) ?? 0) + 1);
     failures += 1;
     if (failures % logEvery !== 0) return;
     api.log.info(
-      { event: 'connection_failure_count', flags, domain: domain.domain, binding: bindingSlot.binding, counts: Object.fromEntries(counts) },
+      { event: 'connection_failure_count', flags, domain: domain.domain, binding: queue.binding, counts: Object.fromEntries(counts) },
       `connection failure to ${domain.domain}: ${flags.join('|')}`,
     );
   });

@@ -13,18 +13,25 @@
 // building one on its connection costs ioredis some 28 µs.
 import type { Queue } from 'bullmq';
 import type { BindingChoice } from '../binding/assign.js';
-import { type DeliveryJobData, jobIdFor, recipientsByDomain } from './job.js';
-import type { MessageStore } from './store.js';
+import { jobIdFor } from '../core/ids.js';
+import type { MessageStore } from '../store/message-store.js';
+import type { DeliveryJobData } from './job.js';
 
-export interface NewMessage {
+/** One job of a message: its recipients at one destination domain. */
+interface NewJob {
+  domain: string;
+  recipients: string[];
+  /** The binding or group assigned at intake; absent: the default binding. */
+  binding?: BindingChoice | undefined;
+}
+
+interface NewMessage {
   qid: string;
   sender: string;
-  recipients: string[];
+  jobs: readonly NewJob[];
   body: Buffer;
   receivedAt: number;
   messageId?: string | undefined;
-  /** Binding or group per destination domain; absent: the default binding. */
-  bindings?: ReadonlyMap<string, BindingChoice>;
 }
 
 /** Body TTL beyond message_expiration: time for the final attempt and its bounce. */
@@ -38,19 +45,16 @@ export class Enqueuer {
   ) {}
 
   async enqueue(msg: NewMessage): Promise<void> {
-    const jobs = [...recipientsByDomain(msg.recipients)].map(([domain, recipients], i) => {
-      const choice = msg.bindings?.get(domain);
-      return {
-        name: domain,
-        data: {
-          qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
-          messageId: msg.messageId,
-          ...(choice && 'binding' in choice ? { binding: choice.binding } : {}),
-          ...(choice && 'group' in choice ? { bindingGroup: choice.group } : {}),
-        } satisfies DeliveryJobData,
-        opts: { jobId: jobIdFor(msg.qid, i) },
-      };
-    });
+    const jobs = msg.jobs.map(({ domain, recipients, binding: choice }, i) => ({
+      name: domain,
+      data: {
+        qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
+        messageId: msg.messageId,
+        ...(choice && 'binding' in choice ? { binding: choice.binding } : {}),
+        ...(choice && 'group' in choice ? { bindingGroup: choice.group } : {}),
+      } satisfies DeliveryJobData,
+      opts: { jobId: jobIdFor(msg.qid, i) },
+    }));
     const writes = [
       this.store.put(msg.qid, msg.body, jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS),
       ...jobs.map((j) => this.queue.add(j.name, j.data, j.opts)),

@@ -4,6 +4,7 @@
 // binding fields of its data, so the delivery path pays nothing for it.
 import type { Redis } from 'ioredis';
 import type { Bindings } from '../binding/registry.js';
+import { qidOfJob } from '../core/ids.js';
 import { DELIVERY_QUEUE } from './job.js';
 
 /** Jobs read per Lua call: a few milliseconds of Redis time. */
@@ -65,7 +66,7 @@ for _, key in ipairs(out) do
 end
 return { #ids, cursor or '', flat, groups }`;
 
-export interface QueuedTally {
+interface QueuedTally {
   domain: string;
   binding: string;
   delayed: number;
@@ -76,12 +77,6 @@ export interface QueuedTally {
 
 type Field = 'delayed' | 'waiting' | 'active';
 type Source<F extends Field = Field> = { key: string; kind: 'zset' | 'list'; field: F };
-
-/** The queue id inside a job id (`<qid>-<n>`). */
-export function qidOfJob(jobId: string): string {
-  const dash = jobId.lastIndexOf('-');
-  return dash > 0 ? jobId.slice(0, dash) : jobId;
-}
 
 export class QueueInspector {
   private readonly base: string;

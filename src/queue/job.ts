@@ -1,5 +1,6 @@
 // What a delivery job carries: one message's recipients at one destination domain. The body
 // lives once in the message store; jobs only name it.
+import type { HistoryEntry } from '../outcome/history.js';
 
 export const DELIVERY_QUEUE = 'delivery';
 
@@ -34,46 +35,6 @@ export interface DeliveryJobData {
   waiting?: 'retry' | 'parked' | undefined;
   /** The most recent attempts that ended in a deferral, oldest first. */
   history?: HistoryEntry[] | undefined;
-}
-
-/** One outcome of one attempt (several when an attempt's recipients got different replies). */
-export interface HistoryEntry {
-  at: string;
-  attempt: number;
-  /** Absent in entries written before outcomes were recorded: those were deferrals. */
-  outcome?: 'delivered' | 'deferred' | 'failed' | undefined;
-  reply: string;
-  /** Listed only when the attempt's recipients had different outcomes. */
-  recipients?: string[] | undefined;
-  /** Set when the attempt was charged by a domain-wide or operator action rather than a transaction of its own. */
-  action?: string | undefined;
-  flags?: string[] | undefined;
-  mx_host?: string | undefined;
-  mx_ip?: string | undefined;
-  binding?: string | undefined;
-}
-
-/** What stays of a finished job for `message_history_retention`, once its data and body are gone. */
-export interface FinishedRecord {
-  job_id: string;
-  domain: string;
-  sender: string;
-  received_at: number;
-  message_id?: string | undefined;
-  /** Every recipient of the job, delivered or not. */
-  recipients: string[];
-  binding?: string | undefined;
-  state: 'delivered' | 'failed' | 'partly_failed';
-  finished_at: string;
-  attempts: HistoryEntry[];
-}
-
-/** History entries kept per job: enough to explain its retries, bounded for a message retried for days. */
-export const HISTORY_LIMIT = 20;
-
-/** BullMQ job ids may not contain ':'; ids derived from the queue id make re-adds idempotent. */
-export function jobIdFor(qid: string, index: number): string {
-  return `${qid}-${index}`;
 }
 
 export function domainOf(address: string): string {

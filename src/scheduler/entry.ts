@@ -1,41 +1,35 @@
-// What the scheduler holds for one queued job, and what it hands back: the outcome of an attempt,
-// or a park (back to Redis without an attempt charged, for when its queue has room).
+// A job held by the scheduler, and what the scheduler hands back for it: an attempt made (or
+// charged), or a park (back to Redis with no attempt charged, until its ready queue has room).
 import type { Binding } from '../binding/registry.js';
-import type { Target } from '../delivery/route.js';
-import type { RecipientReply } from '../delivery/session.js';
+import type { Lazy } from '../core/lazy.js';
+import type { Attempt } from '../outcome/attempt.js';
 
-export interface DeliveryResult {
-  replies: RecipientReply[];
-  /** The address that took the transaction, or the last one tried. */
-  target?: Target | undefined;
-  /** CONN_ERROR_* | CONN_ACTION_* when no transaction took place. */
-  flags?: number | undefined;
-  /** The message body, when it was read for the attempt. */
-  body?: Buffer | undefined;
-}
-
-/** Why mail left the active queue without a transaction of its own; admin_fail: an operator failed it. */
-export type Action = 'requeue1' | 'purge_domain' | 'delay_domain' | 'admin_fail';
+/** Why a job could not be held now; the words appear in `parked` log records. */
+export type ParkReason = 'active queue full' | 'suspended' | 'domain delayed' | 'stopping';
 
 export type Outcome =
-  /** quiet: fail without a bounce (an operator's `fail --quiet`). */
-  | { kind: 'attempted'; result: DeliveryResult; action?: Action | undefined; quiet?: boolean | undefined }
-  /**
-   * With `filed`, the park is filed with its pair in Redis, which promotes it when it has room
-   * (`until` is then only a fallback); `filed` is called once the id is there.
-   */
-  | { kind: 'parked'; until: number; reason: string; filed?: (() => void) | undefined };
+  | { kind: 'attempted'; attempt: Attempt }
+  | { kind: 'parked'; until: number; reason: ParkReason };
+
+/** Why the job was in BullMQ's delayed set before this fetch: its retry, or a park (brought back by a promotion, or by its fallback time). */
+export type Returning = { from: 'retry' } | { from: 'park'; promoted: boolean };
 
 export interface Entry {
+  readonly jobId: string;
   readonly qid: string;
   readonly domain: string;
   readonly binding: Binding;
   readonly sender: string;
-  readonly recipients: string[];
-  /** Failed attempts so far. */
+  readonly recipients: readonly string[];
+  /** Attempts made so far. */
   readonly attempts: number;
-  /** Set when the job comes back from the delayed set: a retry or a park. */
-  readonly returning?: 'retry' | 'parked' | undefined;
-  /** Called exactly once. */
-  settle(outcome: Outcome): void;
+  readonly returning?: Returning | undefined;
+  /** The message, read from the store when first wanted, or ahead of its turn. */
+  readonly body: Lazy<Buffer | undefined>;
+  /**
+   * Hands the outcome back; called exactly once. Resolves true once the job waits in BullMQ's
+   * delayed set (a park, or a retry), false once it is finished; not at all if another daemon took
+   * the job meanwhile.
+   */
+  resolve(outcome: Outcome): Promise<boolean>;
 }

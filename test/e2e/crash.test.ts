@@ -10,8 +10,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Enqueuer } from '../../src/queue/enqueue.js';
-import { DELIVERY_QUEUE } from '../../src/queue/job.js';
-import { MessageStore } from '../../src/queue/store.js';
+import { DELIVERY_QUEUE, domainOf } from '../../src/queue/job.js';
+import { MessageStore } from '../../src/store/message-store.js';
 import type { Daemon, LogRecord } from '../helpers/daemon.js';
 import { type Injected, type Injector, startInjector, waitForDelivered } from '../helpers/injector.js';
 import { Prng } from '../helpers/prng.js';
@@ -203,7 +203,7 @@ async function queueBacklog(url: string, recipients: string[]): Promise<void> {
   const enqueuer = new Enqueuer(new MessageStore(redis, 'impulse'), queue, () => 86_400_000);
   try {
     await Promise.all(recipients.map((to, i) => enqueuer.enqueue({
-      qid: `BACKLOG${i}`, sender: 's@sender.test', recipients: [to], receivedAt: Date.now(),
+      qid: `BACKLOG${i}`, sender: 's@sender.test', jobs: [{ domain: domainOf(to), recipients: [to] }], receivedAt: Date.now(),
       body: Buffer.from(makeMessage({ from: 's@sender.test', to: [to] })),
     })));
   } finally {

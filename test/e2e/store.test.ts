@@ -9,7 +9,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Enqueuer } from '../../src/queue/enqueue.js';
 import type { DeliveryJobData } from '../../src/queue/job.js';
-import { MessageStore } from '../../src/queue/store.js';
+import { MessageStore } from '../../src/store/message-store.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
 
 let server: TestRedis;
@@ -104,7 +104,8 @@ test('one job: no job set, its release removes the body; several: the last relea
 
 test('a message whose body Redis refuses leaves no job, and one whose jobs it refuses leaves no body', async () => {
   const message = (qid: string) => ({
-    qid, sender: 's@x.test', recipients: ['a@one.test', 'b@two.test'], body: Buffer.from('Subject: t\r\n\r\nbody\r\n'), receivedAt: Date.now(),
+    qid, sender: 's@x.test', jobs: [{ domain: 'one.test', recipients: ['a@one.test'] }, { domain: 'two.test', recipients: ['b@two.test'] }],
+    body: Buffer.from('Subject: t\r\n\r\nbody\r\n'), receivedAt: Date.now(),
   });
   const queued = async (queue: Queue) => Object.values(await queue.getJobCounts()).reduce((a, b) => a + b, 0);
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cutBody, pieceLengths } from '../../src/queue/body-pieces.js';
+import { cutBody, pieceLengths } from '../../src/store/body-pieces.js';
 
 test('a body is cut into at most four pieces that add up to it, the leading ones filling an allocator size class', () => {
   const table: Array<[length: number, pieces: number[], why: string]> = [

@@ -9,7 +9,7 @@ import { pino, type Logger } from 'pino';
 import { CONN_ACTION_REQUEUE1, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_TIMEOUT } from '../../src/delivery/flags.js';
 import { loadPlugins } from '../../src/hooks/plugins.js';
 import { HOOK_NAMES, HookError, HookRegistry } from '../../src/hooks/registry.js';
-import type { HookAddress, HookBindingSlot, HookDomain, HookMessage } from '../../src/hooks/signatures.js';
+import type { HookAddress, HookReadyQueue, HookDomain, HookMessage } from '../../src/hooks/signatures.js';
 
 type LogRecord = Record<string, unknown> & { level: number; msg?: string };
 
@@ -28,7 +28,7 @@ const recordingPlugin = resolve(here, '../fixtures/recording-plugin.js');
 
 const addr: HookAddress = { address: '192.0.2.10', port: 25, host: 'mx1.example.com' };
 const domain: HookDomain = { domain: 'example.com', consecutiveFailures: 3 };
-const slot: HookBindingSlot = { binding: 'default', domain: 'example.com', bindAddress: undefined };
+const queue: HookReadyQueue = { binding: 'default', domain: 'example.com', bindAddress: undefined };
 const msg: HookMessage = {
   qid: 'q1',
   sender: 'a@example.org',
@@ -207,8 +207,8 @@ test('loadPlugins loads the example plugin, which counts connection failures per
     [INFO, 'count-connection-failures', examplePlugin],
   ]);
   assert.equal(hooks.has('log_client_connection_failure'), true);
-  await hooks.call('log_client_connection_failure', addr, CONN_ERROR_CONNECT | CONN_ACTION_REQUEUE1, domain, slot, 1);
-  await hooks.call('log_client_connection_failure', null, CONN_ERROR_CONNECT_TIMEOUT, domain, slot, null);
+  await hooks.call('log_client_connection_failure', addr, CONN_ERROR_CONNECT | CONN_ACTION_REQUEUE1, domain, queue, 1);
+  await hooks.call('log_client_connection_failure', null, CONN_ERROR_CONNECT_TIMEOUT, domain, queue, null);
   const counted = records.filter((r) => r['event'] === 'connection_failure_count');
   assert.equal(counted.length, 2);
   assert.deepEqual(
@@ -224,7 +224,7 @@ test('the example plugin logs every Nth failure with log_every and refuses bad o
   const { log, records } = memoryLogger();
   const hooks = new HookRegistry({ log });
   await loadPlugins([{ path: examplePlugin, options: { log_every: 2 } }], hooks, { log, baseDir: tmp });
-  for (let i = 0; i < 5; i++) await hooks.call('log_client_connection_failure', addr, CONN_ERROR_CONNECT, domain, slot, i);
+  for (let i = 0; i < 5; i++) await hooks.call('log_client_connection_failure', addr, CONN_ERROR_CONNECT, domain, queue, i);
   assert.deepEqual(records.filter((r) => r['event'] === 'connection_failure_count').map((r) => r['counts']), [
     { CONN_ERROR_CONNECT: 2 },
     { CONN_ERROR_CONNECT: 4 },
@@ -289,7 +289,7 @@ test('the recording fixture logs every hook with JSON-safe arguments and answers
   assert.deepEqual(await hooks.call('set_binding', msg, 'example.org'), [undefined]);
   const cyclic: Record<string, unknown> & { addr: HookAddress } = { addr, domain: 'example.com', consecutiveFailures: 1 };
   cyclic['self'] = cyclic;
-  await hooks.call('log_client_connection_failure', null, CONN_ERROR_CONNECT, cyclic as unknown as HookDomain, slot, null);
+  await hooks.call('log_client_connection_failure', null, CONN_ERROR_CONNECT, cyclic as unknown as HookDomain, queue, null);
   const calls = records.filter((r) => r['event'] === 'hook_call');
   assert.equal(calls.length, 4);
   assert.equal(calls[0]!['plugin'], 'recording-plugin');

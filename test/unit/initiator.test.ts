@@ -7,7 +7,6 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import type { Binding } from '../../src/binding/registry.js';
-import { AddressSet } from '../../src/core/cidr.js';
 import { AddressHealth } from '../../src/delivery/address-health.js';
 import type { ConnectSpec, Connector, SmtpClient } from '../../src/delivery/connector.js';
 import { DomainRecord } from '../../src/delivery/domain-record.js';
@@ -17,11 +16,12 @@ import { type ConnectionError, type ConnectionHandle, Initiator } from '../../sr
 import type { DnsResolver } from '../../src/dns/resolver.js';
 import { HookRegistry } from '../../src/hooks/registry.js';
 import { memoryResolver } from '../helpers/memory-resolver.js';
+import { optionsFrom } from '../helpers/options.js';
 
 const binding: Binding = { name: 'b1', bindAddress: '127.0.0.10', ehloHostname: 'b1.test' };
 const client: SmtpClient = { secure: false, tls: { verified: 'no' }, closed: false, onClose: () => {}, offClose: () => {}, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
 
-type Outcome = { sync: { error: number; reply: { code: number; enhanced: string } } } | { via: 'connected' | 'timeout'; handle: ConnectionHandle<undefined>; error?: ConnectionError };
+type Outcome = { sync: { error: number; reply: { code: number; enhanced: string }; retry?: Promise<void> } } | { via: 'connected' | 'timeout'; handle: ConnectionHandle; error?: ConnectionError };
 
 function world(opts: {
   resolver: DnsResolver;
@@ -54,9 +54,10 @@ function world(opts: {
     resolver: opts.resolver, connector, health: new AddressHealth(), hosts: new HostConnections(), hooks, log,
     clock: { now: () => now },
     isLocalAddress: () => opts.local ?? true,
-    policy: () => ({
-      port: 25, routes: {}, prohibited: new AddressSet(opts.prohibited ?? []), skipHosts: new Set(opts.skipHosts ?? []), hostFailureRetry: 120_000,
-      hostLimit: () => opts.hostLimit, connectTimeout: 1000, greetingTimeout: 1000, dataTimeout: 1000, tls: 'no', tlsVerify: 'no', tlsIfavailableFallback: true,
+    options: optionsFrom({
+      remote_smtp_port: 25, prohibited_hosts: opts.prohibited ?? [], skip_hosts: opts.skipHosts ?? [], host_failure_retry: '120s',
+      connect_timeout: '1s', greeting_timeout: '1s', data_timeout: '1s', tls: 'no',
+      ...(opts.hostLimit === undefined ? {} : { hosts: { '/.*/': { max_outbound_connections: opts.hostLimit } } }),
     }),
   });
   const dr = new DomainRecord('d.test');
@@ -69,7 +70,7 @@ function world(opts: {
       return new Promise((resolve) => {
         const r = initiator.initiateConnection(dr, binding, now,
           (handle, error) => resolve({ via: 'connected', handle, ...(error ? { error } : {}) }),
-          (handle, error) => resolve({ via: 'timeout', handle, error }), undefined);
+          (handle, error) => resolve({ via: 'timeout', handle, error }));
         if ('error' in r) resolve({ sync: r });
       });
     },
@@ -99,7 +100,9 @@ test('MX_LOOKUP_PENDING while the lookup is in flight, with no action; then a co
   const first = await w.initiate();
   assert.deepEqual(syncFlags(first), ['CONN_ERROR_MX_LOOKUP_PENDING']);
   assert.deepEqual(w.failures[0], { addr: null, err: F.CONN_ERROR_MX_LOOKUP_PENDING, domain: 'd.test', slot: { binding: 'b1', domain: 'd.test', bindAddress: '127.0.0.10' }, now: 1_000_000 });
-  if (w.dr.mx.phase === 'resolving') await w.dr.mx.settled;
+  assert.ok('sync' in first && first.sync.retry, 'a wait says when to ask again');
+  await first.sync.retry;
+  assert.equal(w.dr.mx.phase, 'resolved', 'once the lookup has answered');
   const second = await w.initiate();
   assert.ok('via' in second && second.via === 'connected' && !second.error);
   assert.equal(second.handle.target.address, '192.0.2.1');
@@ -191,8 +194,17 @@ test('HOST_MAX_REACHED when every eligible MX is at its host limit, with no acti
   const b = await w.initiate();
   assert.ok('via' in a && 'via' in b);
   assert.deepEqual([a.handle.target.host, b.handle.target.host], ['mx1.d.test', 'mx2.d.test']);
-  assert.deepEqual(syncFlags(await w.initiate()), ['CONN_ERROR_HOST_MAX_REACHED']);
+  const full = await w.initiate();
+  assert.deepEqual(syncFlags(full), ['CONN_ERROR_HOST_MAX_REACHED']);
+  assert.ok('sync' in full && full.sync.retry, 'a wait says when to ask again');
+  const again = await w.initiate();
+  assert.ok('sync' in again && again.sync.retry === full.sync.retry, 'every refusal while the hosts are full shares one wait');
+  let freed = false;
+  void full.sync.retry.then(() => { freed = true; });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(freed, false, 'not before a place frees');
   a.handle.close();
+  await full.sync.retry;
   const c = await w.initiate();
   assert.ok('via' in c && c.handle.target.host === 'mx1.d.test');
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { nextAttempt, retryDelay } from '../../src/delivery/retry.js';
-import { settle } from '../../src/queue/settle.js';
+import { nextAttempt, retryDelay } from '../../src/outcome/retry.js';
+import { settle } from '../../src/outcome/settle.js';
 
 const MIN = 60_000;
 const policy = { retryInterval: 20 * MIN, maxRetryInterval: 12 * 60 * MIN, messageExpiration: 24 * 60 * MIN };

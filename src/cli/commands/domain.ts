@@ -24,22 +24,23 @@ function renderMx(d: DomainDetail, now: number): string {
 function renderBindings(d: DomainDetail): string {
   if (d.bindings.length === 0) return '';
   const rows = d.bindings.map((b) => [
-    b.binding, b.suspended ? 'yes' : 'no', String(b.ready), String(b.in_flight), String(b.connections), String(b.connecting),
+    b.binding, b.phase, b.suspended ? 'yes' : 'no', String(b.ready), String(b.in_flight), String(b.connections), String(b.connecting),
     String(b.idle), humanMs(b.throttled_ms.messages), humanMs(b.throttled_ms.connections),
   ]);
   const right = { align: 'right' } as const;
   const bindings = table([
-    { title: 'BINDING' }, { title: 'SUSPENDED' }, { title: 'READY', ...right }, { title: 'IN-FLIGHT', ...right },
+    { title: 'BINDING' }, { title: 'PHASE' }, { title: 'SUSPENDED' }, { title: 'READY', ...right }, { title: 'IN-FLIGHT', ...right },
     { title: 'CONN', ...right }, { title: 'CONNECTING', ...right }, { title: 'IDLE', ...right },
     { title: 'MSG-WAIT', ...right }, { title: 'CONN-WAIT', ...right },
   ], rows);
+  const phases = d.bindings.filter((b) => b.phase_detail).map((b) => `Binding ${b.binding} is ${b.phase} ${b.phase_detail}\n`);
   const limits = d.bindings.map((b) => {
     const entries = Object.entries(b.limits);
     if (entries.length === 0) return '';
     const rows = entries.map(([key, l]) => [key, l.value === null ? 'unset' : String(l.value), `(${l.scope})`]);
     return `\nLimits for binding ${b.binding}:\n${table([{ title: 'OPTION' }, { title: 'VALUE' }, { title: 'SCOPE' }], rows, '  ')}`;
   });
-  return `\n${bindings}${limits.join('')}`;
+  return `\n${bindings}${phases.join('')}${limits.join('')}`;
 }
 
 export function renderDomain(d: DomainDetail, now: number): string {
@@ -60,7 +61,7 @@ export function renderDomain(d: DomainDetail, now: number): string {
 
 export function register(program: Command): void {
   adminCommand(program, 'domain <domain>', 'show one destination domain: phase, MX hosts and their addresses, '
-    + 'failures, and per binding the mail held, connections, throttle waits and limits in force')
+    + 'failures, and per binding the ready queue\'s phase, the mail held, connections, throttle waits and limits in force')
     .action((domain: string, opts: AdminOptions) => run(
       opts,
       (c) => c.call('domain', { params: { domain: domain.toLowerCase() } }),

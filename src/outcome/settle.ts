@@ -1,10 +1,10 @@
-// Decides what happens to a job after an attempt: which recipients are done, which failed for
-// good, which wait for the next attempt. Pure, so the policy is tested without Redis.
+// What an attempt settles for each recipient: delivered, failed for good, or deferred to a next
+// attempt (or failed once the message has expired). Pure, so the policy is tested without Redis.
 import { type Reply, isSuccess, isTemporary, reply } from '../core/reply.js';
 import type { RecipientReply } from '../delivery/session.js';
-import { type RetryPolicy, nextAttempt } from '../delivery/retry.js';
+import { type RetryPolicy, nextAttempt } from './retry.js';
 
-export interface Settlement {
+interface Settlement {
   delivered: RecipientReply[];
   failed: RecipientReply[];
   deferred: RecipientReply[];

@@ -13,7 +13,7 @@ function childEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-export interface EmbeddedRedisOptions {
+interface EmbeddedRedisOptions {
   dir: string;
   binary: string;
   appendfsync: 'always' | 'everysec' | 'no';

@@ -6,7 +6,7 @@
 import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
 import type { Redis } from 'ioredis';
 import { cutBody, pieceFields } from './body-pieces.js';
-import { jobIdFor } from './job.js';
+import { jobIdFor } from '../core/ids.js';
 
 /** Where bodies stored before they were cut into pieces keep theirs. */
 const WHOLE_BODY = 'body';

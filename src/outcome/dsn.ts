@@ -4,13 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { headerSection } from '../core/headers.js';
 import { type Reply, formatReply } from '../core/reply.js';
 
-export interface FailedRecipient {
+interface FailedRecipient {
   recipient: string;
   reply: Reply;
   remoteMta?: string | undefined;
 }
 
-export interface DsnInput {
+interface DsnInput {
   reportingMta: string;
   originalSender: string;
   queueId: string;

@@ -1,0 +1,62 @@
+// The options delivery reads from the live configuration, in one place and one argument order
+// (binding, domain): scoped options with the scope each comes from, per-host limits, routes and
+// address lists, and the global caps. A reload swaps the configuration under every reader.
+import { AddressSet } from '../core/cidr.js';
+import type { Config } from './schema.js';
+import { OptionScopes, type ScopedOption, type ScopedValues, hostOptions, largestScopedValue } from './scopes.js';
+
+export class DeliveryOptions {
+  private readonly scopes: OptionScopes;
+  private current!: Config;
+  private prohibitedSet!: AddressSet;
+  private skipped!: ReadonlySet<string>;
+
+  constructor(config: Config) {
+    this.scopes = new OptionScopes(config);
+    this.reconfigure(config);
+  }
+
+  reconfigure(config: Config): void {
+    this.current = config;
+    this.scopes.reconfigure(config);
+    this.prohibitedSet = new AddressSet(config.prohibited_hosts);
+    this.skipped = new Set(config.skip_hosts.map((h) => h.toLowerCase()));
+  }
+
+  /** The scoped options in force for a binding × domain. */
+  of(binding: string, domain: string): ScopedValues {
+    return this.scopes.get(binding, domain);
+  }
+
+  /** The scope an option's value comes from: shared budgets (throttles, scope caps) are keyed by it. */
+  scopeOf(binding: string, domain: string, key: ScopedOption): string {
+    return this.scopes.scopeOf(binding, domain, key);
+  }
+
+  /** max_outbound_connections of an MX host (`hosts:`), across bindings and domains; undefined: no limit. */
+  hostLimit(host: string): number | undefined {
+    return hostOptions(this.current, host)?.max_outbound_connections;
+  }
+
+  /** The global options: server-wide caps and switches. */
+  get global(): Readonly<Config> {
+    return this.current;
+  }
+
+  get routes(): Readonly<Record<string, string>> {
+    return this.current.routes;
+  }
+
+  get prohibited(): AddressSet {
+    return this.prohibitedSet;
+  }
+
+  get skipHosts(): ReadonlySet<string> {
+    return this.skipped;
+  }
+
+  /** The longest message_expiration of any scope: how long a body may be needed. */
+  longestExpiration(): number {
+    return largestScopedValue(this.current, 'message_expiration');
+  }
+}

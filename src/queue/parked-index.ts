@@ -1,0 +1,72 @@
+// The Redis index of parked jobs. A job parked because its ready queue was full or its domain
+// suspended waits in BullMQ's delayed set with a long fallback delay, and its id goes into a
+// sorted set of its binding × domain ready queue. When the queue has room the scheduler promotes
+// the oldest ids (BullMQ's own promote), so a backlog moves as fast as its queue drains and costs
+// nothing while it waits. The fallback delay only matters if an id is lost (a crash between the
+// two writes): the job then comes back on its own.
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { ParkedIndex } from '../scheduler/backlog.js';
+import type { ReadyQueueId } from '../scheduler/ready-queue.js';
+import type { DeliveryJobData } from './job.js';
+import { promoteDelayed } from './promote.js';
+
+// Pops the oldest ids and reports how many stay; an emptied queue leaves the index of queues.
+const POP = `
+local ids = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
+local remaining = redis.call('ZCARD', KEYS[1])
+if remaining == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+local out = { remaining }
+for i = 1, #ids, 2 do out[#out + 1] = ids[i] end
+return out`;
+
+export class RedisParkedIndex implements ParkedIndex {
+  constructor(
+    private readonly redis: Redis,
+    private readonly queue: Queue<DeliveryJobData>,
+    private readonly prefix: string,
+  ) {}
+
+  private get indexKey(): string {
+    return `${this.prefix}:parked-pairs`;
+  }
+
+  private member(queue: ReadyQueueId): string {
+    return `${queue.binding}/${queue.domain}`;
+  }
+
+  private key(queue: ReadyQueueId): string {
+    return `${this.prefix}:parked:${this.member(queue)}`;
+  }
+
+  /** Files a job just put in the delayed set as a park. */
+  async file(queue: ReadyQueueId, jobId: string, at: number): Promise<void> {
+    const results = await this.redis.pipeline().zadd(this.key(queue), at, jobId).sadd(this.indexKey, this.member(queue)).exec();
+    const failed = results?.find(([err]) => err);
+    if (failed) throw failed[0];
+  }
+
+  /** Drops an id whose job came back by itself: it must not be promoted early once it waits for something else. */
+  async unfile(queue: ReadyQueueId, jobId: string): Promise<void> {
+    await this.redis.zrem(this.key(queue), jobId);
+  }
+
+  /**
+   * Makes up to `count` of the queue's oldest parked jobs due now. Ids whose job left the delayed
+   * set meanwhile (it came back on its own, or was failed) are dropped. Returns how many moved
+   * and how many stay parked.
+   */
+  async promote(queue: ReadyQueueId, count: number): Promise<{ promoted: number; remaining: number }> {
+    const [remaining, ...ids] = await this.redis.eval(POP, 2, this.key(queue), this.indexKey, count, this.member(queue)) as [number, ...string[]];
+    return { promoted: await promoteDelayed(this.queue, ids), remaining };
+  }
+
+  /** Every queue with parked jobs, whoever parked them: what a starting daemon looks at first. */
+  async queues(): Promise<ReadyQueueId[]> {
+    const members = await this.redis.smembers(this.indexKey);
+    return members.flatMap((m) => {
+      const slash = m.lastIndexOf('/');
+      return slash > 0 ? [{ binding: m.slice(0, slash), domain: m.slice(slash + 1) }] : [];
+    });
+  }
+}

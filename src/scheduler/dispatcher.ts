@@ -1,0 +1,149 @@
+// One connection's session loop: it takes the next message of the ready queue it serves and sends
+// it; when the queue is empty it moves to a sibling domain or waits idle_timeout for more; it closes
+// at max_deliveries_per_connection, on a lost session, or when idle too long.
+import type { Clock } from '../core/clock.js';
+import { reply } from '../core/reply.js';
+import type { ScopedValues } from '../config/scopes.js';
+import type { ConnectionHandle } from '../delivery/initiator.js';
+import { type RecipientReply, runTransaction } from '../delivery/session.js';
+import type { Attempt } from '../outcome/attempt.js';
+import type { Entry } from './entry.js';
+import type { QueueConnection, ReadyQueue } from './ready-queue.js';
+
+/** What a dispatcher needs from the scheduler that owns it. */
+export interface DispatcherOwner {
+  options(queue: ReadyQueue): Pick<ScopedValues, 'idle_timeout' | 'max_deliveries_per_connection' | 'max_recipients_per_batch'>;
+  /** The next message for the dispatcher's queue, or undefined; may first lend the dispatcher to a sibling. */
+  take(d: Dispatcher): Entry | undefined;
+  /** Moves the dispatcher to a sibling domain's queue; false when none has work and room. */
+  migrate(d: Dispatcher): boolean;
+  /** Milliseconds until the message throttle allows a message on the queue; 0 takes one. */
+  throttleWait(queue: ReadyQueue): number;
+  /** A message taken that this connection will not send (throttled past its idle time). */
+  giveBack(d: Dispatcher, entry: Entry, retryInMs: number): void;
+  complete(d: Dispatcher, entry: Entry, attempt: Attempt): void;
+  closed(d: Dispatcher): void;
+  isStopping(): boolean;
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+export class Dispatcher implements QueueConnection {
+  deliveries = 0;
+  /** Messages taken from the current queue since the connection joined it. */
+  takenHere = 0;
+  private wake: (() => void) | undefined;
+  /** The last transaction was refused part-way, leaving the session mid-envelope: the next starts with RSET. */
+  private needsReset = false;
+
+  constructor(
+    private current: ReadyQueue,
+    readonly handle: ConnectionHandle,
+    private readonly owner: DispatcherOwner,
+    private readonly clock: Pick<Clock, 'after'>,
+  ) {}
+
+  get queue(): ReadyQueue {
+    return this.current;
+  }
+
+  get isIdle(): boolean {
+    return this.wake !== undefined;
+  }
+
+  /**
+   * Serves `queue` from now on (a sibling's). No RSET: a session whose last transaction ended (250,
+   * or refused at DATA) holds no envelope, whatever domain it served; one refused part-way is reset
+   * before the next transaction anyway.
+   */
+  join(queue: ReadyQueue): void {
+    this.current = queue;
+    this.takenHere = 0;
+    this.handle.domain = queue.record;
+  }
+
+  /** Ends an idle wait: more work arrived, the connection moved, or the daemon is stopping. */
+  nudge(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  async run(): Promise<void> {
+    const client = this.handle.client!;
+    try {
+      for (;;) {
+        if (client.closed || this.owner.isStopping()) break;
+        const entry = this.owner.take(this);
+        if (!entry) {
+          if (this.owner.migrate(this)) continue;
+          if (!(await this.idle(this.owner.options(this.current).idle_timeout))) break;
+          continue;
+        }
+        const opts = this.owner.options(this.current);
+        let wait = this.owner.throttleWait(this.current);
+        while (wait > 0) {
+          if (wait > opts.idle_timeout) {
+            this.owner.giveBack(this, entry, wait);
+            return;
+          }
+          await new Promise<void>((resolve) => this.clock.after(wait, resolve));
+          wait = this.owner.throttleWait(this.current);
+        }
+        const attempt = await this.send(entry, opts.max_recipients_per_batch);
+        this.owner.complete(this, entry, attempt);
+        if (attempt.replies.some((r) => r.reply.code >= 200 && r.reply.code < 300)) this.deliveries++;
+        if (opts.max_deliveries_per_connection > 0 && this.deliveries >= opts.max_deliveries_per_connection) break;
+      }
+    } finally {
+      this.wake = undefined;
+      this.handle.close();
+      this.owner.closed(this);
+    }
+  }
+
+  private async send(entry: Entry, batch: number): Promise<Attempt> {
+    const client = this.handle.client!;
+    const body = await entry.body.get();
+    if (!body) {
+      return { replies: entry.recipients.map((recipient) => ({ recipient, reply: reply(554, '5.3.0', '[internal] message body missing from the store') })) };
+    }
+    const replies: RecipientReply[] = [];
+    for (const recipients of chunks(entry.recipients, batch)) {
+      if (this.needsReset && !client.closed) {
+        try {
+          await client.reset();
+          this.needsReset = false;
+        } catch {
+          client.close();
+        }
+      }
+      const got = await runTransaction(client, { sender: entry.sender, recipients, body }, this.handle.dataTimeout);
+      replies.push(...got);
+      // A transaction refused part-way leaves the session mid-envelope.
+      this.needsReset = got.some((r) => r.reply.code >= 400);
+    }
+    return { replies, target: this.handle.target };
+  }
+
+  /** Resolves true when woken with work to look at, false at idle_timeout or session end. */
+  private idle(timeoutMs: number): Promise<boolean> {
+    const client = this.handle.client!;
+    return new Promise((resolve) => {
+      const done = (woken: boolean) => {
+        timer.cancel();
+        client.offClose(onClose);
+        this.wake = undefined;
+        resolve(woken);
+      };
+      const onClose = () => done(false);
+      const timer = this.clock.after(timeoutMs, () => done(false));
+      this.wake = () => done(true);
+      client.onClose(onClose);
+    });
+  }
+}

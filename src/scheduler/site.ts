@@ -1,0 +1,231 @@
+// Domains sharing MX hosts. The domains of one binding whose first MX host is the same are a site
+// with one connection goal (KumoMTA's site), and connections move between sibling domains (any MX
+// host or address in common, Momentum's migration): an emptied connection goes to a sibling with
+// mail, a busy site lends connections to a sibling that has none, and a queue takes over idle
+// connections of its binding before it opens its own. A move never lowers a domain's TLS policy.
+import type { Logger } from 'pino';
+import type { Bindings } from '../binding/registry.js';
+import type { Clock } from '../core/clock.js';
+import type { DeliveryOptions } from '../config/delivery-options.js';
+import type { DomainRecord } from '../delivery/domain-record.js';
+import { tlsCarries } from '../delivery/tls-policy.js';
+import type { HookRegistry } from '../hooks/registry.js';
+import type { Dispatcher } from './dispatcher.js';
+import { connectionGoal } from './policy.js';
+import { type ReadyQueue, heldBy } from './ready-queue.js';
+
+/** A site's connections and backlog for one binding, as last summed. */
+interface SiteStats {
+  at: number;
+  open: number;
+  backlog: number;
+}
+
+interface Site {
+  members: Set<DomainRecord>;
+  stats: Map<string, SiteStats>;
+}
+
+/**
+ * A large site's connection and backlog counts are summed at most this often (openings in between
+ * are added); a site of up to SUM_ALWAYS domains is summed every time, so a domain alone on its MX
+ * host sees its own goal exactly.
+ */
+const STATS_MS = 100;
+const SUM_ALWAYS = 16;
+/** Queues a connection looks through for a starving sibling after each message. */
+const STARVING_SCAN = 32;
+/**
+ * Messages a connection carries for one queue before it is lent to a sibling queue that has no
+ * connection, even if that leaves its own queue without one: the site's connections take turns.
+ */
+export const LEND_QUANTUM = 10;
+
+interface SitesDeps {
+  clock: Pick<Clock, 'now'>;
+  log: Logger;
+  hooks: HookRegistry;
+  bindings: Bindings;
+  options: DeliveryOptions;
+  observer: { migrated(): void };
+  /** New connections (or moved ones) the queue may take now under its goal and caps. */
+  room(queue: ReadyQueue): number;
+  /** The domain's ready queue for the binding, if it has one. */
+  queueOf(record: DomainRecord, binding: string): ReadyQueue | undefined;
+  /** A connection moved from `src` to `dest`. */
+  moved(src: ReadyQueue, dest: ReadyQueue): void;
+}
+
+export class Sites {
+  private readonly sites = new Map<string, Site>();
+  /** The site each domain is filed in: its first MX host, as last resolved. */
+  private readonly siteKeys = new Map<DomainRecord, string>();
+  /** Queues with mail and no connection, waiting for a sibling's connection to come over. */
+  private readonly starving = new Set<ReadyQueue>();
+  /** Queues that have (or had) held mail: where an emptied connection looks for a sibling. */
+  private readonly withMail = new Set<ReadyQueue>();
+
+  constructor(private readonly deps: SitesDeps) {}
+
+  /** Migration and sites are on (migrate_connections_between_sibling_domains). */
+  get enabled(): boolean {
+    return this.deps.options.global.migrate_connections_between_sibling_domains;
+  }
+
+  noteMail(queue: ReadyQueue): void {
+    this.withMail.add(queue);
+  }
+
+  /**
+   * How many more connections the queue's site may open now: the goal over the site's whole
+   * backlog, on the asking domain's own curve up to its max_outbound_connections, less what the
+   * site has open. Unbounded without migration.
+   */
+  room(queue: ReadyQueue, now: number): number {
+    const key = this.enabled ? this.file(queue.record) : undefined;
+    if (key === undefined) return Number.POSITIVE_INFINITY;
+    const stats = this.statsOf(key, queue.binding.name, now);
+    const o = this.deps.options.of(queue.binding.name, queue.domain);
+    return connectionGoal(stats.backlog, o.max_outbound_connections, o.connection_allocation_aggressiveness) - stats.open;
+  }
+
+  /** Counts a connection being opened in its site's stats until they are summed again. */
+  opened(queue: ReadyQueue): void {
+    const key = this.siteKeys.get(queue.record);
+    const stats = key === undefined ? undefined : this.sites.get(key)?.stats.get(queue.binding.name);
+    if (stats) stats.open++;
+  }
+
+  starve(queue: ReadyQueue): void {
+    this.starving.add(queue);
+  }
+
+  fed(queue: ReadyQueue): void {
+    this.starving.delete(queue);
+  }
+
+  /**
+   * Lends the connection to a sibling queue that has none, when its own queue has another
+   * connection or has had its turn (LEND_QUANTUM), so no domain of a site waits for a connection of
+   * its own while the site's connections are busy elsewhere.
+   */
+  lend(conn: Dispatcher): void {
+    if (this.starving.size === 0 || (conn.queue.open <= 1 && conn.takenHere < LEND_QUANTUM)) return;
+    const now = this.deps.clock.now();
+    let scanned = 0;
+    for (const q of this.starving) {
+      if (scanned++ >= STARVING_SCAN) return;
+      if (q.open > 0 || q.entries.length === 0) {
+        this.starving.delete(q);
+        continue;
+      }
+      if (!this.canServe(conn, q, now)) continue;
+      this.starving.delete(q);
+      this.move(conn, q);
+      return;
+    }
+  }
+
+  /** Moves an emptied connection to a sibling queue with mail and room; false when there is none. */
+  migrate(conn: Dispatcher): boolean {
+    if (!this.enabled) return false;
+    const now = this.deps.clock.now();
+    for (const q of this.withMail) {
+      if (q.entries.length === 0) {
+        this.withMail.delete(q);
+        continue;
+      }
+      if (q === conn.queue || !this.canServe(conn, q, now)) continue;
+      this.move(conn, q);
+      return true;
+    }
+    return false;
+  }
+
+  /** Idle connections of the queue's binding that can carry its mail come over, up to `room`; how many came. */
+  takeOver(queue: ReadyQueue, room: number, connections: Iterable<Dispatcher>): number {
+    if (!this.enabled) return 0;
+    let moved = 0;
+    for (const c of connections) {
+      if (moved >= room) break;
+      if (!c.isIdle || c.queue === queue || c.queue.binding.name !== queue.binding.name || !this.canCarry(c, queue)) continue;
+      this.move(c, queue);
+      c.nudge();
+      moved++;
+    }
+    return moved;
+  }
+
+  /** A connection may serve a sibling only if it reaches one of its MXs the way the sibling's own options ask. */
+  canCarry(conn: Dispatcher, queue: ReadyQueue): boolean {
+    const o = this.deps.options.of(queue.binding.name, queue.domain);
+    const target = conn.handle.target;
+    return queue.record.reaches(target) && target.port === o.remote_smtp_port
+      && tlsCarries(conn.handle.client!, target.host, o, queue.record.targets().map((t) => t.host));
+  }
+
+  /** The queue is forgotten. */
+  forgetQueue(queue: ReadyQueue): void {
+    this.starving.delete(queue);
+    this.withMail.delete(queue);
+  }
+
+  /** The domain is forgotten. */
+  leave(record: DomainRecord): void {
+    const key = this.siteKeys.get(record);
+    if (key === undefined) return;
+    this.siteKeys.delete(record);
+    const site = this.sites.get(key);
+    site?.members.delete(record);
+    if (site?.members.size === 0) this.sites.delete(key);
+  }
+
+  private canServe(conn: Dispatcher, queue: ReadyQueue, now: number): boolean {
+    return queue.binding.name === conn.queue.binding.name && !heldBy(queue, this.deps.bindings, now)
+      && this.canCarry(conn, queue) && this.deps.room(queue) > 0;
+  }
+
+  private move(conn: Dispatcher, dest: ReadyQueue): void {
+    const src = conn.queue;
+    this.deps.hooks.fire('premigrate_outbound_connection', conn.handle, src.record, dest.record);
+    this.deps.observer.migrated();
+    this.deps.log.debug({
+      event: 'connection_migrated', connection: conn.handle.id, binding: src.binding.name, from: src.domain, to: dest.domain, mx_host: conn.handle.target.host,
+    }, 'connection moved to a sibling domain');
+    src.connections.delete(conn);
+    dest.connections.add(conn);
+    conn.join(dest);
+    dest.to({ kind: 'served' }, this.deps.clock.now());
+    this.deps.moved(src, dest);
+  }
+
+  /** The domain's site, refiled when its first MX host changed. */
+  private file(record: DomainRecord): string | undefined {
+    const key = record.targets()[0]?.host;
+    if (this.siteKeys.get(record) !== key) {
+      this.leave(record);
+      if (key !== undefined) {
+        let site = this.sites.get(key);
+        if (!site) this.sites.set(key, site = { members: new Set(), stats: new Map() });
+        site.members.add(record);
+        this.siteKeys.set(record, key);
+      }
+    }
+    return key;
+  }
+
+  private statsOf(key: string, binding: string, now: number): SiteStats {
+    const site = this.sites.get(key)!;
+    let stats = site.stats.get(binding);
+    if (stats && site.members.size > SUM_ALWAYS && now - stats.at < STATS_MS) return stats;
+    stats = { at: now, open: 0, backlog: 0 };
+    for (const record of site.members) {
+      const q = this.deps.queueOf(record, binding);
+      if (!q) continue;
+      stats.open += q.open;
+      stats.backlog += q.backlog;
+    }
+    site.stats.set(binding, stats);
+    return stats;
+  }
+}
