@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createConnection } from 'node:net';
-import type { Daemon } from '../helpers/daemon.js';
+import type { Daemon, LogRecord } from '../helpers/daemon.js';
 import { startInProcess } from '../helpers/in-process.js';
-import { readJobs } from '../helpers/jobs.js';
+import { type QueuedJob, readJobs } from '../helpers/jobs.js';
 import { makeMessage, sendMail, sendMany } from '../helpers/smtp-client.js';
 import { Condition } from '../helpers/wait.js';
 import { type World, buildWorld, mxZone, queueIdOf } from './world.js';
@@ -29,7 +29,7 @@ const slowData = (ms: number) => async (ctx: { stage: string }) => {
 before(async () => {
   world = await buildWorld({
     zone: {
-      ...mxZone({ 'lim.test': '127.0.0.60', 'thr.test': '127.0.0.62', 'rq.test': '127.0.0.63', 'ahead.test': '127.0.0.66' }),
+      ...mxZone({ 'lim.test': '127.0.0.60', 'thr.test': '127.0.0.62', 'rq.test': '127.0.0.63', 'rqw.test': '127.0.0.67', 'ahead.test': '127.0.0.66' }),
       // Two domains on one MX host with a host-scope limit.
       'h1.test': { mx: [{ preference: 10, exchange: 'mx.hosted.test' }] },
       'h2.test': { mx: [{ preference: 10, exchange: 'mx.hosted.test' }] },
@@ -43,6 +43,7 @@ before(async () => {
       lim: { host: '127.0.0.60', behaviour: slowData(60) },
       hosted: { host: '127.0.0.61', behaviour: slowData(60) },
       thr: { host: '127.0.0.62' },
+      rqWitness: { host: '127.0.0.67' },
       ahead: {
         host: '127.0.0.66',
         behaviour: async (ctx: { stage: string }) => {
@@ -128,30 +129,84 @@ test('outbound_throttle_messages "10/1": the sink never sees more than 10 messag
 });
 
 test('CONN_ACTION_REQUEUE1 charges one held message per failed connection; the others stay held', async () => {
-  // No sink at rq.test's MX: every connection is refused. A long host_failure_retry keeps the
-  // next attempt out of the test's window, so exactly one failure is observed.
-  const daemon = await daemonWith('requeue', { host_failure_retry: '60s', mx_failures_to_delay: 0 });
+  // No sink at rq.test's MX: every connection is refused. After each failure the queue waits
+  // host_failure_retry for its next attempt; 2 s leaves each failure's charge logged and written to
+  // the delayed set long before the next failure. A 60 s retry keeps charged mail delayed throughout.
+  const daemon = await daemonWith('requeue', { host_failure_retry: '2s', mx_failures_to_delay: 0, retry_interval: '60s', max_retry_interval: '60s' });
+  const redisDir = join(world.dir, 'redis-requeue');
+  const isFailure = (r: LogRecord) => r.event === 'connection_failure' && r.domain === 'rq.test';
+  const isCharge = (r: LogRecord) => r.event === 'transient_failure' && r.domain === 'rq.test';
+  const isEither = (r: LogRecord) => isFailure(r) || isCharge(r);
+  const names = new Map<string, string>();
+  /** rq.test's failed connections and charges in log order: 'failure', or the name of the message charged. */
+  const sequence = () => daemon.logs.filter(isEither).map((r) => (isFailure(r) ? 'failure' : names.get(r.qid) ?? r.qid));
+  const jobOf = (jobs: QueuedJob[], qid: string, state: string) => {
+    const job = jobs.find((j) => j.data.qid === qid);
+    assert.ok(job, `${names.get(qid)} (${qid}) is ${state}; ${state}: ${jobs.map((j) => names.get(j.data.qid) ?? j.data.qid).join(', ')}`);
+    return job;
+  };
+  const assertCharged = (delayed: QueuedJob[], qid: string) => {
+    const { data } = jobOf(delayed, qid, 'delayed');
+    const name = names.get(qid);
+    assert.equal(data.attempts, 1, `${name} was charged one attempt`);
+    assert.equal(data.history.length, 1, `${name}'s history: ${JSON.stringify(data.history)}`);
+    const [entry] = data.history;
+    assert.equal(entry.action, 'requeue1', `${name}'s history: ${JSON.stringify(entry)}`);
+    assert.match(entry.reply, /^421 4\.4\.0 /, `${name}'s history: ${JSON.stringify(entry)}`);
+    assert.ok(entry.flags.includes('CONN_ERROR_CONNECT') && entry.flags.includes('CONN_ACTION_REQUEUE1'), `${name}'s history: ${JSON.stringify(entry)}`);
+  };
+  const assertHeld = (active: QueuedJob[], qid: string) => {
+    const { data } = jobOf(active, qid, 'active');
+    assert.equal(data.attempts, 0, `${names.get(qid)} is held, uncharged`);
+    assert.deepEqual(data.history ?? [], [], `${names.get(qid)} has no history`);
+  };
   try {
-    const held = [await inject('a@rq.test')];
-    const charged = await daemon.waitForLog((r) => r.event === 'transient_failure' && r.domain === 'rq.test');
-    held.push(await inject('b@rq.test'), await inject('c@rq.test'));
-    assert.equal(charged.action, 'requeue1');
-    assert.ok(charged.flags.includes('CONN_ERROR_CONNECT') && charged.flags.includes('CONN_ACTION_REQUEUE1'), charged.flags.join('|'));
-    const failure = await daemon.waitForLog((r) => r.event === 'connection_failure' && r.domain === 'rq.test');
-    assert.ok(failure.flags.includes('CONN_ACTION_REQUEUE1'));
+    const a = await inject('a@rq.test');
+    names.set(a, 'a');
+    const [first] = await daemon.waitForLogs(isCharge, 1);
+    assert.equal(first!.qid, a);
+    assert.equal(first!.action, 'requeue1');
+    assert.ok(first!.flags.includes('CONN_ERROR_CONNECT') && first!.flags.includes('CONN_ACTION_REQUEUE1'), first!.flags.join('|'));
 
-    const delayed = await readJobs(join(world.dir, 'redis-requeue'), ['delayed']);
-    assert.equal(delayed.length, 1, 'one message went to the delayed queue');
-    const [job] = delayed;
-    assert.equal(job!.data.qid, charged.qid);
-    assert.equal(job!.data.attempts, 1);
-    assert.equal(job!.data.history.length, 1);
-    assert.equal(job!.data.history[0].action, 'requeue1');
-    assert.match(job!.data.history[0].reply, /^421 4\.4\.0 /);
-    assert.ok(job!.data.history[0].flags.includes('CONN_ACTION_REQUEUE1'));
-    const active = await readJobs(join(world.dir, 'redis-requeue'), ['active']);
-    assert.deepEqual(active.map((j) => j.data.attempts), [0, 0], 'the two messages that arrived after the failure are held, uncharged');
-    assert.equal(daemon.logs.filter((r) => r.event === 'transient_failure').length, 1);
+    // Three more while the queue waits out host_failure_retry, then one for a live MX: BullMQ
+    // hands jobs out in arrival order, so that one's delivery shows b, c and d were fetched.
+    const [b, c, d] = [await inject('b@rq.test'), await inject('c@rq.test'), await inject('d@rq.test')];
+    names.set(b, 'b').set(c, 'c').set(d, 'd');
+    await inject('w@rqw.test');
+    await world.sinks.rqWitness!.waitForRecipients(['w@rqw.test']);
+    const whileWaiting = await readJobs(redisDir, ['active']);
+    assert.deepEqual(sequence(), ['failure', 'a'], 'b, c and d, read from Redis while the queue waits for its next attempt, are not charged yet');
+    for (const qid of [b, c, d]) assertHeld(whileWaiting, qid);
+
+    // Three failures in: d is still held; a and b, charged 2 s or more ago, are delayed.
+    await daemon.waitForLogs(isCharge, 3);
+    const [delayed3, active3] = [await readJobs(redisDir, ['delayed']), await readJobs(redisDir, ['active'])];
+    assert.deepEqual(sequence(), ['failure', 'a', 'failure', 'b', 'failure', 'c'], 'one charge per failure, in arrival order; d held when read');
+    assertCharged(delayed3, a);
+    assertCharged(delayed3, b);
+    assertHeld(active3, d);
+
+    // The next record is the fourth failure: nothing more was charged since c.
+    await daemon.waitForLogs(isEither, 7);
+    assert.deepEqual(sequence().slice(0, 7), ['failure', 'a', 'failure', 'b', 'failure', 'c', 'failure'], 'd waited for the next failure');
+    assertCharged(await readJobs(redisDir, ['delayed']), c);
+    await daemon.waitForLogs(isCharge, 4);
+    assert.deepEqual(sequence(), ['failure', 'a', 'failure', 'b', 'failure', 'c', 'failure', 'd']);
+
+    const records = daemon.logs.filter(isEither);
+    for (const r of records) {
+      assert.ok(r.flags.includes('CONN_ERROR_CONNECT') && r.flags.includes('CONN_ACTION_REQUEUE1'), `${r.event} ${r.qid ?? ''}: ${r.flags.join('|')}`);
+      if (isCharge(r)) {
+        assert.equal(r.action, 'requeue1', JSON.stringify(r));
+        assert.equal(r.attempt, 1, JSON.stringify(r));
+        assert.match(r.reply, /^421 4\.4\.0 /, JSON.stringify(r));
+      }
+    }
+    const times = records.filter(isFailure).map((r) => Date.parse(r.time));
+    for (let i = 1; i < times.length; i++) {
+      const gap = times[i]! - times[i - 1]!;
+      assert.ok(gap >= 2000, `failure ${i + 1} came ${gap} ms after the one before; host_failure_retry is 2 s`);
+    }
   } finally {
     await daemon.stop();
   }
