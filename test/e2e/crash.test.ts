@@ -238,7 +238,11 @@ test('a daemon starting on a backlog delivers its first message while most of th
   const daemon = await world.start({ redis: { url: redis.url }, max_ready: BACKLOG });
   await sink.waitForMessages(1, 30_000);
   const waiting = await client.llen('impulse:delivery:wait');
-  assert.ok(waiting > 0, `attempts begin as jobs are fetched: ${waiting} of ${BACKLOG} jobs still waiting at the first delivery`);
+  t.diagnostic(`${waiting} of ${BACKLOG} jobs still waiting in Redis at the first delivery`);
+  // Fetching the whole backlog before the first attempt leaves none waiting; attempts that begin as
+  // jobs are fetched leave most (7,703 of 8,000 measured).
+  assert.ok(waiting > BACKLOG / 2, `attempts begin as jobs are fetched: ${waiting} of ${BACKLOG} jobs still waiting at the first delivery, `
+    + `${BACKLOG - waiting} fetched before it; most (more than ${BACKLOG / 2}) should still wait`);
   await waitForDelivered(sink, recipients, 60_000);
   assert.equal(sink.messages.length, BACKLOG, 'each message delivered once');
   assert.equal(await daemon.stop('SIGTERM'), 0);
