@@ -152,7 +152,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   });
   const reloader = new Reloader({
     loaded, log, notifier: opts.notifier, pluginContext,
-    apply: (next, fresh) => {
+    swap: (next, fresh) => {
       hooks.adopt(fresh);
       bindings.reconfigure(next.config);
       options.reconfigure(next.config);

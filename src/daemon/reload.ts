@@ -19,7 +19,7 @@ interface ReloaderDeps {
   notifier?: SystemdNotifier | undefined;
   pluginContext: { log: Logger; baseDir: string };
   /** Swaps the checked configuration and its hook registry into every part of the daemon. */
-  apply(next: LoadedConfig, hooks: HookRegistry): void;
+  swap(next: LoadedConfig, hooks: HookRegistry): void;
 }
 
 export class Reloader {
@@ -66,7 +66,7 @@ export class Reloader {
         (next.document as Record<string, unknown>)[k] = this.live.document[k];
       }
       this.live = next;
-      this.deps.apply(next, hooks);
+      this.deps.swap(next, hooks);
       log.info({ event: 'reloaded', config: path, restart_required: restartRequired }, 'configuration reloaded');
       if (restartRequired.length > 0) {
         log.warn({ event: 'reload_needs_restart', keys: restartRequired }, 'some changed keys take effect only after a restart');

@@ -209,16 +209,16 @@ export class Initiator {
   }
 
   private startLookup(dr: DomainRecord, port: number): void {
-    let settle!: () => void;
+    let answered!: () => void;
     const settled = new Promise<void>((resolve) => {
-      settle = resolve;
+      answered = resolve;
     });
     dr.applyMx({ kind: 'lookup_started', settled });
     lookupTargets(dr.domain, this.deps.resolver, { routes: this.deps.options.routes, port })
       .catch((err: Error) => ({ kind: 'failed' as const, reply: reply(451, '4.4.3', `[internal] DNS lookup for ${dr.domain} failed: ${err.message}`) }))
       .then((result) => {
         dr.applyMx({ kind: 'lookup_finished', result, now: this.deps.clock.now() });
-        settle();
+        answered();
       });
   }
 

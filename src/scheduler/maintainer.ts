@@ -62,10 +62,10 @@ export class Maintainer {
     backlog.refill(q);
     if (this.deps.stopping()) return;
     const now = clock.now();
-    if (q.entries.length === 0) return q.to({ kind: 'emptied' }, now);
+    if (q.entries.length === 0) return q.to({ phase: 'idle' }, now);
     const held = heldBy(q, this.deps.bindings, now);
     if (held) {
-      q.to({ kind: 'held', by: held }, now);
+      q.to({ phase: 'held', by: held }, now);
       if (q.record.delay.phase === 'delayed') this.wakeAt(q, q.record.delay.until);
       return;
     }
@@ -74,15 +74,15 @@ export class Maintainer {
     if (room > 0) room -= sites.takeOver(q, room, this.connections);
     if (q.phase.phase === 'paced' && q.phase.until > now) return this.wakeAt(q, q.phase.until);
     if (room === 0) {
-      if (this.goal(q) <= q.open) return q.to({ kind: 'served' }, now);
+      if (this.goal(q) <= q.open) return q.to({ phase: 'served' }, now);
       this.blocked.add(q);
-      return q.to({ kind: 'waiting', on: 'connection_cap' }, now);
+      return q.to({ phase: 'waiting', on: 'connection_cap' }, now);
     }
     const siteRoom = sites.room(q, now);
     if (siteRoom <= 0) {
-      if (q.open > 0) return q.to({ kind: 'served' }, now);
+      if (q.open > 0) return q.to({ phase: 'served' }, now);
       // A queue with no connection at all gets one of its own if no sibling's comes over in time.
-      q.to({ kind: 'sibling_wait' }, now);
+      q.to({ phase: 'awaiting_sibling', since: now }, now);
       const since = q.phase.phase === 'awaiting_sibling' ? q.phase.since : now;
       if (now - since < SIBLING_WAIT_MS) {
         sites.starve(q);
@@ -107,7 +107,7 @@ export class Maintainer {
       sites.opened(q);
       throttle?.take(now);
     }
-    q.to({ kind: 'served' }, now);
+    q.to({ phase: 'served' }, now);
   }
 
   /** New connections (or moved ones) the queue may take now. */
@@ -171,7 +171,7 @@ export class Maintainer {
   }
 
   private throttled(q: ReadyQueue, throttle: Throttle, until: number, now: number): void {
-    q.to({ kind: 'throttled', until, throttle }, now);
+    q.to({ phase: 'throttled', until, throttle }, now);
     this.wakeAt(q, until);
   }
 
@@ -191,7 +191,7 @@ export class Maintainer {
     if ('error' in r) {
       // A wait (lookup in flight, every MX at its limit) is not a failure: look again when it ends.
       if (r.retry) {
-        q.to({ kind: 'waiting', on: r.error & CONN_ERROR_MX_LOOKUP_PENDING ? 'mx_lookup' : 'host_limit' }, now);
+        q.to({ phase: 'waiting', on: r.error & CONN_ERROR_MX_LOOKUP_PENDING ? 'mx_lookup' : 'host_limit' }, now);
         this.wakeOn(q, r.retry);
       } else {
         this.failed(q, r.error, r.reply, now);
@@ -244,7 +244,7 @@ export class Maintainer {
     }
     if (plan.delayDomain) return this.delayDomain(record, now);
     if (plan.paceUntil === undefined) return;
-    q.to({ kind: 'failed', until: plan.paceUntil, reason: why }, now);
+    q.to({ phase: 'paced', until: plan.paceUntil, reason: why }, now);
     if (q.entries.length > 0) this.wakeAt(q, plan.paceUntil);
   }
 
@@ -265,7 +265,7 @@ export class Maintainer {
     }, 'domain delayed after consecutive connection failures');
     for (const q of queues) {
       this.drain(q, 'delay_domain', why, record.lastError?.flags);
-      q.to({ kind: 'held', by: 'domain_delayed' }, now);
+      q.to({ phase: 'held', by: 'domain_delayed' }, now);
       this.wakeAt(q, until);
     }
   }

@@ -41,37 +41,18 @@ export type QueuePhase =
   /** Its domain or binding is suspended, or its domain delayed. */
   | { phase: 'held'; by: HeldBy };
 
-export type QueueEvent =
-  | { kind: 'emptied' }
-  | { kind: 'served' }
-  | { kind: 'failed'; until: number; reason: Reply }
-  | { kind: 'throttled'; until: number; throttle: Throttle }
-  | { kind: 'waiting'; on: 'mx_lookup' | 'host_limit' | 'connection_cap' }
-  | { kind: 'sibling_wait' }
-  | { kind: 'held'; by: HeldBy }
-  /** An operator's flush: pacing and waits end. */
-  | { kind: 'flushed' };
+/** What the maintainer found the queue doing, or an operator's flush (pacing and waits end). */
+export type QueueEvent = QueuePhase | 'flushed';
 
 export function queueTransition(phase: QueuePhase, event: QueueEvent, now: number): QueuePhase {
-  if (event.kind === 'failed') return { phase: 'paced', until: event.until, reason: event.reason };
-  if (event.kind === 'flushed') return { phase: 'idle' };
-  // Pacing outlasts everything else until its time: mail arriving meanwhile must not be charged
-  // one failed connection after another.
+  if (event === 'flushed') return { phase: 'idle' };
+  // Pacing outlasts everything else until its time, so mail arriving meanwhile is not charged one
+  // failed connection after another; only a new failure paces anew.
+  if (event.phase === 'paced') return event;
   if (phase.phase === 'paced' && now < phase.until) return phase;
-  switch (event.kind) {
-    case 'emptied':
-      return { phase: 'idle' };
-    case 'served':
-      return { phase: 'served' };
-    case 'throttled':
-      return { phase: 'throttled', until: event.until, throttle: event.throttle };
-    case 'waiting':
-      return { phase: 'waiting', on: event.on };
-    case 'sibling_wait':
-      return phase.phase === 'awaiting_sibling' ? phase : { phase: 'awaiting_sibling', since: now };
-    case 'held':
-      return { phase: 'held', by: event.by };
-  }
+  // A sibling wait keeps its start however often it is found again.
+  if (event.phase === 'awaiting_sibling' && phase.phase === 'awaiting_sibling') return phase;
+  return event;
 }
 
 export class ReadyQueue {

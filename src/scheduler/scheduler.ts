@@ -140,7 +140,7 @@ export class Scheduler implements DispatcherOwner {
     for (const record of records) {
       record.applyDelay({ kind: 'flush' });
       for (const q of this.queuesOf(record.domain)) {
-        q.to({ kind: 'flushed' }, now);
+        q.to('flushed', now);
         this.pump.mark(q);
       }
     }

@@ -195,7 +195,7 @@ export class Sites {
     src.connections.delete(conn);
     dest.connections.add(conn);
     conn.join(dest);
-    dest.to({ kind: 'served' }, this.deps.clock.now());
+    dest.to({ phase: 'served' }, this.deps.clock.now());
     this.deps.moved(src, dest);
   }
 

@@ -132,19 +132,19 @@ test('ready queue phase: pacing outlasts everything but a new failure or a flush
   const why = { code: 421, enhanced: '4.4.0', text: 'refused' };
   const paced: QueuePhase = { phase: 'paced', until: 5000, reason: why };
   const table: Array<[QueuePhase, QueueEvent, number, QueuePhase, string]> = [
-    [{ phase: 'idle' }, { kind: 'failed', until: 5000, reason: why }, 0, paced, 'a failure paces'],
-    [paced, { kind: 'served' }, 4999, paced, 'nothing else ends it early'],
-    [paced, { kind: 'emptied' }, 4999, paced, 'not even running out of mail'],
-    [paced, { kind: 'held', by: 'domain_suspended' }, 1, paced, 'nor a suspension'],
-    [paced, { kind: 'served' }, 5000, { phase: 'served' }, 'it ends at its time'],
-    [paced, { kind: 'flushed' }, 1, { phase: 'idle' }, 'or at a flush'],
-    [paced, { kind: 'failed', until: 9000, reason: why }, 1, { phase: 'paced', until: 9000, reason: why }, 'a new failure paces anew'],
-    [{ phase: 'served' }, { kind: 'sibling_wait' }, 300, { phase: 'awaiting_sibling', since: 300 }, 'a sibling wait starts'],
-    [{ phase: 'awaiting_sibling', since: 300 }, { kind: 'sibling_wait' }, 900, { phase: 'awaiting_sibling', since: 300 }, 'and keeps its start'],
-    [{ phase: 'awaiting_sibling', since: 300 }, { kind: 'throttled', until: 700, throttle: 'outbound_throttle_connections' }, 400,
+    [{ phase: 'idle' }, paced, 0, paced, 'a failure paces'],
+    [paced, { phase: 'served' }, 4999, paced, 'nothing else ends it early'],
+    [paced, { phase: 'idle' }, 4999, paced, 'not even running out of mail'],
+    [paced, { phase: 'held', by: 'domain_suspended' }, 1, paced, 'nor a suspension'],
+    [paced, { phase: 'served' }, 5000, { phase: 'served' }, 'it ends at its time'],
+    [paced, 'flushed', 1, { phase: 'idle' }, 'or at a flush'],
+    [paced, { phase: 'paced', until: 9000, reason: why }, 1, { phase: 'paced', until: 9000, reason: why }, 'a new failure paces anew'],
+    [{ phase: 'served' }, { phase: 'awaiting_sibling', since: 300 }, 300, { phase: 'awaiting_sibling', since: 300 }, 'a sibling wait starts'],
+    [{ phase: 'awaiting_sibling', since: 300 }, { phase: 'awaiting_sibling', since: 900 }, 900, { phase: 'awaiting_sibling', since: 300 }, 'and keeps its start'],
+    [{ phase: 'awaiting_sibling', since: 300 }, { phase: 'throttled', until: 700, throttle: 'outbound_throttle_connections' }, 400,
       { phase: 'throttled', until: 700, throttle: 'outbound_throttle_connections' }, 'statuses replace each other'],
-    [{ phase: 'served' }, { kind: 'waiting', on: 'host_limit' }, 0, { phase: 'waiting', on: 'host_limit' }, 'a wait'],
-    [{ phase: 'waiting', on: 'mx_lookup' }, { kind: 'emptied' }, 0, { phase: 'idle' }, 'no mail, idle'],
+    [{ phase: 'served' }, { phase: 'waiting', on: 'host_limit' }, 0, { phase: 'waiting', on: 'host_limit' }, 'a wait'],
+    [{ phase: 'waiting', on: 'mx_lookup' }, { phase: 'idle' }, 0, { phase: 'idle' }, 'no mail, idle'],
   ];
   for (const [from, event, now, want, why] of table) assert.deepEqual(queueTransition(from, event, now), want, why);
 });
