@@ -61,6 +61,14 @@ export interface HarnessOptions {
   lookupMs?: number;
 }
 
+/** Each domain with one MX host, `mx.<domain>`, at the given address. */
+export function ownMx(domains: Record<string, string>): Pick<HarnessOptions, 'mx' | 'a'> {
+  return {
+    mx: Object.fromEntries(Object.keys(domains).map((d) => [d, [{ exchange: `mx.${d}`, priority: 10 }]])),
+    a: Object.fromEntries(Object.entries(domains).map(([d, address]) => [`mx.${d}`, [address]])),
+  };
+}
+
 class ScriptedClient extends EventEmitter implements SmtpClient {
   closed = false;
   readonly secure: boolean;

@@ -2,18 +2,10 @@
 // actions on failed connections, mx_failures_to_delay and its clearing, lookups in flight.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Harness, type HarnessOptions, type ServerScript, replyOf } from '../helpers/scheduler-harness.js';
-
-/** Each domain with one MX host, `mx.<domain>`, at the given address. */
-function own(domains: Record<string, string>): Pick<HarnessOptions, 'mx' | 'a'> {
-  return {
-    mx: Object.fromEntries(Object.keys(domains).map((d) => [d, [{ exchange: `mx.${d}`, priority: 10 }]])),
-    a: Object.fromEntries(Object.entries(domains).map(([d, address]) => [`mx.${d}`, [address]])),
-  };
-}
+import { Harness, type ServerScript, ownMx, replyOf } from '../helpers/scheduler-harness.js';
 
 function harness(domains: Record<string, string>, config: Record<string, unknown> = {}, servers: Record<string, ServerScript> = {}): Harness {
-  return new Harness({ ...own(domains), config, servers });
+  return new Harness({ ...ownMx(domains), config, servers });
 }
 
 const BINDINGS = { bindings: [{ name: 'b1', bind_address: '192.0.2.201' }, { name: 'b2', bind_address: '192.0.2.202' }] };
@@ -185,7 +177,7 @@ test('mx_failures_to_delay: the domain is delayed, its held mail charged, new ma
 });
 
 test('a lookup in flight is waited for: nothing charged, the queue says so, and it connects when the answer comes', async () => {
-  const h = new Harness({ ...own({ 'slow.test': '192.0.2.1' }), lookupMs: 500 });
+  const h = new Harness({ ...ownMx({ 'slow.test': '192.0.2.1' }), lookupMs: 500 });
   h.submit('slow.test', 2);
   await h.clock.advance(100);
   const b = h.scheduler.state('slow.test').domains[0]!.bindings[0]!;

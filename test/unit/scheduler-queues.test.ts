@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LEND_QUANTUM } from '../../src/scheduler/site.js';
-import { Harness, type ServerScript, replyOf } from '../helpers/scheduler-harness.js';
+import { Harness, type ServerScript, ownMx, replyOf } from '../helpers/scheduler-harness.js';
 
 /** Domains that all have `mx.shared.test` (at 192.0.2.5) as their only MX. */
 function shared(domains: string[], config: Record<string, unknown> = {}, script: ServerScript = {}): Harness {
@@ -38,8 +38,7 @@ test('a full ready queue parks new mail, filed; it is promoted as the queue drai
 
 test('the window: once 90% of max_active_messages is held, a queue holding 10 or more parks, and the reserve serves small queues', async () => {
   const h = new Harness({
-    mx: { 'big.test': [{ exchange: 'mx.big.test', priority: 10 }], 'small.test': [{ exchange: 'mx.small.test', priority: 10 }] },
-    a: { 'mx.big.test': ['192.0.2.1'], 'mx.small.test': ['192.0.2.2'] },
+    ...ownMx({ 'big.test': '192.0.2.1', 'small.test': '192.0.2.2' }),
     config: { max_active_messages: 20, max_ready: 100, max_outbound_connections: 1 },
     servers: { '192.0.2.1': { sendMs: 1000 } },
   });
@@ -197,8 +196,7 @@ test('a stop parks every held message to come back at once, unfiled, and opens n
 
 test('the sweep forgets domains with nothing held, open, parked or delayed; a domain with mail away stays known', async () => {
   const h = new Harness({
-    mx: { 'gone.test': [{ exchange: 'mx.gone.test', priority: 10 }], 'away.test': [{ exchange: 'mx.away.test', priority: 10 }] },
-    a: { 'mx.gone.test': ['192.0.2.1'], 'mx.away.test': ['192.0.2.2'] },
+    ...ownMx({ 'gone.test': '192.0.2.1', 'away.test': '192.0.2.2' }),
     config: { idle_timeout: '1s', retry_interval: '1h', mx_failures_to_delay: 0 },
     servers: { '192.0.2.2': { reply: () => '451 4.3.0 later' } },
   });
