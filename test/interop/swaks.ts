@@ -1,0 +1,40 @@
+// Runs swaks, the SMTP test tool, against a server and keeps its exit code and transcript.
+import { spawn } from 'node:child_process';
+import { killOnExit } from '../helpers/cleanup.js';
+
+export const SWAKS = '/usr/bin/swaks';
+
+export type SwaksResult = {
+  /** 0 success; 23 MAIL, 24 RCPT, 25 DATA refused; 28 AUTH failed; 29 TLS failed (swaks(1)). */
+  code: number | null;
+  /** What swaks printed: `->`/`<-` plain, `~>`/`<~` inside TLS, `<**`/`<~*` an error reply, `===`/`***` its own notes. */
+  transcript: string;
+};
+
+/** `swaks --server HOST --port PORT --timeout 10 ARGS...`; resolves when it exits. */
+export function swaks(host: string, port: number, args: string[], timeoutMs = 30000): Promise<SwaksResult> {
+  const proc = spawn(SWAKS, ['--server', host, '--port', String(port), '--timeout', '10', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  killOnExit(proc);
+  let transcript = '';
+  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (transcript += c));
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (transcript += c));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`swaks ${args.join(' ')} still running after ${timeoutMs} ms:\n${transcript}`));
+    }, timeoutMs);
+    proc.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    proc.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, transcript });
+    });
+  });
+}
+
+/** The queue id from Impulse's `250 2.0.0 Ok queued as <id>` in a swaks transcript. */
+export function queuedAs(transcript: string): string | undefined {
+  return /^<[-~]\s+250 2\.0\.0 Ok queued as (\S+)$/m.exec(transcript)?.[1];
+}
