@@ -38,6 +38,11 @@ export type Postfix = {
   readonly lines: string[];
   /** Resolves with the first `count` lines matching pred, as they arrive in the maillog. */
   waitForLines(pred: (line: string) => boolean, count: number, timeoutMs?: number): Promise<string[]>;
+  /**
+   * Resolves once every queue file Postfix logged (notices it made included) has been removed,
+   * with the ids; check queue() for the queue itself.
+   */
+  drained(timeoutMs?: number): Promise<string[]>;
   /** The queue as `postqueue -j` lists it. */
   queue(): QueueEntry[];
   postconf(name: string): string;
@@ -200,6 +205,21 @@ export async function startPostfix(opts: PostfixOptions): Promise<Postfix> {
         timeoutMs,
         () => `${lines.filter(pred).length} matching Postfix log line(s), wanted ${count}; last lines:\n${tail()}`,
       );
+    },
+    drained(timeoutMs = 60000) {
+      const pending = () => {
+        const made = new Set<string>();
+        const removed = new Set<string>();
+        for (const l of lines) {
+          const m = /postfix\/(cleanup|qmgr)\[\d+\]: ([0-9A-F]+): (message-id=|removed)/.exec(l);
+          if (m) (m[3] === 'removed' ? removed : made).add(m[2]!);
+        }
+        return { made, left: [...made].filter((id) => !removed.has(id)) };
+      };
+      return changed.until(() => {
+        const { made, left } = pending();
+        return left.length === 0 ? [...made] : undefined;
+      }, timeoutMs, () => `Postfix queue files not removed: ${pending().left.join(' ')}; last lines:\n${tail()}`);
     },
     queue() {
       const out = execFileSync(POSTQUEUE, ['-c', configDir, '-j'], { encoding: 'utf8' });

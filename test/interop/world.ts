@@ -1,8 +1,10 @@
 // The interop set-up: the e2e world's DNS and daemon, smtp-sinks as the MXs of the test domains, and optionally an upstream Postfix relaying into Impulse through a tap.
 import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Daemon, LogRecord } from '../helpers/daemon.js';
 import type { Zone } from '../helpers/dns.js';
 import { freePort } from '../helpers/ports.js';
+import { waitForQueueEmpty } from '../helpers/redis.js';
 import { type World, buildWorld, mxZone } from '../e2e/world.js';
 import { type Postfix, startPostfix } from './postfix.js';
 import { type SinkFeatures, type SmtpSink, startSmtpSink } from './smtp-sink.js';
@@ -80,6 +82,14 @@ export async function buildInterop(opts: {
     await close();
     throw err;
   }
+}
+
+/**
+ * Resolves once Impulse's delivery queue (in the world's embedded Redis) holds no job: whatever it
+ * took in, DSNs it queued included, was delivered or failed. Polled every 100 ms by the helper.
+ */
+export function impulseDrained(net: Interop, timeoutMs = 30000): Promise<void> {
+  return waitForQueueEmpty(join(net.world.dir, 'redis', 'redis.sock'), timeoutMs);
 }
 
 /** Impulse's `delivery` records whose recipients include any of these (case-insensitive). */
