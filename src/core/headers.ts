@@ -22,9 +22,9 @@ export function headerFields(message: Buffer): HeaderFields {
   return out;
 }
 
-/** The header section with CRLF line ends, ending in one CRLF (for text/rfc822-headers). */
-export function headerSection(message: Buffer): string {
-  return message.subarray(0, headerEnd(message)).toString('latin1').replace(/\r?\n/g, '\r\n');
+/** The header section byte for byte, through its last field's line end (a DSN returns it as is). */
+export function headerSection(message: Buffer): Buffer {
+  return message.subarray(0, headerEnd(message));
 }
 
 /** Lower-cased names to unfolded values; the first occurrence of a name wins. */

@@ -78,10 +78,12 @@ export class Outcomes {
 
   private async bounce(job: AttemptedJob, original: Buffer | undefined, failed: RecipientReply[], attempt: Attempt, now: number, n: number): Promise<void> {
     const remoteMta = attempt.target?.host;
-    const body = buildDsn({
+    const { body } = buildDsn({
       reportingMta: this.deps.reportingMta, originalSender: job.sender, queueId: job.qid, arrival: job.receivedAt,
-      originalMessage: original, now,
-      failures: failed.map((f) => ({ recipient: f.recipient, reply: f.reply, remoteMta: f.reply.text.startsWith('[internal]') ? undefined : remoteMta })),
+      originalMessage: original, now, ret: 'HDRS', maxReturnSize: 50_000, utf8: false,
+      recipients: failed.map((f) => ({
+        recipient: f.recipient, action: 'failed', reply: f.reply, remoteMta: f.reply.text.startsWith('[internal]') ? undefined : remoteMta,
+      })),
     });
     // Derived from the job and attempt, so a job re-run after a crash re-adds the same DSN job.
     const qid = `${job.jobId}.B${n}`;
