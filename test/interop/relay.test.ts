@@ -71,6 +71,9 @@ test(`${COUNT} messages relayed Postfix -> Impulse -> smtp-sink: one copy per re
   }
   const troubled = postfix.lines.filter((l) => byPostfixId.has(/: ([0-9A-F]+): /.exec(l)?.[1] ?? '') && /status=(deferred|bounced)/.test(l));
   assert.deepEqual(troubled, []);
+  // Neither side complained: no Postfix warning, no Impulse record above info.
+  assert.deepEqual(postfix.lines.filter((l) => /: (warning|error|fatal|panic): /.test(l)), []);
+  assert.deepEqual(net.daemon.logs.filter((r) => !['trace', 'debug', 'info'].includes(r.level)), []);
 
   // The sinks: each recipient exactly once, each copy the injected message after two Received headers.
   const dumps = [...net.sinks.full!.dumps(), ...net.sinks.full2!.dumps()];
