@@ -139,7 +139,12 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const outcomes = new Outcomes({
     clock: systemClock, log, hooks, counter: metrics, reportingMta: config.hostname,
     retryPolicy: (binding, domain) => retryPolicyOf(options.of(binding, domain)),
-    queueBounce: ({ qid, to, body, now }) => dsnEnqueuer.enqueue({ qid, sender: '', jobs: [{ domain: domainOf(to), recipients: [to] }], body, receivedAt: now }),
+    maxReturnSize: () => options.global.dsn_max_return_size,
+    delayDsnAfter: () => options.global.delay_dsn_after,
+    queueDsn: ({ qid, to, body, now, eightBit, smtputf8 }) => dsnEnqueuer.enqueue({
+      qid, sender: '', jobs: [{ domain: domainOf(to), recipients: [to] }], body, receivedAt: now,
+      ...(eightBit ? { eightBit } : {}), ...(smtputf8 ? { smtputf8 } : {}),
+    }),
   });
   const consumer = new Consumer({
     connection: queueRedis, prefix, concurrency: config.max_active_messages, lockDuration: config.job_lock_timeout,

@@ -192,6 +192,10 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     dns: dns.prefault({} as z.input<typeof dns>).describe('resolver used for MX and address lookups'),
     admin: admin.prefault({} as z.input<typeof admin>).describe('the admin API the impulse CLI talks to'),
     metrics: metrics.prefault({} as z.input<typeof metrics>).describe('Prometheus metrics and health checks over HTTP'),
+    dsn_max_return_size: size('50000')
+      .describe('largest message a DSN returns whole when its sender asked for RET=FULL; a larger one returns its headers only (Postfix\'s bounce_size_limit)'),
+    delay_dsn_after: duration('0')
+      .describe('how long mail may wait before its sender gets one delay DSN per recipient (Action: delayed), for recipients whose NOTIFY asks for DELAY or who gave no NOTIFY; 0 sends none (Postfix\'s delay_warning_time)'),
     message_history_retention: duration('24h')
       .describe('how long the attempt history of a finished message is kept for `impulse message show`; 0 keeps none'),
     ehlo_hostname: z.string().default(hostname()).describe('name sent in EHLO to remote servers'),

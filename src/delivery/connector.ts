@@ -2,12 +2,13 @@
 // from one source address, up to a usable session (greeting, EHLO, STARTTLS per the TLS policy,
 // see docs/tls.md). Tests replace it to produce errors loopback cannot (socket, ioctl, unreachable network).
 import type { SecureContext } from 'node:tls';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Reply } from '../core/reply.js';
 import { batchWrites } from '../core/coalesce.js';
 import {
   CONN_ERROR_BIND, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_NETWORK, CONN_ERROR_CONNECT_TIMEOUT, CONN_ERROR_IOCTL, CONN_ERROR_SOCKET,
 } from './flags.js';
+import { type RelayEnvelope, RelayConnection } from './relay-connection.js';
 import { TlsError, tlsFailureOf, tlsFailureReply, tlsReason } from './tls-failure.js';
 import { type TlsOutcome, type TlsPolicy, tlsOptions } from './tls-policy.js';
 
@@ -23,20 +24,17 @@ export interface ConnectSpec extends TlsPolicy {
   dataTimeout: number;
 }
 
-interface SmtpEnvelope {
-  from: string;
-  to: string[];
-}
-
 /** An SMTP client session; nodemailer's SMTPConnection in production. */
 export interface SmtpClient {
   readonly secure: boolean;
   readonly tls: TlsOutcome;
+  /** What the server offered in its EHLO reply (upper case keywords: DSN, SMTPUTF8, 8BITMIME, …). */
+  readonly extensions: readonly string[];
   /** True once the session has ended, by either side. */
   readonly closed: boolean;
   onClose(listener: () => void): void;
   offClose(listener: () => void): void;
-  send(envelope: SmtpEnvelope, body: Buffer): Promise<SMTPConnection.SentMessageInfo>;
+  send(envelope: RelayEnvelope, body: Buffer): Promise<SMTPConnection.SentMessageInfo>;
   reset(): Promise<void>;
   quit(): void;
   close(): void;
@@ -78,7 +76,7 @@ export function smtpConnector(trust: SecureContext | undefined): Connector {
 function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boolean, fallback: string | undefined): Promise<SmtpClient> {
   return new Promise((resolve, reject) => {
     const where = `${spec.host} [${spec.address}]:${spec.port}`;
-    const conn = new SMTPConnection({
+    const conn = new RelayConnection({
       host: spec.address,
       port: spec.port,
       name: spec.ehloHostname,
@@ -137,6 +135,10 @@ function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boo
           return conn.secure;
         },
         tls,
+        // A getter: the list is rebuilt at the EHLO after STARTTLS.
+        get extensions() {
+          return conn.extensions;
+        },
         get closed() {
           return closed;
         },

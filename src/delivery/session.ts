@@ -4,12 +4,8 @@
 import { type Reply, parseReply, reply } from '../core/reply.js';
 import { withTimeout } from '../core/timeout.js';
 import type { ConnectError, SmtpClient } from './connector.js';
-
-interface Envelope {
-  sender: string;
-  recipients: string[];
-  body: Buffer;
-}
+import type { Envelope } from './envelope.js';
+import { hopRefusal, relayEnvelope } from './next-hop.js';
 
 export interface RecipientReply {
   recipient: string;
@@ -56,6 +52,15 @@ function connectionLost(err: TransactionError, stage: string): Reply {
   return reply(451, '4.4.2', `[internal] connection lost ${stage} (${why}): ${err.message}`);
 }
 
+/**
+ * The client refused to send a message larger than the SIZE the hop announced (RFC 1870): as
+ * permanent as the 552 the hop would give at the end of DATA.
+ */
+function tooLarge(err: TransactionError, where: string, size: number): Reply | undefined {
+  const limit = err.code === 'EMESSAGE' && !err.response ? /larger than allowed (\d+)/.exec(err.message)?.[1] : undefined;
+  return limit ? reply(552, '5.3.4', `[internal] ${where} takes messages of up to ${limit} bytes (SIZE); this one has ${size}`) : undefined;
+}
+
 function rejectedReplies(errors: readonly TransactionError[] | undefined): Map<string, Reply> {
   const out = new Map<string, Reply>();
   for (const r of errors ?? []) {
@@ -71,10 +76,13 @@ class DeadlineExceeded extends Error {
   }
 }
 
-export async function runTransaction(client: SmtpClient, env: Envelope, dataTimeout: number): Promise<RecipientReply[]> {
+/** `where` names the server in replies Impulse writes itself (`host [address]`). */
+export async function runTransaction(client: SmtpClient, env: Envelope, dataTimeout: number, where: string): Promise<RecipientReply[]> {
+  const refused = hopRefusal(client.extensions, env, where);
+  if (refused) return env.recipients.map((recipient) => ({ recipient, reply: refused }));
   const stages = transactionStages(env.recipients.length);
   try {
-    const info = await withTimeout(client.send({ from: env.sender, to: env.recipients }, env.body), stages * dataTimeout, () => {
+    const info = await withTimeout(client.send(relayEnvelope(env), env.body), stages * dataTimeout, () => {
       throw new DeadlineExceeded();
     });
     const accepted = parseReply(info.response) ?? reply(250, '2.0.0', info.response);
@@ -90,9 +98,9 @@ export async function runTransaction(client: SmtpClient, env: Envelope, dataTime
     }
     const err = e as TransactionError;
     const perRecipient = rejectedReplies(err.rejectedErrors);
-    const common = err.code === 'EENVELOPE' || err.code === 'EMESSAGE'
+    const common = tooLarge(err, where, env.body.length) ?? (err.code === 'EENVELOPE' || err.code === 'EMESSAGE'
       ? replyOfError(err, connectionLost(err, `at ${stageOf(err)}`))
-      : connectionLost(err, `during ${stageOf(err)}`);
+      : connectionLost(err, `during ${stageOf(err)}`));
     return env.recipients.map((recipient) => ({ recipient, reply: perRecipient.get(recipient) ?? common }));
   }
 }

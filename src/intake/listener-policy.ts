@@ -5,6 +5,7 @@ import type { SMTPServerAddress, SMTPServerOptions, SMTPServerSession } from 'sm
 import { AddressSet } from '../core/cidr.js';
 import type { ListenerConfig } from '../config/schema.js';
 import { SmtpAuth } from './auth.js';
+import { mailRefusal, rcptRefusal } from './esmtp-params.js';
 import { smtpError } from './reply.js';
 import { UsersFile } from './users-file.js';
 
@@ -50,6 +51,12 @@ export class ListenerPolicy {
     const l = this.l;
     return {
       size: l.max_message_size,
+      // EHLO offers SIZE with the limit, ENHANCEDSTATUSCODES, PIPELINING, 8BITMIME, SMTPUTF8 and
+      // DSN; REQUIRETLS (RFC 8689) is not offered: Impulse cannot promise TLS on every later hop.
+      hideSize: false,
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: false,
+      hideREQUIRETLS: true,
       maxCommandLength: l.max_command_length,
       socketTimeout: l.idle_timeout,
       // Without auth AUTH is never offered. With it, smtp-server requires AUTH (530) and counts
@@ -95,17 +102,17 @@ export class ListenerPolicy {
     // smtp-server already answers 530 before this; checked again so that no change of its
     // rules can ever open the relay.
     if (!session.user && !this.relayed(session)) return cb(smtpError(530, '5.7.0 Authentication required'));
-    const declared = Number((address.args as Record<string, string> | false || {}).SIZE ?? 0);
-    if (declared > this.l.max_message_size) {
-      return cb(smtpError(552, `5.3.4 Message size ${declared} exceeds the limit of ${this.l.max_message_size} bytes`));
-    }
-    cb();
+    // A declared SIZE over the limit was refused by smtp-server already (552 5.3.4), as it offers SIZE.
+    const refused = mailRefusal(address.address, address.args, Boolean(session.envelope.smtpUtf8), this.auth !== undefined);
+    cb(refused ? smtpError(refused.code, refused.text) : undefined);
   }
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: Callback): void {
     if (session.envelope.rcptTo.length >= this.l.max_recipients) {
       return cb(smtpError(452, `4.5.3 Too many recipients (limit ${this.l.max_recipients})`));
     }
+    const refused = rcptRefusal(address.address, address.args, Boolean(session.envelope.smtpUtf8));
+    if (refused) return cb(smtpError(refused.code, refused.text));
     if (!/@[^@]+$/.test(address.address)) return cb(smtpError(501, '5.1.3 Recipient address must be fully qualified'));
     cb();
   }

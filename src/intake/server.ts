@@ -2,7 +2,7 @@
 // jobs are in Redis; anything that stops that answers 451 4.3.0 and leaves nothing deliverable.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import type { SMTPServer, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { type BindingChoice, type BindingRule, assignBinding } from '../binding/assign.js';
 import type { Bindings } from '../binding/registry.js';
 import { batchWrites } from '../core/coalesce.js';
@@ -15,6 +15,8 @@ import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
 import { domainOf, recipientsByDomain } from '../queue/job.js';
 import { BareNewlineDetector } from './bare-newline.js';
+import { CodedServer } from './coded-server.js';
+import { dsnRequests, messageParams, requestsOf } from './envelope-params.js';
 import { ListenerPolicy } from './listener-policy.js';
 import { receivedHeader } from './received.js';
 import { smtpError } from './reply.js';
@@ -107,12 +109,9 @@ export class Intake {
 
   private createServer(l: ListenerConfig, policy: ListenerPolicy): SMTPServer {
     const tls = l.tls ? { key: readFileSync(l.tls.key), cert: readFileSync(l.tls.cert) } : {};
-    return new SMTPServer({
+    return new CodedServer({
       name: this.deps.hostname,
       banner: 'Impulse',
-      // Our own checks give the enhanced status codes (552 5.3.4, 452 4.5.3) smtp-server would not.
-      hideSize: true,
-      hideENHANCEDSTATUSCODES: true,
       logger: false,
       closeTimeout: this.deps.closeTimeout,
       ...tls,
@@ -127,8 +126,9 @@ export class Intake {
     const { log, clock } = this.deps;
     const detector = new BareNewlineDetector();
     const data = await readAll(stream, detector);
-    const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-    const recipients = session.envelope.rcptTo.map((r) => r.address);
+    const envelope = session.envelope;
+    const sender = envelope.mailFrom ? envelope.mailFrom.address : '';
+    const recipients = envelope.rcptTo.map((r) => r.address);
     if (stream.sizeExceeded) throw smtpError(552, `5.3.4 Message exceeds the limit of ${l.max_message_size} bytes`);
     const bare = detector.end();
     if (bare) {
@@ -142,15 +142,19 @@ export class Intake {
     const headers = parseHeaders(data, fields);
     const byDomain = recipientsByDomain(recipients);
     const bindings = await this.assignBindings(qid, sender, recipients, byDomain.keys(), headers);
+    const smtputf8 = Boolean(envelope.smtpUtf8);
     const header = receivedHeader({
       helo: session.hostNameAppearsAs, clientHostname: session.clientHostname, clientAddress: session.remoteAddress,
-      hostname: this.deps.hostname, qid, secure: session.secure, authenticated: Boolean(session.user), recipients, now,
+      hostname: this.deps.hostname, qid, secure: session.secure, authenticated: Boolean(session.user), smtputf8, recipients, now,
     });
-    const body = Buffer.concat([Buffer.from(header, 'latin1'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER], fields)]);
+    // UTF-8: a SMTPUTF8 recipient in its `for` clause is written as the client sent it.
+    const body = Buffer.concat([Buffer.from(header, 'utf8'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER], fields)]);
     const messageId = headers.get('message-id');
-    const jobs = [...byDomain].map(([domain, rcpts]) => ({ domain, recipients: rcpts, binding: bindings.get(domain) }));
+    const requests = dsnRequests(envelope.rcptTo);
+    const jobs = [...byDomain].map(([domain, rcpts]) => ({ domain, recipients: rcpts, binding: bindings.get(domain), dsn: requestsOf(requests, rcpts) }));
+    const params = messageParams(envelope, data);
     try {
-      await this.deps.enqueuer.enqueue({ qid, sender, jobs, body, receivedAt: now, messageId });
+      await this.deps.enqueuer.enqueue({ qid, sender, jobs, body, receivedAt: now, messageId, ...params });
     } catch (err) {
       log.error({ event: 'reception_failed', client: session.remoteAddress, sender, recipients, err: (err as Error).message }, 'message not queued');
       throw smtpError(451, '4.3.0 Temporary queue failure, try again later');

@@ -18,6 +18,8 @@ export interface Attempt {
   action?: Action | undefined;
   /** Fail without a bounce (an operator's `fail --quiet`). */
   quiet?: boolean | undefined;
+  /** The server that took the transaction offered DSN: it, not Impulse, reports success from here on. */
+  hopOffersDsn?: boolean | undefined;
 }
 
 /** Every recipient gets the same reply: an attempt charged rather than made. */

@@ -4,7 +4,7 @@ import { type Reply, isSuccess, isTemporary, reply } from '../core/reply.js';
 import type { RecipientReply } from '../delivery/session.js';
 import { type RetryPolicy, nextAttempt } from './retry.js';
 
-interface Settlement {
+export interface Settlement {
   delivered: RecipientReply[];
   failed: RecipientReply[];
   deferred: RecipientReply[];

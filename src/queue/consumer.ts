@@ -182,7 +182,7 @@ export class Consumer {
       ? { kind: 'attempted', attempt: chargedAttempt(data.recipients, doom.reply, 'admin_fail', undefined, doom.quiet) }
       : await new Promise<Outcome>((resolve) => this.deps.scheduler.admit({
         jobId: job.id!, qid: data.qid, domain: data.domain, binding, sender: data.sender, recipients: data.recipients,
-        attempts: data.attempts, returning: returningOf(job), body,
+        params: data, attempts: data.attempts, returning: returningOf(job), body,
         resolve: (o) => {
           resolve(o);
           return landing;
@@ -192,11 +192,15 @@ export class Consumer {
     const next = await this.deps.outcomes.conclude({
       jobId: job.id!, qid: data.qid, domain: data.domain, binding: binding.name, sender: data.sender, recipients: data.recipients,
       receivedAt: data.receivedAt, messageId: data.messageId, attempts: data.attempts, history: data.history ?? [],
+      params: data, delayNotified: data.delayNotified ?? [],
     }, outcome.attempt, body);
     if (next.kind === 'finished') return { kind: 'complete', record: JSON.stringify(next.record), landed };
     return {
       kind: 'delay', until: next.at, landed,
-      data: { ...data, recipients: next.recipients, attempts: next.attempts, waiting: 'retry', history: next.history },
+      data: {
+        ...data, recipients: next.recipients, attempts: next.attempts, waiting: 'retry', history: next.history,
+        ...(next.delayNotified.length > 0 ? { delayNotified: next.delayNotified } : {}),
+      },
     };
   }
 }

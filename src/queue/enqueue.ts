@@ -14,6 +14,7 @@
 import type { Queue } from 'bullmq';
 import type { BindingChoice } from '../binding/assign.js';
 import { jobIdFor } from '../core/ids.js';
+import type { EnvelopeParams } from '../delivery/envelope.js';
 import type { MessageStore } from '../store/message-store.js';
 import type { DeliveryJobData } from './job.js';
 
@@ -23,9 +24,10 @@ interface NewJob {
   recipients: string[];
   /** The binding or group assigned at intake; absent: the default binding. */
   binding?: BindingChoice | undefined;
+  dsn?: EnvelopeParams['dsn'];
 }
 
-interface NewMessage {
+interface NewMessage extends Omit<EnvelopeParams, 'dsn'> {
   qid: string;
   sender: string;
   jobs: readonly NewJob[];
@@ -45,13 +47,18 @@ export class Enqueuer {
   ) {}
 
   async enqueue(msg: NewMessage): Promise<void> {
-    const jobs = msg.jobs.map(({ domain, recipients, binding: choice }, i) => ({
+    const params = {
+      ...(msg.ret ? { ret: msg.ret } : {}), ...(msg.envid ? { envid: msg.envid } : {}),
+      ...(msg.eightBit ? { eightBit: msg.eightBit } : {}), ...(msg.smtputf8 ? { smtputf8: msg.smtputf8 } : {}),
+    };
+    const jobs = msg.jobs.map(({ domain, recipients, binding: choice, dsn }, i) => ({
       name: domain,
       data: {
         qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
-        messageId: msg.messageId,
+        messageId: msg.messageId, ...params,
         ...(choice && 'binding' in choice ? { binding: choice.binding } : {}),
         ...(choice && 'group' in choice ? { bindingGroup: choice.group } : {}),
+        ...(dsn ? { dsn } : {}),
       } satisfies DeliveryJobData,
       opts: { jobId: jobIdFor(msg.qid, i) },
     }));

@@ -1,5 +1,7 @@
 // What a delivery job carries: one message's recipients at one destination domain. The body
 // lives once in the message store; jobs only name it.
+import { domainToASCII } from 'node:url';
+import type { EnvelopeParams } from '../delivery/envelope.js';
 import type { HistoryEntry } from '../outcome/history.js';
 
 export const DELIVERY_QUEUE = 'delivery';
@@ -18,7 +20,8 @@ export const JOB_OPTIONS = {
   backoff: { type: 'fixed', delay: JOB_ERROR_RETRY_MS },
 } as const;
 
-export interface DeliveryJobData {
+/** ESMTP parameters (EnvelopeParams) are kept only when the client gave them, so most jobs carry none. */
+export interface DeliveryJobData extends EnvelopeParams {
   qid: string;
   domain: string;
   sender: string;
@@ -35,10 +38,17 @@ export interface DeliveryJobData {
   waiting?: 'retry' | 'parked' | undefined;
   /** The most recent attempts that ended in a deferral, oldest first. */
   history?: HistoryEntry[] | undefined;
+  /** Recipients a delay DSN was sent for (delay_dsn_after): at most one each. */
+  delayNotified?: string[] | undefined;
 }
 
+/**
+ * The destination domain of an address, as DNS knows it: lower case, and an internationalised
+ * (UTF-8) domain in its ASCII form (RFC 5891), so its MX can be looked up.
+ */
 export function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+  const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+  return /^[\x00-\x7f]*$/.test(domain) ? domain : domainToASCII(domain) || domain;
 }
 
 /** Recipients by destination domain, in first-seen order: one job each. */

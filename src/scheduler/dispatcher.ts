@@ -122,12 +122,13 @@ export class Dispatcher implements QueueConnection {
           client.close();
         }
       }
-      const got = await runTransaction(client, { sender: entry.sender, recipients, body }, this.handle.dataTimeout);
+      const got = await runTransaction(client, { sender: entry.sender, recipients, body, params: entry.params }, this.handle.dataTimeout,
+        `${this.handle.target.host} [${this.handle.target.address}]`);
       replies.push(...got);
       // A transaction refused part-way leaves the session mid-envelope.
       this.needsReset = got.some((r) => r.reply.code >= 400);
     }
-    return { replies, target: this.handle.target };
+    return { replies, target: this.handle.target, hopOffersDsn: client.extensions.includes('DSN') };
   }
 
   /** Resolves true when woken with work to look at, false at idle_timeout or session end. */

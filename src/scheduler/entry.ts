@@ -2,6 +2,7 @@
 // charged), or a park (back to Redis with no attempt charged, until its ready queue has room).
 import type { Binding } from '../binding/registry.js';
 import type { Lazy } from '../core/lazy.js';
+import type { EnvelopeParams } from '../delivery/envelope.js';
 import type { Attempt } from '../outcome/attempt.js';
 
 /** Why a job could not be held now; the words appear in `parked` log records. */
@@ -21,6 +22,8 @@ export interface Entry {
   readonly binding: Binding;
   readonly sender: string;
   readonly recipients: readonly string[];
+  /** The ESMTP parameters the message was received with, passed on to the next hop. */
+  readonly params: EnvelopeParams;
   /** Attempts made so far. */
   readonly attempts: number;
   readonly returning?: Returning | undefined;

@@ -17,13 +17,13 @@ export interface World {
   dir: string;
   config: Record<string, unknown>;
   start(overrides?: Record<string, unknown>): Promise<Daemon>;
-  startSink(name: string, host: string, behaviour?: SinkBehaviour, tls?: SinkOptions['tls']): Promise<Sink>;
+  startSink(name: string, host: string, behaviour?: SinkBehaviour, tls?: SinkOptions['tls'], extensions?: SinkOptions['extensions']): Promise<Sink>;
   close(): Promise<void>;
 }
 
 export async function buildWorld(opts: {
   zone: Zone;
-  sinks: Record<string, { host: string; behaviour?: SinkBehaviour; tls?: SinkOptions['tls'] }>;
+  sinks: Record<string, { host: string; behaviour?: SinkBehaviour; tls?: SinkOptions['tls']; extensions?: SinkOptions['extensions'] }>;
   config?: Record<string, unknown>;
 }): Promise<World> {
   const dns = await startDns(opts.zone);
@@ -58,8 +58,8 @@ export async function buildWorld(opts: {
       daemons.push(d);
       return d;
     },
-    async startSink(name, host, behaviour, tls) {
-      const sink = await startSink({ host, port: sinkPort, ...(behaviour ? { behaviour } : {}), ...(tls ? { tls } : {}) });
+    async startSink(name, host, behaviour, tls, extensions) {
+      const sink = await startSink({ host, port: sinkPort, ...(behaviour ? { behaviour } : {}), ...(tls ? { tls } : {}), ...(extensions ? { extensions } : {}) });
       sinks[name] = sink;
       return sink;
     },
@@ -72,7 +72,7 @@ export async function buildWorld(opts: {
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  for (const [name, s] of Object.entries(opts.sinks)) await world.startSink(name, s.host, s.behaviour, s.tls);
+  for (const [name, s] of Object.entries(opts.sinks)) await world.startSink(name, s.host, s.behaviour, s.tls, s.extensions);
   return world;
 }
 

@@ -71,6 +71,7 @@ export function ownMx(domains: Record<string, string>): Pick<HarnessOptions, 'mx
 
 class ScriptedClient extends EventEmitter implements SmtpClient {
   closed = false;
+  readonly extensions: string[] = [];
   readonly secure: boolean;
   readonly tls: SmtpClient['tls'];
   private pending = new Set<() => void>();
@@ -214,7 +215,7 @@ export class Harness {
   private admit(job: { qid: string; jobId: string; domain: string; binding: string; recipients: string[]; attempts: number; returning?: Returning }): void {
     const binding = this.bindings.resolve({ binding: job.binding }, job.qid);
     const entry: Entry = {
-      ...job, binding, sender: 's@sender.test',
+      ...job, binding, sender: 's@sender.test', params: {},
       body: new Lazy(async () => Buffer.from(`Subject: ${job.qid}\r\n\r\nbody\r\n`)),
       resolve: (outcome) => {
         this.resolved.push({ qid: job.qid, domain: job.domain, binding: binding.name, outcome, at: this.clock.now() });

@@ -21,6 +21,10 @@ export type SinkMessage = {
   receivedAt: number;
   /** True when the message came over a STARTTLS-protected session. */
   secure: boolean;
+  /** MAIL FROM parameters as received (values xtext-decoded), e.g. { BODY: '8BITMIME', SMTPUTF8: true }. */
+  mailParams: Record<string, string | true>;
+  /** RCPT TO parameters per recipient (NOTIFY, ORCPT). */
+  rcptParams: Record<string, Record<string, string | true>>;
 };
 
 export type SinkContext = {
@@ -45,6 +49,8 @@ export type SinkOptions = {
   name?: string;
   /** Offer STARTTLS with this key and certificate; without it STARTTLS is not offered. */
   tls?: Pick<SecureContextOptions, 'key' | 'cert'>;
+  /** EHLO extensions to offer or withhold: 8BITMIME and SMTPUTF8 are offered unless false, DSN only when true. */
+  extensions?: { dsn?: boolean; smtputf8?: boolean; eightBitMime?: boolean };
 };
 
 export type SinkRejection = SinkReply & { stage: SinkStage; address?: string; connectionId: string };
@@ -73,6 +79,8 @@ export type Sink = {
   waitForConnections(n: number, timeoutMs?: number): Promise<number>;
   /** Resolves once exactly n TCP connections are open, e.g. 0 after the client closed them all. */
   waitForOpen(n: number, timeoutMs?: number): Promise<number>;
+  /** Resolves with the first value `check` returns that is not undefined, looked at after every change. */
+  waitUntil<T>(check: () => T | undefined, what: string, timeoutMs?: number): Promise<T>;
 };
 
 function readAll(stream: SMTPServerDataStream): Promise<Buffer> {
@@ -111,6 +119,8 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
   const behaviour = opts.behaviour ?? (() => undefined);
   const changed = new Condition();
   const sockets = new Set<Socket>();
+  /** The parameters of each session's transaction in progress. */
+  const params = new Map<string, { mail: Record<string, string | true>; rcpt: Record<string, Record<string, string | true>> }>();
 
   // Runs the scripted behaviour and turns its reply into the error smtp-server sends verbatim.
   const decide = async (
@@ -146,6 +156,9 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
     logger: false,
     disableReverseLookup: true,
     hideENHANCEDSTATUSCODES: true,
+    hideDSN: opts.extensions?.dsn !== true,
+    hideSMTPUTF8: opts.extensions?.smtputf8 === false,
+    hide8BITMIME: opts.extensions?.eightBitMime === false,
     authOptional: true,
     ...(opts.tls
       ? { key: opts.tls.key, cert: opts.tls.cert, disabledCommands: ['AUTH'] }
@@ -154,9 +167,12 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
       decide('connect', session, {}).then(callback, callback);
     },
     onMailFrom(address, session, callback) {
+      params.set(session.id, { mail: address.args || {}, rcpt: {} });
       decide('mail', session, { address: address.address }).then(callback, callback);
     },
     onRcptTo(address, session, callback) {
+      const p = params.get(session.id);
+      if (p) p.rcpt[address.address] = address.args || {};
       decide('rcpt', session, { address: address.address }).then(callback, callback);
     },
     onData(stream, session, callback) {
@@ -172,6 +188,8 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
             connectionId: session.id,
             receivedAt: Date.now(),
             secure: session.secure,
+            mailParams: params.get(session.id)?.mail ?? {},
+            rcptParams: params.get(session.id)?.rcpt ?? {},
           };
           const err = await decide('data', session, { message });
           if (!err) {
@@ -268,6 +286,9 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
         timeoutMs,
         () => `waiting for ${n} connection(s); ${summary(sink)}`,
       );
+    },
+    waitUntil(check, what, timeoutMs = 15000) {
+      return changed.until(check, timeoutMs, () => `waiting for ${what}; ${summary(sink)}`);
     },
     waitForOpen(n, timeoutMs = 15000) {
       return changed.until(

@@ -19,7 +19,7 @@ import { memoryResolver } from '../helpers/memory-resolver.js';
 import { optionsFrom } from '../helpers/options.js';
 
 const binding: Binding = { name: 'b1', bindAddress: '127.0.0.10', ehloHostname: 'b1.test' };
-const client: SmtpClient = { secure: false, tls: { verified: 'no' }, closed: false, onClose: () => {}, offClose: () => {}, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
+const client: SmtpClient = { secure: false, tls: { verified: 'no' }, extensions: [], closed: false, onClose: () => {}, offClose: () => {}, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
 
 type Outcome = { sync: { error: number; reply: { code: number; enhanced: string }; retry?: Promise<void> } } | { via: 'connected' | 'timeout'; handle: ConnectionHandle; error?: ConnectionError };
 

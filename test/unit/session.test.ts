@@ -8,9 +8,9 @@ import { runTransaction } from '../../src/delivery/session.js';
 
 type SendResult = Awaited<ReturnType<SmtpClient['send']>>;
 
-function clientSending(send: () => Promise<SendResult>): SmtpClient & { closes: number } {
+function clientSending(send: (envelope: unknown) => Promise<SendResult>, extensions: string[] = []): SmtpClient & { closes: number } {
   const client = {
-    closes: 0, secure: false, tls: { verified: 'no' as const }, closed: false,
+    closes: 0, secure: false, tls: { verified: 'no' as const }, extensions, closed: false,
     onClose: () => {}, offClose: () => {}, send, reset: async () => {}, quit: () => {},
     close: () => {
       client.closes++;
@@ -22,10 +22,11 @@ function clientSending(send: () => Promise<SendResult>): SmtpClient & { closes: 
 const rejects = (fields: Record<string, unknown>) => () => Promise.reject(Object.assign(new Error(String(fields.message ?? 'failed')), fields));
 const rcptError = (recipient: string, response: string) =>
   Object.assign(new Error('Recipient command failed'), { code: 'EENVELOPE', command: 'RCPT TO', response, recipient });
-const env = (recipients: string[]) => ({ sender: 's@x.test', recipients, body: Buffer.from('Subject: t\r\n\r\nhi\r\n') });
+const env = (recipients: string[]) => ({ sender: 's@x.test', recipients, body: Buffer.from('Subject: t\r\n\r\nhi\r\n'), params: {} });
+const WHERE = 'mx.x.test [192.0.2.1]';
 
 async function replies(client: SmtpClient, recipients: string[], dataTimeout = 1000): Promise<Record<string, string>> {
-  const got = await runTransaction(client, env(recipients), dataTimeout);
+  const got = await runTransaction(client, env(recipients), dataTimeout, WHERE);
   assert.deepEqual(got.map((r) => r.recipient), recipients, 'one reply per recipient, in order');
   return Object.fromEntries(got.map((r) => [r.recipient, `${r.reply.code} ${r.reply.enhanced} ${r.reply.text}`]));
 }
@@ -96,4 +97,46 @@ test('a slow transaction that finishes within its deadline is not cut off', asyn
   // One recipient, 100 ms per stage: a 500 ms deadline for a transaction taking 150 ms.
   assert.deepEqual(await replies(slow, ['a@x.test'], 100), { 'a@x.test': '250 2.0.0 Ok' });
   assert.equal(slow.closes, 0);
+});
+
+test('a UTF-8 address to a hop without SMTPUTF8, or 8-bit content to one without 8BITMIME: refused for every recipient, nothing sent', async () => {
+  let sent = 0;
+  const send = async () => {
+    sent++;
+    return { response: '250 2.0.0 Ok' } as unknown as SendResult;
+  };
+  const utf8 = { sender: 's@x.test', recipients: ['a@x.test', 'jürgen@x.test'], body: Buffer.from('hi\r\n'), params: { smtputf8: true as const } };
+  const got = await runTransaction(clientSending(send, ['8BITMIME', 'DSN']), utf8, 1000, WHERE);
+  assert.deepEqual(got.map((r) => `${r.recipient} ${r.reply.code} ${r.reply.enhanced}`), ['a@x.test 553 5.6.7', 'jürgen@x.test 553 5.6.7']);
+  assert.match(got[0]!.reply.text, /^\[internal\] mx\.x\.test \[192\.0\.2\.1\] does not offer SMTPUTF8/);
+  const eight = { sender: 's@x.test', recipients: ['a@x.test'], body: Buffer.from('caf\xe9\r\n', 'latin1'), params: { eightBit: true as const } };
+  const [r] = await runTransaction(clientSending(send, ['SMTPUTF8']), eight, 1000, WHERE);
+  assert.equal(`${r!.reply.code} ${r!.reply.enhanced}`, '554 5.6.3');
+  assert.equal(sent, 0, 'nothing went to either hop');
+  const ascii = { ...eight, body: Buffer.from('plain\r\n'), params: { eightBit: true as const } };
+  const [ok] = await runTransaction(clientSending(send, []), ascii, 1000, WHERE);
+  assert.equal(ok!.reply.code, 250, 'declared 8BITMIME with only 7-bit bytes goes to a 7-bit hop');
+});
+
+test('the envelope passed on carries SIZE, BODY=8BITMIME, SMTPUTF8 and each recipient\'s DSN request; the client drops what the hop does not offer', async () => {
+  let got: Record<string, unknown> | undefined;
+  const send = async (envelope: unknown) => {
+    got = envelope as Record<string, unknown>;
+    return { response: '250 2.0.0 Ok' } as unknown as SendResult;
+  };
+  const params = {
+    eightBit: true as const, smtputf8: true as const, ret: 'HDRS' as const, envid: 'E 1',
+    dsn: { 'b@x.test': { notify: ['SUCCESS' as const, 'FAILURE' as const], orcpt: 'rfc822;B@x.test' } },
+  };
+  await runTransaction(clientSending(send, ['8BITMIME', 'SMTPUTF8', 'DSN']), { sender: 's@x.test', recipients: ['a@x.test', 'b@x.test'], body: Buffer.from('hi\r\n'), params }, 1000, WHERE);
+  assert.deepEqual(got, {
+    from: 's@x.test', to: ['a@x.test', 'b@x.test'], size: 4, use8BitMime: true, smtputf8: true,
+    dsn: { ret: 'HDRS', envid: 'E 1' }, recipientDsn: params.dsn,
+  });
+});
+
+test('a message larger than the SIZE the hop announced is not sent: failed for good with 552 5.3.4, as the hop would at the end of DATA', async () => {
+  const client = clientSending(rejects({ code: 'EMESSAGE', command: 'MAIL FROM', message: 'Message size larger than allowed 1000' }), ['SIZE']);
+  const got = await replies(client, ['a@x.test']);
+  assert.equal(got['a@x.test'], '552 5.3.4 [internal] mx.x.test [192.0.2.1] takes messages of up to 1000 bytes (SIZE); this one has 18');
 });
