@@ -143,7 +143,43 @@ test('BODY=8BITMIME is passed on to an MX that offers 8BITMIME, SMTPUTF8 to one 
   assert.match(sink.copiesFor('eight@a.test')[0]?.mailParams ?? '', /\bBODY=8BITMIME\b/i);
   assert.match(sink.copiesFor('jörg@a.test')[0]?.mailParams ?? '', /\bSMTPUTF8\b/i);
   const sentLines = sink.tap.sessions.flatMap((s) => sink.tap.clientLines(s));
-  assert.ok(sentLines.some((l) => l.equals(Buffer.from('RCPT TO:<jörg@a.test>', 'utf8'))), 'RCPT TO:<jörg@a.test> in UTF-8 on the wire');
+  const rcpts = sentLines.filter((l) => l.subarray(0, 8).toString() === 'RCPT TO:').map((l) => l.toString('utf8'));
+  assert.ok(rcpts.some((l) => l.startsWith('RCPT TO:<jörg@a.test>')), `RCPT TO:<jörg@a.test> in UTF-8 on the wire; sent ${JSON.stringify(rcpts)}`);
+});
+
+/**
+ * The address an ORCPT value names: rfc822 is xtext (RFC 3461: `+XX` for each byte, here of UTF-8);
+ * utf-8 is utf-8-addr-xtext or -unitext (RFC 6533: `\\x{HEX}` escapes or UTF-8 as is, no `+`).
+ */
+function orcptAddress(param: string): { type: string; address: string } {
+  const value = /\bORCPT=([^ ]*)/i.exec(param)?.[1] ?? '';
+  const semi = value.indexOf(';');
+  const type = value.slice(0, semi).toLowerCase();
+  const raw = value.slice(semi + 1);
+  if (type === 'utf-8') return { type, address: raw.replace(/\\x\{([0-9A-Fa-f]+)\}/g, (_m, hex: string) => String.fromCodePoint(parseInt(hex, 16))) };
+  return { type, address: Buffer.from(raw.replace(/\+([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1').toString('utf8') };
+}
+
+test('the ORCPT Postfix adds for a UTF-8 recipient (xtext of its UTF-8 bytes) reaches the MX naming the same address', async () => {
+  await viaPostfix({ from: 'rené@sender.test', mailParams: 'SMTPUTF8', to: [{ address: 'zoë@a.test' }, { address: 'zoe@a.test', params: 'ORCPT=utf-8;zo\\x{EB}@a.test' }],
+    raw: message({ from: 'rené@sender.test', to: ['zoë@a.test'], subject: 'orcpt of utf8' }) });
+  await delivered('zoë@a.test');
+  const sink = net.sinks.full!;
+  const sent = sink.tap.sessions.flatMap((s) => sink.tap.clientLines(s)).map((l) => l.toString('utf8'));
+  for (const [rcpt, original] of [['zoë@a.test', 'zoë@a.test'], ['zoe@a.test', 'zoë@a.test']] as const) {
+    const line = sent.find((l) => l.startsWith(`RCPT TO:<${rcpt}>`)) ?? '';
+    assert.equal(orcptAddress(line).address, original, `ORCPT of ${line}`);
+  }
+});
+
+test('ORCPT=utf-8 written as UTF-8 (RFC 6533 unitext) goes on to the MX as a valid utf-8 address naming the same address', async () => {
+  await intoImpulse({ from: 'rené@sender.test', mailParams: 'SMTPUTF8', to: [{ address: 'unitext@a.test', params: 'ORCPT=utf-8;chloé@a.test' }],
+    raw: message({ from: 'rené@sender.test', to: ['unitext@a.test'], subject: 'orcpt unitext' }) });
+  await delivered('unitext@a.test');
+  const sink = net.sinks.full!;
+  const line = sink.tap.sessions.flatMap((s) => sink.tap.clientLines(s)).map((l) => l.toString('utf8')).find((l) => l.startsWith('RCPT TO:<unitext@a.test>')) ?? '';
+  assert.doesNotMatch(line, /ORCPT=utf-8;[^ ]*\+/i, `'+' is no part of a utf-8 address's xtext or unitext: ${line}`);
+  assert.deepEqual(orcptAddress(line), { type: 'utf-8', address: 'chloé@a.test' }, line);
 });
 
 test('a message received with SMTPUTF8 keeps it for every domain, also one whose envelope is all ASCII (its headers are UTF-8)', async () => {
