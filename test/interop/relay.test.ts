@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import { type CorpusMessage, buildCorpus } from './corpus.js';
 import { injectAll } from './inject.js';
 import { asDumped, type SinkDump } from './smtp-sink.js';
-import { batchShapes } from './tap.js';
+import { batchShapes, parameterSets } from './tap.js';
 import { type Interop, STANDARD_SINKS, buildInterop, postfixQueueId, stripReceived } from './world.js';
 
 const COUNT = 500;
@@ -113,18 +113,8 @@ test(`${COUNT} messages relayed Postfix -> Impulse -> smtp-sink: one copy per re
   assert.deepEqual(problems.slice(0, 20), [], `${problems.length} problem(s)`);
   assert.equal(dumps.length, jobs, 'one transaction per message and domain at the sinks');
 
-  // What Postfix relayed into Impulse, for the record (the tap between them saw every session).
+  // What Postfix relayed into Impulse and Impulse sent on, for the record (the taps saw every session).
   const tap = net.upstreamTap!;
-  const mailParams = new Set<string>();
-  const rcptParams = new Set<string>();
-  for (const s of tap.sessions) {
-    for (const line of tap.clientLines(s).map((b) => b.toString('utf8'))) {
-      const mail = /^MAIL FROM:<[^>]*>(.*)$/i.exec(line);
-      if (mail) mailParams.add(mail[1]!.replace(/\b(SIZE|ENVID|ORCPT)=[^ ]*/g, '$1=…').trim());
-      const rcpt = /^RCPT TO:<[^>]*>(.*)$/i.exec(line);
-      if (rcpt) rcptParams.add(rcpt[1]!.replace(/\b(SIZE|ENVID|ORCPT)=[^ ]*/g, '$1=…').trim());
-    }
-  }
   const utf8Mail = corpus.filter((m) => m.utf8).map((m) => m.from);
   for (const s of tap.sessions) {
     for (const line of tap.clientLines(s).map((b) => b.toString('utf8'))) {
@@ -132,7 +122,8 @@ test(`${COUNT} messages relayed Postfix -> Impulse -> smtp-sink: one copy per re
       if (from && utf8Mail.includes(from[1]!)) assert.match(from[2]!, /\bSMTPUTF8\b/, `Postfix relayed ${line} without SMTPUTF8`);
     }
   }
-  t.diagnostic(`Postfix -> Impulse: ${tap.sessions.length} sessions; MAIL parameter sets ${JSON.stringify([...mailParams])}; RCPT parameter sets ${JSON.stringify([...rcptParams])}`);
+  t.diagnostic(`Postfix -> Impulse: ${tap.sessions.length} sessions; parameters ${JSON.stringify(parameterSets(tap))}`);
+  t.diagnostic(`Impulse -> smtp-sink: ${net.sinks.full!.tap.sessions.length} sessions to mx.a.test; parameters ${JSON.stringify(parameterSets(net.sinks.full!.tap))}`);
   t.diagnostic(`Postfix -> Impulse command batches: ${JSON.stringify(batchShapes(tap))}`);
   t.diagnostic(`Impulse -> smtp-sink command batches: ${JSON.stringify(batchShapes(net.sinks.full!.tap))}`);
 

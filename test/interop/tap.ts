@@ -238,3 +238,20 @@ export function batchShapes(tap: Tap): Record<string, number> {
   }
   return out;
 }
+
+/**
+ * The distinct parameter sets a client put on MAIL and RCPT over every session of a tap, values
+ * of SIZE, ENVID and ORCPT elided: e.g. `SIZE=… BODY=8BITMIME SMTPUTF8`.
+ */
+export function parameterSets(tap: Tap): { mail: string[]; rcpt: string[] } {
+  const mail = new Set<string>();
+  const rcpt = new Set<string>();
+  const elide = (params: string) => params.replace(/\b(SIZE|ENVID|ORCPT)=[^ ]*/gi, '$1=…').trim();
+  for (const s of tap.sessions) {
+    for (const line of tap.clientLines(s).map((b) => b.toString('utf8'))) {
+      const m = /^(MAIL FROM|RCPT TO):<[^>]*>(.*)$/i.exec(line);
+      if (m) (m[1]!.toUpperCase() === 'MAIL FROM' ? mail : rcpt).add(elide(m[2]!));
+    }
+  }
+  return { mail: [...mail].sort(), rcpt: [...rcpt].sort() };
+}
