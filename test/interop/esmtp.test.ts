@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import { RawSmtp } from '../helpers/raw-smtp.js';
 import { parseReport, recipientFields } from './dsn-report.js';
 import { type Outgoing, dotStuff, injectAll } from './inject.js';
-import { type Interop, STANDARD_SINKS, buildInterop, impulseDrained } from './world.js';
+import { type Interop, STANDARD_SINKS, buildInterop, impulseDrained, stripReceived } from './world.js';
 
 const MAX_SIZE = 10 * 1024 * 1024;
 
@@ -12,7 +12,8 @@ let net: Interop;
 
 before(async () => {
   net = await buildInterop({
-    sinks: STANDARD_SINKS,
+    // mx.b.test is also the MX of bücher.test, whose zone is under its ASCII form.
+    sinks: { ...STANDARD_SINKS, full2: { ...STANDARD_SINKS.full2!, domains: ['b.test', 'xn--bcher-kva.test'] } },
     postfix: true,
     daemonConfig: (world) => ({ listen: [{ address: '127.0.0.1', port: world.intakePort, max_message_size: '10MB' }] }),
   });
@@ -145,6 +146,20 @@ test('BODY=8BITMIME is passed on to an MX that offers 8BITMIME, SMTPUTF8 to one 
   const sentLines = sink.tap.sessions.flatMap((s) => sink.tap.clientLines(s));
   const rcpts = sentLines.filter((l) => l.subarray(0, 8).toString() === 'RCPT TO:').map((l) => l.toString('utf8'));
   assert.ok(rcpts.some((l) => l.startsWith('RCPT TO:<jörg@a.test>')), `RCPT TO:<jörg@a.test> in UTF-8 on the wire; sent ${JSON.stringify(rcpts)}`);
+  // Both hops name the protocol in their Received headers (RFC 6531 3.7.3).
+  const { received } = stripReceived(sink.copiesFor('jörg@a.test')[0]!.message);
+  assert.match(received[0] ?? '', /by impulse\.test \(Impulse\) with UTF8SMTP id /);
+  assert.match(received[1] ?? '', /by upstream\.test \(Postfix\) with UTF8SMTP id /);
+});
+
+test('a UTF-8 destination domain is looked up in its ASCII form and the address goes on to its MX as received', async () => {
+  await viaPostfix({ from: 'rené@sender.test', mailParams: 'SMTPUTF8', to: [{ address: 'käufer@bücher.test' }],
+    raw: message({ from: 'rené@sender.test', to: ['käufer@bücher.test'], subject: 'idn domain' }) });
+  await delivered('käufer@bücher.test');
+  assert.ok(net.world.dns.queries.some((q) => q.name === 'xn--bcher-kva.test' && q.type === 'MX'), 'MX query for xn--bcher-kva.test');
+  const sink = net.sinks.full2!;
+  const rcpts = sink.tap.sessions.flatMap((s) => sink.tap.clientLines(s)).map((l) => l.toString('utf8')).filter((l) => l.startsWith('RCPT TO:'));
+  assert.ok(rcpts.some((l) => l.startsWith('RCPT TO:<käufer@bücher.test>')), JSON.stringify(rcpts));
 });
 
 /**
