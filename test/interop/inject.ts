@@ -29,7 +29,7 @@ async function command(c: RawSmtp, line: string, want: RegExp): Promise<string> 
 }
 
 /** One transaction; resolves with the reply to the final '.'. */
-export async function sendOne(c: RawSmtp, m: Outgoing): Promise<string> {
+async function sendOne(c: RawSmtp, m: Outgoing): Promise<string> {
   await command(c, `MAIL FROM:<${m.from}>${m.mailParams ? ` ${m.mailParams}` : ''}`, /^250 /);
   for (const r of m.to) await command(c, `RCPT TO:<${r.address}>${r.params ? ` ${r.params}` : ''}`, /^25[01] /);
   await command(c, 'DATA', /^354 /);
@@ -39,7 +39,7 @@ export async function sendOne(c: RawSmtp, m: Outgoing): Promise<string> {
   return reply;
 }
 
-export async function openSession(host: string, port: number, helo = 'client.upstream.test'): Promise<RawSmtp> {
+async function openSession(host: string, port: number, helo = 'client.upstream.test'): Promise<RawSmtp> {
   const c = await RawSmtp.connect({ host, port, timeoutMs: 30000 });
   if (!c.greeting.startsWith('220')) throw new Error(`greeting: ${c.greeting}`);
   await command(c, `EHLO ${helo}`, /^250[- ]/);

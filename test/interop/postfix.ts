@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { freePort } from '../helpers/ports.js';
 import { Condition } from '../helpers/wait.js';
 
-export const POSTFIX = '/usr/sbin/postfix';
-export const POSTQUEUE = '/usr/sbin/postqueue';
+const POSTFIX = '/usr/sbin/postfix';
+const POSTQUEUE = '/usr/sbin/postqueue';
 
 export type PostfixOptions = {
   /** A directory of the test's; the instance lives in DIR/postfix. */

@@ -18,7 +18,7 @@ import { killOnExit } from '../helpers/cleanup.js';
 import { freePort } from '../helpers/ports.js';
 import { type Tap, startTap } from './tap.js';
 
-export const SMTP_SINK = '/usr/sbin/smtp-sink';
+const SMTP_SINK = '/usr/sbin/smtp-sink';
 
 /**
  * `full`: PIPELINING, 8BITMIME, DSN, ENHANCEDSTATUSCODES (smtp-sink's defaults, with AUTH, XCLIENT
@@ -80,7 +80,7 @@ function addressAndParams(args: string): { address: string; params: string } {
 }
 
 /** Parses one dump file; undefined while it is still empty (MAIL seen, nothing flushed). */
-export function parseDump(file: string, bytes: Buffer): SinkDump | undefined {
+function parseDump(file: string, bytes: Buffer): SinkDump | undefined {
   if (bytes.length === 0) return undefined;
   const text = bytes.toString('latin1');
   // smtp-sink's Received header: `Received: from ...`, `\tby ... (smtp-sink) ...`, `\t<date>`.

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { killOnExit } from '../helpers/cleanup.js';
 
-export const SWAKS = '/usr/bin/swaks';
+const SWAKS = '/usr/bin/swaks';
 
 export type SwaksResult = {
   /** 0 success; 23 MAIL, 24 RCPT, 25 DATA refused; 28 AUTH failed; 29 TLS failed (swaks(1)). */

@@ -1,7 +1,7 @@
 // The interop set-up: the e2e world's DNS and daemon, smtp-sinks as the MXs of the test domains, and optionally an upstream Postfix relaying into Impulse through a tap.
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Daemon, LogRecord } from '../helpers/daemon.js';
+import type { Daemon } from '../helpers/daemon.js';
 import type { Zone } from '../helpers/dns.js';
 import { freePort } from '../helpers/ports.js';
 import { waitForQueueEmpty } from '../helpers/redis.js';
@@ -90,12 +90,6 @@ export async function buildInterop(opts: {
  */
 export function impulseDrained(net: Interop, timeoutMs = 30000): Promise<void> {
   return waitForQueueEmpty(join(net.world.dir, 'redis', 'redis.sock'), timeoutMs);
-}
-
-/** Impulse's `delivery` records whose recipients include any of these (case-insensitive). */
-export function deliveriesTo(daemon: Daemon, addresses: string[]): LogRecord[] {
-  const wanted = new Set(addresses.map((a) => a.toLowerCase()));
-  return daemon.logs.filter((r) => r.event === 'delivery' && (r.recipients as string[]).some((a) => wanted.has(a.toLowerCase())));
 }
 
 /** Postfix's queue id from `250 2.0.0 Ok: queued as ID`. */
