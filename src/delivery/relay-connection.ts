@@ -4,6 +4,7 @@
 // reaches into the client's internals (_envelope, _recipientQueue, _supportedExtensions,
 // _getDsnRcptToArgs, _sendCommand), which is why package.json pins nodemailer to one version.
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { utf8AddrXtext, utf8AddressOf, xtext } from '../core/xtext.js';
 import type { RecipientDsn } from './envelope.js';
 
 /** The envelope nodemailer takes, and what this client adds to it. */
@@ -24,10 +25,17 @@ interface Internals {
 
 const base = SMTPConnection.prototype as unknown as Internals;
 
-/** RFC 3461 4: xtext, with '+', '=' and anything outside '!'..'~' as +HH. */
-function xtext(value: string): string {
-  return Buffer.from(value, 'utf8').reduce((out, b) => out + (b < 0x21 || b > 0x7e || b === 0x2b || b === 0x3d
-    ? `+${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b)), '');
+/**
+ * ORCPT as its address type wants it (RFC 3461 4.2, RFC 6533 3): a utf-8 address as
+ * utf-8-addr-xtext, \x{HEX}, whatever form it came in; any other as xtext.
+ */
+function orcptParam(orcpt: string): string {
+  const semi = orcpt.indexOf(';');
+  if (semi < 0) return xtext(orcpt);
+  const type = orcpt.slice(0, semi);
+  const address = orcpt.slice(semi + 1);
+  if (type.toLowerCase() !== 'utf-8') return `${type};${xtext(address)}`;
+  return `${type};${utf8AddrXtext(utf8AddressOf(address) ?? address)}`;
 }
 
 export class RelayConnection extends SMTPConnection {
@@ -44,7 +52,7 @@ export class RelayConnection extends SMTPConnection {
     const request = requests[self._recipientQueue[self._recipientQueue.length - 1]!];
     const args = [
       ...(request?.notify ? [`NOTIFY=${request.notify.join(',')}`] : []),
-      ...(request?.orcpt ? [`ORCPT=${xtext(request.orcpt)}`] : []),
+      ...(request?.orcpt ? [`ORCPT=${orcptParam(request.orcpt)}`] : []),
     ];
     return args.length > 0 ? ` ${args.join(' ')}` : '';
   }

@@ -1,7 +1,9 @@
 // What intake keeps of a transaction's ESMTP parameters (DSN's RET, ENVID, NOTIFY and ORCPT,
-// BODY=8BITMIME, SMTPUTF8), per message and per recipient, in the form jobs carry them.
+// BODY=8BITMIME, SMTPUTF8), per message and per recipient, in the form jobs carry them: ENVID and
+// ORCPT as the UTF-8 text their xtext stood for.
 import { isAscii } from 'node:buffer';
 import type { SMTPServerAddress, SMTPServerEnvelope } from 'smtp-server';
+import { utf8OfXtextBytes } from '../core/xtext.js';
 import type { EnvelopeParams, Notify, RecipientDsn } from '../delivery/envelope.js';
 
 /**
@@ -10,7 +12,7 @@ import type { EnvelopeParams, Notify, RecipientDsn } from '../delivery/envelope.
  */
 export function messageParams(envelope: SMTPServerEnvelope, body: Buffer): Omit<EnvelopeParams, 'dsn'> {
   const ret = envelope.dsn?.ret;
-  const envid = envelope.dsn?.envid;
+  const envid = envelope.dsn?.envid ? utf8OfXtextBytes(envelope.dsn.envid) : undefined;
   return {
     ...(ret === 'FULL' || ret === 'HDRS' ? { ret } : {}),
     ...(envid ? { envid } : {}),
@@ -24,7 +26,9 @@ export function dsnRequests(rcptTo: readonly SMTPServerAddress[]): Map<string, R
   const out = new Map<string, RecipientDsn>();
   for (const r of rcptTo) {
     if (!r.dsn || (!r.dsn.notify && !r.dsn.orcpt)) continue;
-    out.set(r.address, { ...(r.dsn.notify ? { notify: r.dsn.notify as Notify[] } : {}), ...(r.dsn.orcpt ? { orcpt: r.dsn.orcpt } : {}) });
+    out.set(r.address, {
+      ...(r.dsn.notify ? { notify: r.dsn.notify as Notify[] } : {}), ...(r.dsn.orcpt ? { orcpt: utf8OfXtextBytes(r.dsn.orcpt) } : {}),
+    });
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // Delivery status notifications (RFC 3464, 6533), built from their input alone: a human part, the status fields, the returned original.
 import { headerSection } from '../core/headers.js';
 import { type Reply, formatReply } from '../core/reply.js';
+import { utf8AddrXtext, utf8AddressOf } from '../core/xtext.js';
 
 export type DsnAction = 'failed' | 'delayed' | 'relayed';
 
@@ -114,28 +115,6 @@ function has8bit(bytes: Buffer): boolean {
 
 const isAscii = (s: string): boolean => /^[\x00-\x7f]*$/.test(s);
 
-/** RFC 6533 §3 utf-8-addr-xtext, the 7-bit form: every character but a QCHAR as \x{HEX}. */
-function utf8AddrXtext(address: string): string {
-  let out = '';
-  for (const ch of address) {
-    const cp = ch.codePointAt(0)!;
-    const qchar = cp >= 0x21 && cp <= 0x7e && ch !== '\\' && ch !== '+' && ch !== '=';
-    out += qchar ? ch : `\\x{${cp.toString(16).toUpperCase().padStart(2, '0')}}`;
-  }
-  return out;
-}
-
-/** The utf-8-address form of a utf-8-addr-xtext or -unitext value; undefined when a backslash starts no valid \x{HEX}. */
-function withoutUnitext(address: string): string | undefined {
-  let valid = true;
-  const native = address.replace(/\\(?:x\{([0-9A-Fa-f]{2,6})\})?/g, (_escape, hex: string | undefined) => {
-    const cp = hex === undefined ? -1 : parseInt(hex, 16);
-    if (cp < 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) valid = false;
-    return valid ? String.fromCodePoint(cp) : '';
-  });
-  return valid ? native : undefined;
-}
-
 /**
  * An address with its type, for Original- and Final-Recipient. A non-ASCII address takes the
  * utf-8 type (RFC 6533 §3): written natively in a UTF-8 DSN (§3 and §4.1 SHOULD), as
@@ -144,7 +123,7 @@ function withoutUnitext(address: string): string | undefined {
 function typedAddress(type: string, address: string, utf8: boolean): string {
   let native: string | undefined = address;
   if (type.toLowerCase() === 'utf-8') {
-    native = withoutUnitext(address);
+    native = utf8AddressOf(address);
     // §3: a utf-8 address that does not decode is copied without alteration.
     if (native === undefined) return `${type}; ${address}`;
   } else if (isAscii(address)) {

@@ -100,9 +100,14 @@ test('EHLO offers SIZE with its limit, ENHANCEDSTATUSCODES, PIPELINING, 8BITMIME
 test('a hop that offers them gets RET, ENVID, each recipient\'s NOTIFY and ORCPT, BODY=8BITMIME and SMTPUTF8; the Received line says UTF8SMTP', async () => {
   const { qid } = await inject('<s@sender.test> BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=env+2B1', [
     '<a@dsn.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;A+2BB@upstream.test', '<jürgen@dsn.test>',
+    '<zoë@dsn.test> ORCPT=rfc822;zo+C3+AB@upstream.test', '<chloé@dsn.test> ORCPT=utf-8;chloé@upstream.test',
   ], message('eight bit', ['Grüße, café.']));
   const [got] = await world.sinks.dsn!.waitForRecipients(['a@dsn.test']);
-  assert.deepEqual(got!.rcptTo, ['a@dsn.test', 'jürgen@dsn.test'], 'one transaction');
+  assert.deepEqual(got!.rcptTo, ['a@dsn.test', 'jürgen@dsn.test', 'zoë@dsn.test', 'chloé@dsn.test'], 'one transaction');
+  // The sink (smtp-server too) decodes xtext one byte to a character: read its bytes as UTF-8.
+  const asUtf8 = (v: string | true | undefined) => Buffer.from(String(v), 'latin1').toString('utf8');
+  assert.equal(asUtf8(got!.rcptParams['zoë@dsn.test']!.ORCPT), 'rfc822;zoë@upstream.test', 'a UTF-8 ORCPT goes on naming the same address');
+  assert.equal(got!.rcptParams['chloé@dsn.test']!.ORCPT, 'utf-8;chlo\\x{E9}@upstream.test', 'a utf-8 one as utf-8-addr-xtext (RFC 6533 3)');
   assert.equal(got!.mailParams.BODY, '8BITMIME');
   assert.equal(got!.mailParams.SMTPUTF8, true);
   assert.equal(got!.mailParams.RET, 'HDRS');

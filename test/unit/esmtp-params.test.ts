@@ -46,8 +46,12 @@ test('a job keeps only the parameters given: RET, ENVID, SMTPUTF8, 8-bit content
     { ret: 'FULL', envid: 'e1', eightBit: true, smtputf8: true });
   assert.deepEqual(messageParams(envelope({}), Buffer.from('caf\xe9', 'latin1')), { eightBit: true }, '8-bit content without BODY=8BITMIME is told to the next hop');
   const rcpt = (address: string, dsn?: SMTPServerAddress['dsn']): SMTPServerAddress => ({ address, args: false, ...(dsn ? { dsn } : {}) });
-  const requests = dsnRequests([rcpt('a@one.test', { notify: ['NEVER'] }), rcpt('b@one.test'), rcpt('c@two.test', { orcpt: 'rfc822;C@two.test' }), rcpt('d@two.test', {})]);
-  assert.deepEqual([...requests.keys()], ['a@one.test', 'c@two.test']);
+  const requests = dsnRequests([
+    rcpt('a@one.test', { notify: ['NEVER'] }), rcpt('b@one.test'), rcpt('c@two.test', { orcpt: 'rfc822;C@two.test' }), rcpt('d@two.test', {}),
+    rcpt('zoë@two.test', { orcpt: 'rfc822;zo\u00c3\u00ab@two.test' }),
+  ]);
+  assert.deepEqual([...requests.keys()], ['a@one.test', 'c@two.test', 'zoë@two.test']);
+  assert.equal(requests.get('zoë@two.test')!.orcpt, 'rfc822;zoë@two.test', 'the UTF-8 bytes its xtext stood for');
   assert.deepEqual(requestsOf(requests, ['a@one.test', 'b@one.test']), { 'a@one.test': { notify: ['NEVER'] } });
   assert.deepEqual(requestsOf(requests, ['c@two.test', 'd@two.test']), { 'c@two.test': { orcpt: 'rfc822;C@two.test' } });
   assert.equal(requestsOf(requests, ['b@one.test']), undefined, 'a job whose recipients made no request carries none');
