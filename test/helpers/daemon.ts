@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { killOnExit, removeOnExit } from './cleanup.js';
+import { runToEnd } from './run.js';
 import { Condition } from './wait.js';
 
 // This file compiles to dist/test/helpers/daemon.js; the CLI to dist/src/cli/index.js.
@@ -175,34 +176,13 @@ export async function startDaemon(config: object, opts: DaemonOptions = {}): Pro
 export type CliResult = { code: number | null; stdout: string; stderr: string };
 
 /** Runs one CLI command to completion, e.g. ['check-config', '-c', path]. */
-export function runCli(
+export async function runCli(
   args: string[],
   opts: { timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CliResult> {
-  const timeoutMs = opts.timeoutMs ?? 20000;
-  const proc = spawn(process.execPath, [CLI_PATH, ...args], {
-    ...(opts.cwd ? { cwd: opts.cwd } : {}),
-    env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { code, stdout, stderr } = await runToEnd(process.execPath, [CLI_PATH, ...args], {
+    timeoutMs: opts.timeoutMs ?? 20000, what: `impulse ${args.join(' ')}`,
+    ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.env ? { env: opts.env } : {}),
   });
-  killOnExit(proc);
-  let stdout = '';
-  let stderr = '';
-  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      const output = `stdout:\n${stdout}\nstderr:\n${stderr}`;
-      reject(new Error(`impulse ${args.join(' ')} still running after ${timeoutMs} ms\n${output}`));
-    }, timeoutMs);
-    proc.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    proc.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return { code, stdout, stderr };
 }

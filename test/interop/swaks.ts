@@ -1,6 +1,5 @@
 // Runs swaks, the SMTP test tool, against a server and keeps its exit code and transcript.
-import { spawn } from 'node:child_process';
-import { killOnExit } from '../helpers/cleanup.js';
+import { runToEnd } from '../helpers/run.js';
 
 const SWAKS = '/usr/bin/swaks';
 
@@ -12,26 +11,9 @@ export type SwaksResult = {
 };
 
 /** `swaks --server HOST --port PORT --timeout 10 ARGS...`; resolves when it exits. */
-export function swaks(host: string, port: number, args: string[], timeoutMs = 30000): Promise<SwaksResult> {
-  const proc = spawn(SWAKS, ['--server', host, '--port', String(port), '--timeout', '10', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  killOnExit(proc);
-  let transcript = '';
-  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (transcript += c));
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (transcript += c));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`swaks ${args.join(' ')} still running after ${timeoutMs} ms:\n${transcript}`));
-    }, timeoutMs);
-    proc.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    proc.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, transcript });
-    });
-  });
+export async function swaks(host: string, port: number, args: string[], timeoutMs = 30000): Promise<SwaksResult> {
+  const r = await runToEnd(SWAKS, ['--server', host, '--port', String(port), '--timeout', '10', ...args], { timeoutMs, what: `swaks ${args.join(' ')}` });
+  return { code: r.code, transcript: r.output };
 }
 
 /** The queue id from Impulse's `250 2.0.0 Ok queued as <id>` in a swaks transcript. */
