@@ -18,12 +18,16 @@ import { AddressHealth } from './delivery/address-health.js';
 import { smtpConnector } from './delivery/connector.js';
 import { HostConnections } from './delivery/host-connections.js';
 import { Initiator } from './delivery/initiator.js';
+import { DestinationPolicies } from './delivery/destination-tls.js';
 import { isLocalAddress } from './delivery/local-address.js';
 import { loadTrust } from './delivery/tls-trust.js';
 import { createResolver } from './dns/resolver.js';
 import { loadPlugins } from './hooks/plugins.js';
 import { HookRegistry } from './hooks/registry.js';
 import { Intake } from './intake/server.js';
+import { RedisPolicyCache } from './mta-sts/cache.js';
+import { StsDiscovery } from './mta-sts/discovery.js';
+import { httpsPolicyFetcher } from './mta-sts/fetch.js';
 import { redisHealth } from './observability/health.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -43,6 +47,8 @@ import { MessageStore } from './store/message-store.js';
 import { type RedisTarget, connectRedis } from './store/redis.js';
 import { watchRedis } from './store/redis-watch.js';
 
+/** An MTA-STS policy fetch, DNS to last byte (RFC 8461 §3.3 asks for a timeout, leaving its length open). */
+const STS_FETCH_TIMEOUT_MS = 30_000;
 /** Events kept in BullMQ's stream: nobody reads them, so keep it from growing. */
 const EVENTS_MAX_LEN = 1000;
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -123,9 +129,14 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     },
     redisPing,
   });
+  const resolver = createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries });
+  const sts = new StsDiscovery({
+    resolver, fetch: httpsPolicyFetcher({ resolver, trust, timeoutMs: STS_FETCH_TIMEOUT_MS }),
+    cache: new RedisPolicyCache(queueRedis, prefix, systemClock.now), now: systemClock.now, log,
+  });
   const initiator = new Initiator({
-    resolver: createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }),
-    connector: smtpConnector(trust), health, hosts, hooks, clock: systemClock, log, options, isLocalAddress,
+    resolver, connector: smtpConnector(trust), health, hosts, hooks, clock: systemClock, log, options, isLocalAddress,
+    policies: new DestinationPolicies({ sts }), observer: metrics,
   });
   const store = new MessageStore(queueRedis, prefix, config.redis.compress_bodies);
   // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a

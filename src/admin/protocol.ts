@@ -2,10 +2,12 @@
 // Unix socket or a loopback port; times are ISO strings, ages and durations plain numbers with
 // their unit in the name. Errors are `{ error: { code, message } }` with the HTTP status below.
 import type { Counts } from '../observability/metrics.js';
-import type { ReadyQueueView } from '../scheduler/views.js';
+import type { ReadyQueueView, StsView } from '../scheduler/views.js';
 
 /** Counts are recipients, as Momentum counts: the metrics' own shape, served as it is. */
 export type { Counts };
+/** A domain's MTA-STS policy state, the scheduler's own view served as it is. */
+export type { StsView };
 
 export const API = {
   summary: 'GET /v1/summary',
@@ -85,6 +87,8 @@ export interface DomainDetail {
     expires_at?: string;
     hosts: Array<{ host: string; preference: number; addresses: AddressMark[]; siblings: string[] }>;
   };
+  /** The destination's MTA-STS policy as last discovered; absent before a lookup, or when no scope has mta_sts on. */
+  mta_sts?: StsView;
   consecutive_failures: number;
   last_error?: LastError;
   active: number;

@@ -28,6 +28,12 @@ export class DeliveryOptions {
     return this.scopes.get(binding, domain);
   }
 
+  /** The published TLS policies some binding wants looked up for `domain` (each binding then applies its own switches). */
+  policiesWanted(domain: string): { mta_sts: boolean } {
+    const names = ['default', ...this.current.bindings.map((b) => b.name)];
+    return { mta_sts: names.some((b) => this.of(b, domain).mta_sts) };
+  }
+
   /** The scope an option's value comes from: shared budgets (throttles, scope caps) are keyed by it. */
   scopeOf(binding: string, domain: string, key: ScopedOption): string {
     return this.scopes.scopeOf(binding, domain, key);

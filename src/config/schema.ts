@@ -60,7 +60,7 @@ export const SCOPED_OPTIONS = [
   'remote_smtp_port', 'connect_timeout', 'greeting_timeout', 'data_timeout', 'retry_interval', 'max_retry_interval',
   'message_expiration', 'tls', 'tls_verify', 'tls_ifavailable_fallback', 'host_failure_retry', 'max_outbound_connections',
   'scope_max_outbound_connections', 'connection_allocation_aggressiveness', 'outbound_throttle_messages', 'outbound_throttle_connections',
-  'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready',
+  'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready', 'mta_sts',
 ] as const;
 
 function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodType, R extends z.ZodType>(
@@ -96,6 +96,8 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('consecutive connection failures across all MXs of a domain after which the whole domain is delayed; 0 = never'),
     max_ready: z.number().int().min(1).optional()
       .describe('messages held in memory ready for delivery per binding × domain; the rest wait in Redis'),
+    mta_sts: z.boolean().optional()
+      .describe('look up and apply the destination\'s MTA-STS policy (RFC 8461): enforce allows only its MX hosts with TLS whose certificate names them, else defers with 451 4.7.5; testing delivers as before and logs what would have failed'),
   };
   const domainScopes = z.record(z.string(), z.strictObject(scoped)).optional()
     .describe('delivery options per destination domain; a key written /regex/ matches by pattern (literal keys win)');
@@ -211,7 +213,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     tls_verify: scoped.tls_verify.unwrap().default('no'),
     tls_ifavailable_fallback: scoped.tls_ifavailable_fallback.unwrap().default(true),
     tls_ca_file: z.string().optional()
-      .describe('PEM CA certificates trusted by tls_verify besides the bundled public roots (relative to the config file); read at start, a change needs a restart'),
+      .describe('PEM CA certificates trusted by tls_verify and MTA-STS policy fetches besides the bundled public roots and NODE_EXTRA_CA_CERTS (relative to the config file); read at start, a change needs a restart'),
     max_outbound_connections: scoped.max_outbound_connections.unwrap().default(32),
     scope_max_outbound_connections: scoped.scope_max_outbound_connections,
     connection_allocation_aggressiveness: scoped.connection_allocation_aggressiveness.unwrap().default('normal'),
@@ -222,6 +224,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     idle_timeout: duration('5s').describe('how long a connection with nothing to send is held open for more mail'),
     mx_failures_to_delay: scoped.mx_failures_to_delay.unwrap().default(50),
     max_ready: scoped.max_ready.unwrap().default(1000),
+    mta_sts: scoped.mta_sts.unwrap().default(true),
     server_max_outbound_connections: z.number().int().min(1).default(20000).describe('outbound connections open at once, all bindings and domains'),
     migrate_connections_between_sibling_domains: z.boolean().default(true)
       .describe('a connection with nothing left for its domain moves on to another domain sharing that MX host'),

@@ -9,8 +9,13 @@ import {
   CONN_ERROR_BIND, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_NETWORK, CONN_ERROR_CONNECT_TIMEOUT, CONN_ERROR_IOCTL, CONN_ERROR_SOCKET,
 } from './flags.js';
 import { type RelayEnvelope, RelayConnection } from './relay-connection.js';
-import { TlsError, tlsFailureOf, tlsFailureReply, tlsReason } from './tls-failure.js';
+import { TlsError, resultOf, tlsFailureOf, tlsFailureReply, tlsReason } from './tls-failure.js';
+import { judgeSession } from './tls-judge.js';
 import { type TlsOutcome, type TlsPolicy, tlsOptions } from './tls-policy.js';
+import type { TlsRequirement } from './tls-requirement.js';
+
+/** The requirements a connection is attempted under (a refused host is never attempted). */
+export type AttemptRequirement = Exclude<TlsRequirement, { kind: 'refused' }>;
 
 export interface ConnectSpec extends TlsPolicy {
   address: string;
@@ -22,6 +27,8 @@ export interface ConnectSpec extends TlsPolicy {
   connectTimeout: number;
   greetingTimeout: number;
   dataTimeout: number;
+  /** What the destination's published policy asks of this host; it overrides the TLS options where it is stricter. */
+  requirement: AttemptRequirement;
 }
 
 /** An SMTP client session; nodemailer's SMTPConnection in production. */
@@ -62,7 +69,8 @@ const SETUP_STAGES = 3;
  * is followed at once by a plain-text session to the same address; the client says so in `tls.fallback`.
  */
 export function smtpConnector(trust: SecureContext | undefined): Connector {
-  return async (spec) => {
+  return async (asked) => {
+    const spec = { ...asked, ...effectivePolicy(asked) };
     try {
       return await open(spec, trust, spec.tls !== 'no', undefined);
     } catch (err) {
@@ -71,6 +79,17 @@ export function smtpConnector(trust: SecureContext | undefined): Connector {
       return open(spec, trust, false, err.reason);
     }
   };
+}
+
+/** The policy that demands TLS, as a reply names it; undefined when only the options do. */
+function policyName(r: AttemptRequirement): string | undefined {
+  return r.kind === 'sts-enforce' ? `the MTA-STS policy of ${r.policy.domain}` : undefined;
+}
+
+/** The TLS options a requirement imposes: MTA-STS enforce is tls: required and tls_verify: host, with no fallback. */
+function effectivePolicy(spec: ConnectSpec): TlsPolicy {
+  if (spec.requirement.kind === 'sts-enforce') return { tls: 'required', tlsVerify: 'host', tlsIfavailableFallback: false };
+  return spec;
 }
 
 function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boolean, fallback: string | undefined): Promise<SmtpClient> {
@@ -107,7 +126,7 @@ function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boo
         return;
       }
       const reason = tlsReason(err);
-      reject(new TlsError(kind, reason, tlsFailureReply(kind, where, reason, spec.tls)));
+      reject(new TlsError(kind, reason, tlsFailureReply(kind, where, reason, spec.tls, policyName(spec.requirement)), resultOf(kind, conn)));
     };
     conn.on('error', (err: Error) => {
       if (!ready) fail(err);
@@ -126,10 +145,14 @@ function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boo
       if (conn._socket) batchWrites(conn._socket);
       if (spec.tls === 'required' && !conn.secure) {
         conn.quit();
-        reject(new TlsError('not_offered', 'STARTTLS not offered', tlsFailureReply('not_offered', where, '', spec.tls)));
+        reject(new TlsError('not_offered', 'STARTTLS not offered', tlsFailureReply('not_offered', where, '', spec.tls, policyName(spec.requirement)), 'starttls-not-supported'));
         return;
       }
-      const tls: TlsOutcome = { verified: conn.secure ? spec.tlsVerify : 'no', ...(fallback === undefined ? {} : { fallback }) };
+      const tls: TlsOutcome = {
+        verified: conn.secure ? spec.tlsVerify : 'no',
+        ...(fallback === undefined ? {} : { fallback }),
+        ...judgeSession(spec.requirement, conn.secure ? conn._socket || undefined : undefined, spec.host),
+      };
       resolve({
         get secure() {
           return conn.secure;

@@ -4,17 +4,18 @@
 // is one the code can be in.
 import type { Reply } from '../core/reply.js';
 import type { LookupResult, Target } from './route.js';
+import type { DestinationTls } from './tls-requirement.js';
 
 type MxState =
   | { phase: 'unresolved' }
   | { phase: 'resolving'; settled: Promise<void> }
-  | { phase: 'resolved'; targets: Target[]; expiresAt: number }
+  | { phase: 'resolved'; targets: Target[]; expiresAt: number; tls: DestinationTls }
   | { phase: 'null_mx'; reply: Reply; expiresAt: number }
   | { phase: 'failed'; reply: Reply; expiresAt: number };
 
 type MxEvent =
   | { kind: 'lookup_started'; settled: Promise<void> }
-  | { kind: 'lookup_finished'; result: LookupResult; now: number };
+  | { kind: 'lookup_finished'; result: LookupResult; tls: DestinationTls; now: number };
 
 /** How long a failed lookup is believed before the next attempt asks DNS again. */
 const FAILED_LOOKUP_HOLD_MS = 5_000;
@@ -25,7 +26,7 @@ function mxTransition(state: MxState, event: MxEvent): MxState {
       return state.phase === 'resolving' ? state : { phase: 'resolving', settled: event.settled };
     case 'lookup_finished': {
       const r = event.result;
-      if (r.kind === 'targets') return { phase: 'resolved', targets: r.targets, expiresAt: event.now + r.ttlMs };
+      if (r.kind === 'targets') return { phase: 'resolved', targets: r.targets, expiresAt: event.now + r.ttlMs, tls: event.tls };
       if (r.kind === 'null_mx') return { phase: 'null_mx', reply: r.reply, expiresAt: event.now + FAILED_LOOKUP_HOLD_MS };
       return { phase: 'failed', reply: r.reply, expiresAt: event.now + FAILED_LOOKUP_HOLD_MS };
     }

@@ -14,7 +14,8 @@ import type { DnsResolver } from '../dns/resolver.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookAddress, HookConnection, HookReadyQueue } from '../hooks/signatures.js';
 import type { AddressHealth } from './address-health.js';
-import { type ConnectError, type Connector, type SmtpClient, classifyConnectError } from './connector.js';
+import { type AttemptRequirement, type ConnectError, type Connector, type SmtpClient, classifyConnectError } from './connector.js';
+import type { DestinationPolicies } from './destination-tls.js';
 import type { DomainRecord } from './domain-record.js';
 import {
   CONN_ACTION_PURGE_DOMAIN, CONN_ACTION_REQUEUE1, CONN_ERROR_BIND, CONN_ERROR_CONNECT, CONN_ERROR_CONNECT_NETWORK,
@@ -24,7 +25,9 @@ import {
 import type { HostConnections } from './host-connections.js';
 import { chooseTarget } from './mx-choice.js';
 import { type Target, lookupTargets } from './route.js';
+import { TlsError } from './tls-failure.js';
 import type { TlsPolicy } from './tls-policy.js';
+import { type PolicyCheck, type TlsRequirement, requirementFor } from './tls-requirement.js';
 
 /** Delivery options in force for one binding × domain, as a connection attempt reads them. */
 interface ConnectionPolicy extends TlsPolicy {
@@ -53,6 +56,9 @@ interface InitiatorDeps {
   log: Logger;
   options: DeliveryOptions;
   isLocalAddress(address: string): boolean;
+  policies: DestinationPolicies;
+  /** Told every verdict under a published TLS policy (the counts an RFC 8460 report is made of). */
+  observer: { tlsPolicy(check: PolicyCheck): void };
 }
 
 export class ConnectionHandle implements HookConnection {
@@ -165,7 +171,16 @@ export class Initiator {
         reply: reply(551, '5.4.6', `[internal] every MX address of ${dr.domain} is a prohibited (private/loopback) address`),
       });
     }
-    const choice = chooseTarget(eligibleTargets(mx.targets, options), this.choiceState(binding, now));
+    const eligible = eligibleTargets(mx.targets, options);
+    const usable = eligible.filter((t) => this.requirementOf(dr, binding, t.host).kind !== 'refused');
+    if (eligible.length > 0 && usable.length === 0) {
+      // Every MX this binding may use is ruled out by the destination's published policy: the
+      // domain's mail waits for the policy or its MXs to change.
+      const refused = this.requirementOf(dr, binding, eligible[0]!.host) as Extract<TlsRequirement, { kind: 'refused' }>;
+      this.deps.observer.tlsPolicy({ policy: refused.policy, mode: 'enforce', result: refused.resultType, reason: refused.reply.text });
+      return fail({ flags: CONN_ERROR_NO_MXS_REACHABLE | CONN_ACTION_PURGE_DOMAIN, reply: refused.reply });
+    }
+    const choice = chooseTarget(usable, this.choiceState(binding, now));
     if (choice.kind === 'all_failed') {
       return fail({
         flags: CONN_ERROR_NO_MXS_REACHABLE | CONN_ACTION_REQUEUE1,
@@ -198,6 +213,12 @@ export class Initiator {
     };
   }
 
+  /** What the destination's published policy asks of a connection from `binding` to MX `host`. */
+  private requirementOf(dr: DomainRecord, binding: Binding, host: string): TlsRequirement {
+    if (dr.mx.phase !== 'resolved') return { kind: 'options' };
+    return requirementFor(dr.domain, host, dr.mx.tls, this.deps.options.of(binding.name, dr.domain));
+  }
+
   private choiceState(binding: Binding, now: number) {
     const { health, hosts, options } = this.deps;
     return {
@@ -214,12 +235,13 @@ export class Initiator {
       answered = resolve;
     });
     dr.applyMx({ kind: 'lookup_started', settled });
-    lookupTargets(dr.domain, this.deps.resolver, { routes: this.deps.options.routes, port })
-      .catch((err: Error) => ({ kind: 'failed' as const, reply: reply(451, '4.4.3', `[internal] DNS lookup for ${dr.domain} failed: ${err.message}`) }))
-      .then((result) => {
-        dr.applyMx({ kind: 'lookup_finished', result, now: this.deps.clock.now() });
-        answered();
-      });
+    const policies = this.deps.policies.lookup(dr.domain, this.deps.options.policiesWanted(dr.domain));
+    const targets = lookupTargets(dr.domain, this.deps.resolver, { routes: this.deps.options.routes, port })
+      .catch((err: Error) => ({ kind: 'failed' as const, reply: reply(451, '4.4.3', `[internal] DNS lookup for ${dr.domain} failed: ${err.message}`) }));
+    void Promise.all([targets, policies]).then(([result, tls]) => {
+      dr.applyMx({ kind: 'lookup_finished', result, tls, now: this.deps.clock.now() });
+      answered();
+    });
   }
 
   private attempt(
@@ -231,13 +253,17 @@ export class Initiator {
     const { health, clock, connector } = this.deps;
     const target = handle.target;
     const binding = handle.bindingInfo;
+    // Refused hosts were filtered out before the choice.
+    const requirement = this.requirementOf(handle.domain, binding, target.host) as AttemptRequirement;
     handle.occupy(target);
     connector({
       address: target.address, port: target.port, host: target.host, localAddress: binding.bindAddress,
       ehloHostname: binding.ehloHostname, connectTimeout: policy.connectTimeout, greetingTimeout: policy.greetingTimeout,
       dataTimeout: policy.dataTimeout, tls: policy.tls, tlsVerify: policy.tlsVerify, tlsIfavailableFallback: policy.tlsIfavailableFallback,
+      requirement,
     }).then((client) => {
       handle.client = client;
+      if (client.tls.policy) this.notePolicy(handle, client.tls.policy);
       if (client.tls.fallback !== undefined) {
         this.deps.log.warn({
           event: 'tls_fallback', domain: handle.domain.domain, binding: binding.name, mx_host: target.host, mx_ip: target.address, reason: client.tls.fallback,
@@ -252,6 +278,9 @@ export class Initiator {
       const now = clock.now();
       handle.release();
       handle.domain.recordFailure();
+      if (err instanceof TlsError && 'policy' in requirement) {
+        this.notePolicy(handle, { policy: requirement.policy, mode: 'enforce', result: err.resultType, reason: err.reason });
+      }
       const flags = classifyConnectError(err);
       if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK | CONN_ERROR_CONNECT_TIMEOUT)) {
         health.markFailed(binding.name, target.address, now, now + policy.hostFailureRetry, flags);
@@ -261,7 +290,8 @@ export class Initiator {
       // trying the next MX now keeps one dead (refusing or silent) MX from taking every attempt.
       if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK | CONN_ERROR_CONNECT_TIMEOUT)) {
         const next = handle.domain.mx.phase === 'resolved'
-          ? chooseTarget(eligibleTargets(handle.domain.mx.targets, this.deps.options), this.choiceState(binding, now))
+          ? chooseTarget(eligibleTargets(handle.domain.mx.targets, this.deps.options)
+            .filter((t) => this.requirementOf(handle.domain, binding, t.host).kind !== 'refused'), this.choiceState(binding, now))
           : undefined;
         if (next?.kind === 'target') {
           this.reportFailure(handle.domain, binding, target, { flags, reply: replyOf }, now);
@@ -276,6 +306,16 @@ export class Initiator {
       if (flags & CONN_ERROR_CONNECT_TIMEOUT) onTimeout(handle, e);
       else onConnected(handle, e);
     });
+  }
+
+  /** Counts a verdict under a published policy; a failure in testing mode is logged, as it changed nothing else. */
+  private notePolicy(handle: ConnectionHandle, check: PolicyCheck): void {
+    this.deps.observer.tlsPolicy(check);
+    if (check.result === 'success' || check.mode !== 'testing') return;
+    this.deps.log.warn({
+      event: 'tls_policy_failure', mode: check.mode, policy_type: check.policy.type, policy_domain: check.policy.domain, policy_id: check.policy.id,
+      result_type: check.result, reason: check.reason, domain: handle.domain.domain, binding: handle.binding, mx_host: handle.target.host, mx_ip: handle.target.address,
+    }, 'session would have failed the destination\'s TLS policy (testing mode: delivered anyway)');
   }
 
   private queueView(dr: DomainRecord, binding: Binding): HookReadyQueue {

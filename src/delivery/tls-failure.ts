@@ -6,6 +6,7 @@ import { TLSSocket } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { type Reply, reply } from '../core/reply.js';
 import type { TlsMode } from './tls-policy.js';
+import { type TlsResultType, certificateResult } from './tls-requirement.js';
 
 type TlsFailureKind = 'verify' | 'handshake' | 'not_offered';
 
@@ -13,7 +14,7 @@ type TlsFailureKind = 'verify' | 'handshake' | 'not_offered';
 export class TlsError extends Error {
   readonly code = 'ETLS';
 
-  constructor(readonly kind: TlsFailureKind, readonly reason: string, readonly reply: Reply) {
+  constructor(readonly kind: TlsFailureKind, readonly reason: string, readonly reply: Reply, readonly resultType: TlsResultType) {
     super(reason);
     this.name = this.constructor.name;
   }
@@ -32,6 +33,13 @@ export function tlsFailureOf(conn: SMTPConnection, err: Error & { code?: string 
   return undefined;
 }
 
+/** The RFC 8460 result type of a failure found by tlsFailureOf. */
+export function resultOf(kind: 'verify' | 'handshake', conn: SMTPConnection): TlsResultType {
+  if (kind === 'handshake') return 'validation-failure';
+  const socket = conn._socket instanceof TLSSocket ? conn._socket : undefined;
+  return certificateResult(socket?.authorizationError as unknown as string | undefined);
+}
+
 /**
  * The failure in a few words for a one-line reply: OpenSSL's reason ('wrong version number')
  * rather than its whole error string with codes and source file.
@@ -41,8 +49,16 @@ export function tlsReason(err: Error & { reason?: unknown; library?: unknown }):
   return text.replace(/\s+/g, ' ').trim();
 }
 
-/** The reply for a TLS failure with the server at `where` (`host [address]:port`). */
-export function tlsFailureReply(kind: TlsFailureKind, where: string, reason: string, mode: TlsMode): Reply {
+/**
+ * The reply for a TLS failure with the server at `where` (`host [address]:port`); `policy` names
+ * the published policy that demanded TLS (`the MTA-STS policy of example.com`), if one did.
+ */
+export function tlsFailureReply(kind: TlsFailureKind, where: string, reason: string, mode: TlsMode, policy?: string): Reply {
+  if (policy !== undefined) {
+    const what = kind === 'not_offered' ? `${where} does not offer STARTTLS` : kind === 'verify'
+      ? `TLS certificate verification failed for ${where}: ${reason}` : `TLS handshake with ${where} failed: ${reason}`;
+    return reply(451, '4.7.5', `[internal] ${policy} requires authenticated TLS and ${what}`);
+  }
   switch (kind) {
     case 'verify':
       return reply(451, '4.7.5', `[internal] TLS certificate verification failed for ${where}: ${reason}`);

@@ -4,6 +4,7 @@
 import { isIP } from 'node:net';
 import { type ConnectionOptions, type SecureContext, checkServerIdentity } from 'node:tls';
 import type { ScopedValues } from '../config/scopes.js';
+import type { PolicyCheck, TlsRequirement } from './tls-requirement.js';
 
 export type TlsMode = 'ifavailable' | 'required' | 'no';
 /** What the server's certificate must prove: nothing, a trusted chain, or a trusted chain naming the MX host. */
@@ -22,6 +23,8 @@ export interface TlsOutcome {
   verified: TlsVerify;
   /** Why the TLS session failed before this plain-text one was opened instead, if it did. */
   fallback?: string;
+  /** The verdict under the destination's published policy, when one applied. */
+  policy?: PolicyCheck;
 }
 
 const STRENGTH: Record<TlsVerify, number> = { no: 0, ca: 1, host: 2 };
@@ -44,10 +47,14 @@ export type ScopedTls = Pick<ScopedValues, 'tls' | 'tls_verify' | 'tls_ifavailab
 
 /**
  * Whether a session to MX `host`, opened for another domain, meets the TLS policy `o` of a domain
- * whose MX names are `mxHosts`: a connection migrating between siblings must not carry mail over
- * less than that domain's own connection would have insisted on.
+ * whose MX names are `mxHosts`, and what that domain's published policy asks of `host`
+ * (`requirement`): a connection migrating between siblings must not carry mail over less than
+ * that domain's own connection would have insisted on.
  */
-export function tlsCarries(session: { secure: boolean; tls: TlsOutcome }, host: string, o: ScopedTls, mxHosts: readonly string[]): boolean {
+export function tlsCarries(session: { secure: boolean; tls: TlsOutcome }, host: string, o: ScopedTls, mxHosts: readonly string[], requirement: TlsRequirement): boolean {
+  if (requirement.kind === 'refused') return false;
+  // requirementFor allowed `host` under the policy, and host verification proved that name.
+  if (requirement.kind === 'sts-enforce') return session.secure && session.tls.verified === 'host';
   if (o.tls === 'no') return true;
   if (!session.secure) {
     if (o.tls === 'required') return false;

@@ -16,6 +16,8 @@ interface AddressRecord {
 export interface DnsResolver {
   resolveMx(name: string): Promise<MxRecord[]>;
   resolve4(name: string): Promise<AddressRecord[]>;
+  /** Each record as its character-strings (RFC 1035 §3.3.14), in the order served. */
+  resolveTxt(name: string): Promise<string[][]>;
 }
 
 interface ResolverOptions {
@@ -30,6 +32,7 @@ export function createResolver(opts: ResolverOptions): DnsResolver {
   return {
     resolveMx: (name) => r.resolveMx(name),
     resolve4: (name) => r.resolve4(name, { ttl: true }),
+    resolveTxt: (name) => r.resolveTxt(name),
   };
 }
 

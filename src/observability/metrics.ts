@@ -3,6 +3,7 @@
 // never see another instance's numbers.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { withTimeout } from '../core/timeout.js';
+import type { PolicyCheck } from '../delivery/tls-requirement.js';
 
 /** Counts are recipients: a message to three recipients counts three, as Momentum counts. */
 export interface Counts {
@@ -53,6 +54,7 @@ export class Metrics {
   private readonly failedTotal: Counter<'binding' | 'status'>;
   private readonly connectionFailures: Counter<'flag'>;
   private readonly migrations: Counter;
+  private readonly tlsPolicySessions: Counter<'policy_type' | 'policy_domain' | 'mode' | 'result'>;
   private readonly latency: Histogram;
 
   constructor(private readonly sources: MetricsSources, private readonly now: () => number = Date.now) {
@@ -77,6 +79,11 @@ export class Metrics {
     });
     this.migrations = new Counter({
       name: 'impulse_connection_migrations_total', help: 'Idle outbound connections moved to a sibling domain.', registers,
+    });
+    this.tlsPolicySessions = new Counter({
+      name: 'impulse_tls_policy_sessions_total',
+      help: 'Outbound sessions under a published TLS policy (sts: MTA-STS), by policy domain, mode and RFC 8460 result type (success, or why it failed or would have failed): the counts of a TLS-RPT report.',
+      labelNames: ['policy_type', 'policy_domain', 'mode', 'result'], registers,
     });
     this.latency = new Histogram({
       name: 'impulse_delivery_latency_seconds', help: 'Injection to delivery, one observation per delivered recipient.',
@@ -115,6 +122,11 @@ export class Metrics {
   /** A failed connection attempt; only its CONN_ERROR_* flags are counted, CONN_ACTION_* are what was done about it. */
   connectionFailed(_binding: string, flags: readonly string[]): void {
     for (const flag of flags) if (flag.startsWith('CONN_ERROR_')) this.connectionFailures.inc({ flag });
+  }
+
+  /** A session (or a refusal to open one) judged under a destination's published TLS policy. */
+  tlsPolicy(check: PolicyCheck): void {
+    this.tlsPolicySessions.inc({ policy_type: check.policy.type, policy_domain: check.policy.domain, mode: check.mode, result: check.result });
   }
 
   /** A connection moved to a sibling domain. */

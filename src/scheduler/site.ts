@@ -9,6 +9,7 @@ import type { Clock } from '../core/clock.js';
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
 import { tlsCarries } from '../delivery/tls-policy.js';
+import { requirementFor } from '../delivery/tls-requirement.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { Dispatcher } from './dispatcher.js';
 import { connectionGoal } from './policy.js';
@@ -160,8 +161,10 @@ export class Sites {
   canCarry(conn: Dispatcher, queue: ReadyQueue): boolean {
     const o = this.deps.options.of(queue.binding.name, queue.domain);
     const target = conn.handle.target;
+    const mx = queue.record.mx;
+    const requirement = mx.phase === 'resolved' ? requirementFor(queue.domain, target.host, mx.tls, o) : { kind: 'options' as const };
     return queue.record.reaches(target) && target.port === o.remote_smtp_port
-      && tlsCarries(conn.handle.client!, target.host, o, queue.record.targets().map((t) => t.host));
+      && tlsCarries(conn.handle.client!, target.host, o, queue.record.targets().map((t) => t.host), requirement);
   }
 
   /** The queue is forgotten. */

@@ -3,6 +3,7 @@ import type { Bindings } from '../binding/registry.js';
 import { formatReply } from '../core/reply.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
 import { flagNames } from '../delivery/flags.js';
+import type { StsState } from '../mta-sts/discovery.js';
 import { type QueuePhase, type ReadyQueue, type Throttle } from './ready-queue.js';
 
 export interface ReadyQueueView {
@@ -24,11 +25,29 @@ export interface ReadyQueueView {
   throttled_ms: { messages: number; connections: number };
 }
 
+/** A domain's MTA-STS policy as last discovered: state none (not published), policy, or unavailable (published, not fetched). */
+export interface StsView {
+  state: StsState['kind'];
+  id?: string;
+  mode?: 'enforce' | 'testing' | 'none';
+  mx?: string[];
+  max_age_s?: number;
+  fetched_at?: string;
+  expires_at?: string;
+  /** Why the last refresh failed while this cached policy was kept. */
+  stale?: string;
+  /** Why no policy could be had (state unavailable), with its RFC 8460 result type. */
+  error?: string;
+  result_type?: string;
+}
+
 export interface DomainView {
   domain: string;
   phase: 'idle' | 'active' | 'delayed' | 'suspended';
   delayed_until?: string;
   mx: { phase: string; hosts?: Array<{ host: string; address: string; preference: number }>; expires_at?: string };
+  /** The destination's MTA-STS policy, when some scope looks it up and the MX lookup has been made. */
+  mta_sts?: StsView;
   active: number;
   /** Jobs this daemon put in the delayed set (retries and parks) that have not come back yet. */
   delayed: number;
@@ -86,6 +105,22 @@ export function queueView(q: ReadyQueue, bindings: Bindings, throttled: (key: Th
   };
 }
 
+function stsView(s: StsState): StsView {
+  switch (s.kind) {
+    case 'none':
+      return { state: 'none' };
+    case 'unavailable':
+      return { state: 'unavailable', ...(s.id ? { id: s.id } : {}), error: s.error.message, result_type: s.error.resultType };
+    case 'policy': {
+      const p = s.policy;
+      return {
+        state: 'policy', id: p.id, mode: p.mode, mx: p.mx, max_age_s: p.maxAge, fetched_at: iso(p.fetchedAt), expires_at: iso(p.expiresAt),
+        ...(s.stale ? { stale: s.stale } : {}),
+      };
+    }
+  }
+}
+
 export function domainView(record: DomainRecord, queues: ReadyQueueView[], siblings: string[], now: number): DomainView {
   const delayed = record.isDelayed(now);
   const mx = record.mx;
@@ -104,6 +139,7 @@ export function domainView(record: DomainRecord, queues: ReadyQueueView[], sibli
     siblings,
     bindings: queues,
   };
+  if (mx.phase === 'resolved' && mx.tls.sts) view.mta_sts = stsView(mx.tls.sts);
   if (record.delay.phase === 'delayed') view.delayed_until = iso(record.delay.until);
   if (record.lastError) {
     view.last_error = {

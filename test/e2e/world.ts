@@ -16,7 +16,8 @@ export interface World {
   intakePort: number;
   dir: string;
   config: Record<string, unknown>;
-  start(overrides?: Record<string, unknown>): Promise<Daemon>;
+  /** A daemon on the world's config with `overrides`; `env` adds to its environment. */
+  start(overrides?: Record<string, unknown>, env?: NodeJS.ProcessEnv): Promise<Daemon>;
   startSink(name: string, host: string, behaviour?: SinkBehaviour, tls?: SinkOptions['tls'], extensions?: SinkOptions['extensions']): Promise<Sink>;
   close(): Promise<void>;
 }
@@ -51,10 +52,10 @@ export async function buildWorld(opts: {
       host_failure_retry: '1s',
       ...opts.config,
     },
-    async start(overrides = {}) {
+    async start(overrides = {}, env) {
       // Daemons of one world share its dir; each needs its own admin socket.
       const admin = { socket: join(dir, `admin-${daemons.length}.sock`) };
-      const d = await startDaemon({ admin, ...world.config, ...overrides }, { dir });
+      const d = await startDaemon({ admin, ...world.config, ...overrides }, { dir, ...(env ? { env } : {}) });
       daemons.push(d);
       return d;
     },

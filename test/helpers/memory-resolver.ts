@@ -13,6 +13,7 @@ export function memoryResolver(mx: Record<string, MxRecord[] | string>, a: Recor
   return {
     resolveMx: (n) => answer(mx[n] ?? (a[n] ? 'ENODATA' : undefined)),
     resolve4: async (n) => (await answer<string[]>(a[n] ?? (mx[n] ? 'ENODATA' : undefined))).map((address) => ({ address, ttl: 300 })),
+    resolveTxt: (n) => answer<string[][]>(mx[n] || a[n] ? 'ENODATA' : undefined),
   };
 }
 

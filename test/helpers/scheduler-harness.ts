@@ -20,6 +20,7 @@ import { Scheduler } from '../../src/scheduler/scheduler.js';
 import { FakeClock } from './fake-clock.js';
 import { configFrom } from './options.js';
 import { DeliveryOptions } from '../../src/config/delivery-options.js';
+import { DestinationPolicies } from '../../src/delivery/destination-tls.js';
 
 /** How a scripted MX address behaves. */
 export interface ServerScript {
@@ -154,6 +155,7 @@ export class Harness {
     const initiator = new Initiator({
       resolver: this.resolver(), connector: this.connector(), health: new AddressHealth(), hosts: new HostConnections(), hooks,
       clock: this.clock, log, options: this.options, isLocalAddress: () => true,
+      policies: new DestinationPolicies({}), observer: { tlsPolicy: () => {} },
     });
     this.scheduler = new Scheduler({
       initiator, parked: this.parkedIndex(), options: this.options, bindings: this.bindings, hooks, clock: this.clock, log,
@@ -289,6 +291,10 @@ export class Harness {
         const v = this.o.a[name];
         if (!v) throw fail('ENOTFOUND');
         return v.map((address) => ({ address, ttl: 3600 }));
+      }),
+      // No domain of these scenarios publishes an MTA-STS policy.
+      resolveTxt: (name) => later(() => {
+        throw fail(this.o.mx[name] || this.o.a[name] ? 'ENODATA' : 'ENOTFOUND');
       }),
     };
   }

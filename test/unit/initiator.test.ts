@@ -17,6 +17,7 @@ import type { DnsResolver } from '../../src/dns/resolver.js';
 import { HookRegistry } from '../../src/hooks/registry.js';
 import { memoryResolver } from '../helpers/memory-resolver.js';
 import { optionsFrom } from '../helpers/options.js';
+import { DestinationPolicies } from '../../src/delivery/destination-tls.js';
 
 const binding: Binding = { name: 'b1', bindAddress: '127.0.0.10', ehloHostname: 'b1.test' };
 const client: SmtpClient = { secure: false, tls: { verified: 'no' }, extensions: [], closed: false, onClose: () => {}, offClose: () => {}, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
@@ -54,6 +55,7 @@ function world(opts: {
     resolver: opts.resolver, connector, health: new AddressHealth(), hosts: new HostConnections(), hooks, log,
     clock: { now: () => now },
     isLocalAddress: () => opts.local ?? true,
+    policies: new DestinationPolicies({}), observer: { tlsPolicy: () => {} },
     options: optionsFrom({
       remote_smtp_port: 25, prohibited_hosts: opts.prohibited ?? [], skip_hosts: opts.skipHosts ?? [], host_failure_retry: '120s',
       connect_timeout: '1s', greeting_timeout: '1s', data_timeout: '1s', tls: 'no',

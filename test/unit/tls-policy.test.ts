@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type ScopedTls, type TlsOutcome, tlsCarries } from '../../src/delivery/tls-policy.js';
+import type { TlsRequirement } from '../../src/delivery/tls-requirement.js';
 
 type Session = { secure: boolean; tls: TlsOutcome };
 
@@ -11,6 +12,9 @@ const fellBack: Session = { secure: false, tls: { verified: 'no', fallback: 'wro
 const unverified: Session = { secure: true, tls: { verified: 'no' } };
 const caVerified: Session = { secure: true, tls: { verified: 'ca' } };
 const hostVerified: Session = { secure: true, tls: { verified: 'host' } };
+
+const options: TlsRequirement = { kind: 'options' };
+const ref = { type: 'sts' as const, domain: 'sibling.test', id: 'p1' };
 
 const policy = (tls: ScopedTls['tls'], verify: ScopedTls['tls_verify'], fallback = true): ScopedTls =>
   ({ tls, tls_verify: verify, tls_ifavailable_fallback: fallback });
@@ -31,11 +35,28 @@ test('a session carries a sibling\'s mail only when it meets the sibling\'s TLS 
     ['a verified host name suits a sibling with that MX name', hostVerified, policy('required', 'host'), true],
   ];
   for (const [what, session, o, expected] of table) {
-    assert.equal(tlsCarries(session, 'mx.shared.test', o, ['mx.shared.test']), expected, what);
+    assert.equal(tlsCarries(session, 'mx.shared.test', o, ['mx.shared.test'], options), expected, what);
   }
 });
 
 test('host verification proves only the name it was made for: a sibling reached by address alone is refused', () => {
-  assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'host'), ['mx.other-name.test']), false);
-  assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'ca'), ['mx.other-name.test']), true);
+  assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'host'), ['mx.other-name.test'], options), false);
+  assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'ca'), ['mx.other-name.test'], options), true);
+});
+
+test('a sibling\'s published policy outranks its options: MTA-STS enforce takes only a host-verified session', () => {
+  const enforce: TlsRequirement = { kind: 'sts-enforce', policy: ref };
+  const testing: TlsRequirement = { kind: 'sts-testing', policy: ref, mxAllowed: false };
+  const refused: TlsRequirement = { kind: 'refused', policy: ref, resultType: 'validation-failure', reply: { code: 451, enhanced: '4.7.5', text: 'x' } };
+  const lax = policy('ifavailable', 'no');
+  const table: Array<[string, Session, TlsRequirement, boolean]> = [
+    ['enforce refuses a plain session its options would take', plain, enforce, false],
+    ['enforce refuses TLS verified only to a CA', caVerified, enforce, false],
+    ['enforce takes a host-verified session', hostVerified, enforce, true],
+    ['testing goes by the options', plain, testing, true],
+    ['a host the policy rules out carries nothing', hostVerified, refused, false],
+  ];
+  for (const [what, session, requirement, expected] of table) {
+    assert.equal(tlsCarries(session, 'mx.shared.test', lax, ['mx.shared.test'], requirement), expected, what);
+  }
 });

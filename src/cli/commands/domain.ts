@@ -1,6 +1,6 @@
 // `impulse domain D`: everything the scheduler knows about one destination domain.
 import type { Command } from 'commander';
-import type { AddressMark, DomainDetail } from '../../admin/protocol.js';
+import type { AddressMark, DomainDetail, StsView } from '../../admin/protocol.js';
 import { fields, humanAge, humanMs, list, table, when } from '../format.js';
 import { type AdminOptions, adminCommand, run } from './shared.js';
 
@@ -43,6 +43,23 @@ function renderBindings(d: DomainDetail): string {
   return `\n${bindings}${phases.join('')}${limits.join('')}`;
 }
 
+function renderSts(s: StsView, now: number): Array<[string, string]> {
+  switch (s.state) {
+    case 'none':
+      return [['MTA-STS', 'no policy published']];
+    case 'unavailable':
+      return [['MTA-STS', `published${s.id ? ` (id ${s.id})` : ''} but unavailable, delivering as without: ${s.result_type}: ${s.error}`]];
+    case 'policy': {
+      const rows: Array<[string, string]> = [
+        ['MTA-STS', `${s.mode} (id ${s.id}), mx: ${list(s.mx ?? [])}`],
+        ['MTA-STS policy', `fetched ${when(s.fetched_at!, now)}, expires ${when(s.expires_at!, now)}`],
+      ];
+      if (s.stale) rows.push(['MTA-STS refresh', `failed, cached policy kept: ${s.stale}`]);
+      return rows;
+    }
+  }
+}
+
 export function renderDomain(d: DomainDetail, now: number): string {
   const head: Array<[string, string]> = [
     ['Domain', d.domain],
@@ -55,6 +72,7 @@ export function renderDomain(d: DomainDetail, now: number): string {
     if (d.last_error.flags?.length) head.push(['Last error flags', d.last_error.flags.join('|')]);
   }
   head.push(['MX', d.mx.expires_at ? `${d.mx.phase}, expires ${when(d.mx.expires_at, now)}` : d.mx.phase]);
+  if (d.mta_sts) head.push(...renderSts(d.mta_sts, now));
   if (d.bindings.length === 0) head.push(['Bindings', 'none holding mail']);
   return fields(head) + renderMx(d, now) + renderBindings(d);
 }
