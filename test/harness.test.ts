@@ -1,6 +1,7 @@
 // Proves the helpers behave like the real things they stand in for, so a daemon test failure
 // points at the daemon rather than at the harness.
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { promises as dns } from 'node:dns';
 import { connect, type Socket } from 'node:net';
@@ -8,8 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DelayedError, Queue, Worker } from 'bullmq';
+import * as dnsPacket from 'dns-packet';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { createDnsClient } from '../src/dns/client.js';
 import { startEmbeddedRedis } from '../src/store/embedded-redis.js';
 import { startDns, type Zone } from './helpers/dns.js';
 import { readJobs, embeddedRedisSocket } from './helpers/jobs.js';
@@ -64,6 +67,82 @@ test('dns server answers node resolver like an authoritative server', async () =
     assert.deepEqual(await r.resolve4('late.test'), ['127.0.0.3']);
     await server.waitForQuery((q) => q.name === 'late.test' && q.type === 'A');
     assert.ok(server.queries.some((q) => q.name === 'blackhole.test' && q.type === 'MX'));
+  } finally {
+    await server.close();
+  }
+});
+
+// One query as a plain client sends it, without EDNS; the raw answer, so the wire format can be read.
+function rawQuery(port: number, name: string, type: dnsPacket.RecordType, flags = dnsPacket.RECURSION_DESIRED): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket('udp4');
+    socket.once('error', reject);
+    socket.once('message', (msg) => {
+      socket.close();
+      resolve(msg);
+    });
+    socket.send(dnsPacket.encode({ type: 'query', id: 7, flags, questions: [{ type, name }] }), port, '127.0.0.1');
+  });
+}
+
+test('dns server answers the DNS client as a DNSSEC-validating resolver would', async () => {
+  const tlsaData = Buffer.alloc(32, 0xab);
+  const longTxt = `v=DKIM1; k=rsa; p=${'A'.repeat(400)}`;
+  const zone: Zone = {
+    'signed.test': { a: ['127.0.0.2'], mx: [{ preference: 10, exchange: 'mx.signed.test' }], txt: ['v=STSv1; id=20240101', longTxt], secure: true },
+    'plain.test': { a: ['127.0.0.3'] },
+    'gone.signed.test': { rcode: 'NXDOMAIN', secure: true },
+    'empty.signed.test': { secure: true },
+    '_25._tcp.mx.signed.test': { tlsa: [{ usage: 3, selector: 1, matchingType: 1, data: tlsaData }], secure: true },
+    'big.signed.test': { a: Array.from({ length: 100 }, (_, i) => `127.0.1.${i}`), secure: true },
+    'tc.signed.test': { a: ['127.0.0.4'], secure: true, truncate: true },
+    'servfail.signed.test': { rcode: 'SERVFAIL', secure: true },
+  };
+  const server = await startDns(zone);
+  try {
+    const client = createDnsClient({ servers: [server.server], timeout: 1000, tries: 1 });
+    assert.deepEqual(await client.query('signed.test', 'A'), { kind: 'answer', records: ['127.0.0.2'], authenticated: true, ttl: 60 });
+    assert.deepEqual(await client.query('plain.test', 'A'), { kind: 'answer', records: ['127.0.0.3'], authenticated: false, ttl: 60 });
+    assert.deepEqual(await client.query('signed.test', 'MX'),
+      { kind: 'answer', records: [{ exchange: 'mx.signed.test', priority: 10 }], authenticated: true, ttl: 60 });
+    assert.deepEqual(await client.query('gone.signed.test', 'A'), { kind: 'nxdomain', authenticated: true });
+    assert.deepEqual(await client.query('absent.signed.test', 'A'), { kind: 'nxdomain', authenticated: false });
+    assert.deepEqual(await client.query('empty.signed.test', 'TLSA'), { kind: 'nodata', authenticated: true });
+    assert.deepEqual(await client.query('plain.test', 'TXT'), { kind: 'nodata', authenticated: false });
+    assert.deepEqual(await client.query('servfail.signed.test', 'A'),
+      { kind: 'failed', code: 'ESERVFAIL', reason: `ESERVFAIL from ${server.server}` });
+    assert.deepEqual(await client.query('_25._tcp.mx.signed.test', 'TLSA'),
+      { kind: 'answer', records: [{ usage: 3, selector: 1, matchingType: 1, data: tlsaData }], authenticated: true, ttl: 60 });
+
+    // A TXT record longer than 255 bytes is several character-strings: node's resolver lists them
+    // (over TCP: the answer is over 512 bytes), the client joins them.
+    const txt = await client.query('signed.test', 'TXT');
+    assert.ok(txt.kind === 'answer');
+    assert.deepEqual(txt.records, ['v=STSv1; id=20240101', longTxt]);
+    const r = new dns.Resolver({ timeout: 1000, tries: 1 });
+    r.setServers([server.server]);
+    const strings = await r.resolveTxt('signed.test');
+    assert.deepEqual(strings.map((chunks) => chunks.map((c) => Buffer.byteLength(c))), [[20], [255, 163]]);
+    assert.equal(strings[1]!.join(''), longTxt);
+
+    // TLSA RDATA as RFC 6698 §2.1 lays it out: usage, selector, matching type, then the data.
+    const rdata = Buffer.concat([Buffer.from([0, 35, 3, 1, 1]), tlsaData]);
+    const wire = await rawQuery(server.port, '_25._tcp.mx.signed.test', 'TLSA');
+    assert.ok(wire.includes(Buffer.concat([Buffer.from([0, 52, 0, 1, 0, 0, 0, 60]), rdata])), wire.toString('hex'));
+
+    // AD only for a query that asked for it with DO or AD (RFC 6840 §5.7, §5.8).
+    assert.equal(dnsPacket.decode(wire).flag_ad, false);
+    const withAd = dnsPacket.decode(await rawQuery(server.port, 'gone.signed.test', 'A', dnsPacket.RECURSION_DESIRED | dnsPacket.AUTHENTIC_DATA));
+    assert.deepEqual([withAd.flag_ad, (withAd.flags ?? 0) & 0xf], [true, 3]);
+
+    // Truncated over UDP (forced, or over the 1232 bytes the client offers): the client asks again over TCP.
+    const before = server.queries.length;
+    assert.deepEqual(await client.query('tc.signed.test', 'A'), { kind: 'answer', records: ['127.0.0.4'], authenticated: true, ttl: 60 });
+    const big = await client.query('big.signed.test', 'A');
+    assert.ok(big.kind === 'answer' && big.records.length === 100 && big.authenticated);
+    assert.deepEqual(server.queries.slice(before).map((q) => `${q.name} ${q.transport}`),
+      ['tc.signed.test udp', 'tc.signed.test tcp', 'big.signed.test udp', 'big.signed.test tcp']);
+    assert.deepEqual(dnsPacket.decode(await rawQuery(server.port, 'tc.signed.test', 'A')).flag_tc, true);
   } finally {
     await server.close();
   }
