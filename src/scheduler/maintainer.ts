@@ -237,7 +237,11 @@ export class Maintainer {
       alreadyDelayed: record.isDelayed(now), hostFailureRetry: o.host_failure_retry, now,
     });
     if (plan.charge === 'domain') {
-      for (const p of this.deps.queuesOf(q.domain)) this.drain(p, 'purge_domain', why, flags);
+      for (const p of this.deps.queuesOf(q.domain)) {
+        this.drain(p, 'purge_domain', why, flags);
+        // Looked at again, so an emptied queue shows idle rather than the wait it was in.
+        this.deps.mark(p);
+      }
     } else if (plan.charge === 'head') {
       const e = q.entries.shift();
       if (e) this.charge(e, 'requeue1', why, flags);
