@@ -7,7 +7,7 @@ import * as dnsPacket from 'dns-packet';
 import { type DnsServer, exchange } from './exchange.js';
 import type { MxRecord } from './resolver.js';
 
-interface TlsaRecord {
+export interface TlsaRecord {
   usage: number;
   selector: number;
   matchingType: number;
@@ -35,7 +35,7 @@ export type DnsResult<T> =
   | { kind: 'nxdomain' | 'nodata'; authenticated: boolean }
   | { kind: 'failed'; code: string; reason: string };
 
-interface DnsClient {
+export interface DnsClient {
   query<T extends RecordType>(name: string, type: T): Promise<DnsResult<RecordData[T]>>;
 }
 
@@ -48,7 +48,7 @@ interface DnsClientOptions {
   tries: number;
 }
 
-// RFC 9715 / DNS Flag Day 2020: a payload size that fits unfragmented in any path's MTU.
+// DNS Flag Day 2020's size: an answer that fits it crosses any IPv6 path (MTU 1280) unfragmented.
 const UDP_PAYLOAD_SIZE = 1232;
 const RCODE_NXDOMAIN = 3;
 const RCODE_ERRORS: Record<number, string> = { 1: 'EFORMERR', 2: 'ESERVFAIL', 4: 'ENOTIMP', 5: 'EREFUSED' };

@@ -104,7 +104,7 @@ function recordsOf(entry: ZoneEntry, question: dnsPacket.Question): dnsPacket.An
 function respond(query: dnsPacket.DecodedPacket, zone: Zone, transport: DnsQuery['transport']): dnsPacket.Packet | null {
   const rd = (query.flags ?? 0) & dnsPacket.RECURSION_DESIRED;
   const opt = optOf(query);
-  // RFC 6891 §6.1.1: an answer to an EDNS query carries an OPT record; RFC 3225 §3: DO is copied.
+  // An answer to an EDNS query carries an OPT record (RFC 6891), with the query's DO bit (RFC 3225 §3).
   const additionals: dnsPacket.Answer[] = opt
     ? [{ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: opt.flags & dnsPacket.DNSSEC_OK, flag_do: opt.flag_do, options: [] }]
     : [];

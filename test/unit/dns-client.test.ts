@@ -1,4 +1,4 @@
-// The DNS client against the loopback DNS server of test/helpers/dns.ts, over real UDP and TCP:
+// The DNS client against the loopback DNS server the tests run (startDns), over real UDP and TCP:
 // what it asks, what it makes of each kind of answer, and how it gets past silent, refusing or
 // lying servers.
 import assert from 'node:assert/strict';
