@@ -2,13 +2,13 @@
 // usages say nothing to a client with no fixed set of trusted CAs), and which records those are.
 import type { TlsaRecord } from '../dns/client.js';
 
-const DANE_TA = 2;
-const DANE_EE = 3;
+export const DANE_TA = 2;
+export const DANE_EE = 3;
 /** Selector 0: the whole certificate; 1: its SubjectPublicKeyInfo. */
-const SELECTOR_SPKI = 1;
+export const SELECTOR_SPKI = 1;
 
 /** Matching type → the digest it names (0: the data itself); a digest must have that hash's length. */
-const DIGESTS: Record<number, { hash: 'sha256' | 'sha512'; length: number } | undefined> = {
+export const DIGESTS: Record<number, { hash: 'sha256' | 'sha512'; length: number } | undefined> = {
   1: { hash: 'sha256', length: 32 },
   2: { hash: 'sha512', length: 64 },
 };
