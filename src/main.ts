@@ -21,6 +21,7 @@ import { Initiator } from './delivery/initiator.js';
 import { DestinationPolicies } from './delivery/destination-tls.js';
 import { isLocalAddress } from './delivery/local-address.js';
 import { loadTrust } from './delivery/tls-trust.js';
+import { createDnsClient } from './dns/client.js';
 import { createResolver } from './dns/resolver.js';
 import { loadPlugins } from './hooks/plugins.js';
 import { HookRegistry } from './hooks/registry.js';
@@ -136,7 +137,8 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   });
   const initiator = new Initiator({
     resolver, connector: smtpConnector(trust), health, hosts, hooks, clock: systemClock, log, options, isLocalAddress,
-    policies: new DestinationPolicies({ sts }), observer: metrics,
+    policies: new DestinationPolicies({ sts, dnssec: createDnsClient({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }) }),
+    observer: metrics,
   });
   const store = new MessageStore(queueRedis, prefix, config.redis.compress_bodies);
   // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a

@@ -2,12 +2,12 @@
 // Unix socket or a loopback port; times are ISO strings, ages and durations plain numbers with
 // their unit in the name. Errors are `{ error: { code, message } }` with the HTTP status below.
 import type { Counts } from '../observability/metrics.js';
-import type { ReadyQueueView, StsView } from '../scheduler/views.js';
+import type { DaneView, ReadyQueueView, StsView } from '../scheduler/views.js';
 
 /** Counts are recipients, as Momentum counts: the metrics' own shape, served as it is. */
 export type { Counts };
-/** A domain's MTA-STS policy state, the scheduler's own view served as it is. */
-export type { StsView };
+/** A domain's MTA-STS policy and DANE state, the scheduler's own views served as they are. */
+export type { DaneView, StsView };
 
 export const API = {
   summary: 'GET /v1/summary',
@@ -89,6 +89,8 @@ export interface DomainDetail {
   };
   /** The destination's MTA-STS policy as last discovered; absent before a lookup, or when no scope has mta_sts on. */
   mta_sts?: StsView;
+  /** What DNSSEC said of the destination at its last lookup; absent before one, or when no scope has dane on. */
+  dane?: DaneView;
   consecutive_failures: number;
   last_error?: LastError;
   active: number;

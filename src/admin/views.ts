@@ -132,6 +132,7 @@ export async function domainDetail(ctx: AdminContext, domain: string): Promise<D
       })),
     },
     ...(view?.mta_sts ? { mta_sts: view.mta_sts } : {}),
+    ...(view?.dane ? { dane: view.dane } : {}),
     consecutive_failures: view?.consecutive_failures ?? 0,
     ...(view?.last_error ? { last_error: view.last_error } : {}),
     active: (view?.active ?? 0) + queued.reduce((n, t) => n + t.waiting, 0),

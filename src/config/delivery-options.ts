@@ -29,9 +29,9 @@ export class DeliveryOptions {
   }
 
   /** The published TLS policies some binding wants looked up for `domain` (each binding then applies its own switches). */
-  policiesWanted(domain: string): { mta_sts: boolean } {
-    const names = ['default', ...this.current.bindings.map((b) => b.name)];
-    return { mta_sts: names.some((b) => this.of(b, domain).mta_sts) };
+  policiesWanted(domain: string): { mta_sts: boolean; dane: boolean } {
+    const scopes = ['default', ...this.current.bindings.map((b) => b.name)].map((b) => this.of(b, domain));
+    return { mta_sts: scopes.some((o) => o.mta_sts), dane: scopes.some((o) => o.dane) };
   }
 
   /** The scope an option's value comes from: shared budgets (throttles, scope caps) are keyed by it. */

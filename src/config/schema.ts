@@ -60,7 +60,7 @@ export const SCOPED_OPTIONS = [
   'remote_smtp_port', 'connect_timeout', 'greeting_timeout', 'data_timeout', 'retry_interval', 'max_retry_interval',
   'message_expiration', 'tls', 'tls_verify', 'tls_ifavailable_fallback', 'host_failure_retry', 'max_outbound_connections',
   'scope_max_outbound_connections', 'connection_allocation_aggressiveness', 'outbound_throttle_messages', 'outbound_throttle_connections',
-  'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready', 'mta_sts',
+  'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready', 'mta_sts', 'dane',
 ] as const;
 
 function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodType, R extends z.ZodType>(
@@ -98,6 +98,8 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('messages held in memory ready for delivery per binding × domain; the rest wait in Redis'),
     mta_sts: z.boolean().optional()
       .describe('look up and apply the destination\'s MTA-STS policy (RFC 8461): enforce allows only its MX hosts with TLS whose certificate names them, else defers with 451 4.7.5; testing delivers as before and logs what would have failed'),
+    dane: z.boolean().optional()
+      .describe('look up TLSA records (RFC 7672) of MX hosts named by DNSSEC-signed MX records and require TLS matching them, else defer with 451 4.7.5; takes precedence over MTA-STS; needs a DNSSEC-validating resolver in dns.servers'),
   };
   const domainScopes = z.record(z.string(), z.strictObject(scoped)).optional()
     .describe('delivery options per destination domain; a key written /regex/ matches by pattern (literal keys win)');
@@ -191,7 +193,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('least severe log level written'),
     redis: redis.prefault({ embedded: true }).describe('where the queue lives'),
     listen: z.array(listener).min(1).prefault([{}] as z.input<typeof listener>[]).describe('SMTP intake listeners'),
-    dns: dns.prefault({} as z.input<typeof dns>).describe('resolver used for MX and address lookups'),
+    dns: dns.prefault({} as z.input<typeof dns>).describe('resolvers for MX, address and MTA-STS TXT lookups, and for DANE\'s DNSSEC questions (TLSA records, the AD bit): with dane on, they must validate DNSSEC'),
     admin: admin.prefault({} as z.input<typeof admin>).describe('the admin API the impulse CLI talks to'),
     metrics: metrics.prefault({} as z.input<typeof metrics>).describe('Prometheus metrics and health checks over HTTP'),
     dsn_max_return_size: size('50000')
@@ -225,6 +227,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     mx_failures_to_delay: scoped.mx_failures_to_delay.unwrap().default(50),
     max_ready: scoped.max_ready.unwrap().default(1000),
     mta_sts: scoped.mta_sts.unwrap().default(true),
+    dane: scoped.dane.unwrap().default(false),
     server_max_outbound_connections: z.number().int().min(1).default(20000).describe('outbound connections open at once, all bindings and domains'),
     migrate_connections_between_sibling_domains: z.boolean().default(true)
       .describe('a connection with nothing left for its domain moves on to another domain sharing that MX host'),

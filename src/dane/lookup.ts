@@ -19,7 +19,7 @@ export type TlsaLookup =
   | { kind: 'failed'; reason: string };
 
 /** The TLSA base name of RFC 6698 §3: `_<port>._tcp.<host>`. */
-function tlsaName(host: string, port: number): string {
+export function tlsaName(host: string, port: number): string {
   return `_${port}._tcp.${host.toLowerCase().replace(/\.$/, '')}`;
 }
 

@@ -83,12 +83,20 @@ export function smtpConnector(trust: SecureContext | undefined): Connector {
 
 /** The policy that demands TLS, as a reply names it; undefined when only the options do. */
 function policyName(r: AttemptRequirement): string | undefined {
-  return r.kind === 'sts-enforce' ? `the MTA-STS policy of ${r.policy.domain}` : undefined;
+  if (r.kind === 'sts-enforce') return `the MTA-STS policy of ${r.policy.domain}`;
+  if (r.kind === 'dane' || r.kind === 'dane-encrypt') return `DANE (TLSA ${r.policy.id})`;
+  return undefined;
 }
 
-/** The TLS options a requirement imposes: MTA-STS enforce is tls: required and tls_verify: host, with no fallback. */
+/**
+ * The TLS options a requirement imposes, with no fallback: MTA-STS enforce is tls: required and
+ * tls_verify: host; DANE is tls: required with the chain judged against the TLSA records once the
+ * session is up (tls-judge.ts), the CAs and names of WebPKI playing no part (with no usable record,
+ * nothing is judged: encryption alone).
+ */
 function effectivePolicy(spec: ConnectSpec): TlsPolicy {
   if (spec.requirement.kind === 'sts-enforce') return { tls: 'required', tlsVerify: 'host', tlsIfavailableFallback: false };
+  if (spec.requirement.kind === 'dane' || spec.requirement.kind === 'dane-encrypt') return { tls: 'required', tlsVerify: 'no', tlsIfavailableFallback: false };
   return spec;
 }
 
@@ -153,6 +161,13 @@ function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boo
         ...(fallback === undefined ? {} : { fallback }),
         ...judgeSession(spec.requirement, conn.secure ? conn._socket || undefined : undefined, spec.host),
       };
+      // Only EHLO has gone over the session: no mail goes to a server DANE does not vouch for.
+      if (tls.policy?.mode === 'enforce' && tls.policy.result !== 'success') {
+        conn.quit();
+        const reason = tls.policy.reason ?? tls.policy.result;
+        reject(new TlsError('verify', reason, tlsFailureReply('verify', where, reason, spec.tls, policyName(spec.requirement)), tls.policy.result));
+        return;
+      }
       resolve({
         get secure() {
           return conn.secure;

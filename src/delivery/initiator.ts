@@ -172,11 +172,11 @@ export class Initiator {
       });
     }
     const eligible = eligibleTargets(mx.targets, options);
-    const usable = eligible.filter((t) => this.requirementOf(dr, binding, t.host).kind !== 'refused');
+    const usable = eligible.filter((t) => this.requirementOf(dr, binding, t).kind !== 'refused');
     if (eligible.length > 0 && usable.length === 0) {
       // Every MX this binding may use is ruled out by the destination's published policy: the
       // domain's mail waits for the policy or its MXs to change.
-      const refused = this.requirementOf(dr, binding, eligible[0]!.host) as Extract<TlsRequirement, { kind: 'refused' }>;
+      const refused = this.requirementOf(dr, binding, eligible[0]!) as Extract<TlsRequirement, { kind: 'refused' }>;
       this.deps.observer.tlsPolicy({ policy: refused.policy, mode: 'enforce', result: refused.resultType, reason: refused.reply.text });
       return fail({ flags: CONN_ERROR_NO_MXS_REACHABLE | CONN_ACTION_PURGE_DOMAIN, reply: refused.reply });
     }
@@ -214,9 +214,9 @@ export class Initiator {
   }
 
   /** What the destination's published policy asks of a connection from `binding` to MX `host`. */
-  private requirementOf(dr: DomainRecord, binding: Binding, host: string): TlsRequirement {
+  private requirementOf(dr: DomainRecord, binding: Binding, target: Target): TlsRequirement {
     if (dr.mx.phase !== 'resolved') return { kind: 'options' };
-    return requirementFor(dr.domain, host, dr.mx.tls, this.deps.options.of(binding.name, dr.domain));
+    return requirementFor(dr.domain, target.host, target.port, dr.mx.tls, this.deps.options.of(binding.name, dr.domain));
   }
 
   private choiceState(binding: Binding, now: number) {
@@ -235,9 +235,10 @@ export class Initiator {
       answered = resolve;
     });
     dr.applyMx({ kind: 'lookup_started', settled });
-    const policies = this.deps.policies.lookup(dr.domain, this.deps.options.policiesWanted(dr.domain));
-    const targets = lookupTargets(dr.domain, this.deps.resolver, { routes: this.deps.options.routes, port })
+    const routes = this.deps.options.routes;
+    const targets = lookupTargets(dr.domain, this.deps.resolver, { routes, port })
       .catch((err: Error) => ({ kind: 'failed' as const, reply: reply(451, '4.4.3', `[internal] DNS lookup for ${dr.domain} failed: ${err.message}`) }));
+    const policies = this.deps.policies.lookup(dr.domain, this.deps.options.policiesWanted(dr.domain), targets, routes[dr.domain] !== undefined);
     void Promise.all([targets, policies]).then(([result, tls]) => {
       dr.applyMx({ kind: 'lookup_finished', result, tls, now: this.deps.clock.now() });
       answered();
@@ -254,7 +255,7 @@ export class Initiator {
     const target = handle.target;
     const binding = handle.bindingInfo;
     // Refused hosts were filtered out before the choice.
-    const requirement = this.requirementOf(handle.domain, binding, target.host) as AttemptRequirement;
+    const requirement = this.requirementOf(handle.domain, binding, target) as AttemptRequirement;
     handle.occupy(target);
     connector({
       address: target.address, port: target.port, host: target.host, localAddress: binding.bindAddress,
@@ -291,7 +292,7 @@ export class Initiator {
       if (flags & (CONN_ERROR_CONNECT | CONN_ERROR_CONNECT_NETWORK | CONN_ERROR_CONNECT_TIMEOUT)) {
         const next = handle.domain.mx.phase === 'resolved'
           ? chooseTarget(eligibleTargets(handle.domain.mx.targets, this.deps.options)
-            .filter((t) => this.requirementOf(handle.domain, binding, t.host).kind !== 'refused'), this.choiceState(binding, now))
+            .filter((t) => this.requirementOf(handle.domain, binding, t).kind !== 'refused'), this.choiceState(binding, now))
           : undefined;
         if (next?.kind === 'target') {
           this.reportFailure(handle.domain, binding, target, { flags, reply: replyOf }, now);

@@ -47,14 +47,20 @@ export type ScopedTls = Pick<ScopedValues, 'tls' | 'tls_verify' | 'tls_ifavailab
 
 /**
  * Whether a session to MX `host`, opened for another domain, meets the TLS policy `o` of a domain
- * whose MX names are `mxHosts`, and what that domain's published policy asks of `host`
- * (`requirement`): a connection migrating between siblings must not carry mail over less than
- * that domain's own connection would have insisted on.
+ * whose MX names are `mxHosts`, and what that domain's published policy asks of its MX behind
+ * the session (`requirement`): a connection migrating between siblings must not carry mail over
+ * less than that domain's own connection would have insisted on.
  */
 export function tlsCarries(session: { secure: boolean; tls: TlsOutcome }, host: string, o: ScopedTls, mxHosts: readonly string[], requirement: TlsRequirement): boolean {
   if (requirement.kind === 'refused') return false;
-  // requirementFor allowed `host` under the policy, and host verification proved that name.
-  if (requirement.kind === 'sts-enforce') return session.secure && session.tls.verified === 'host';
+  // TLSA records belong to a host name and port: a session DANE vouched for under the same records serves any domain reaching it.
+  if (requirement.kind === 'dane') {
+    const p = session.tls.policy;
+    return p?.policy.type === 'tlsa' && p.result === 'success' && p.policy.id === requirement.policy.id;
+  }
+  if (requirement.kind === 'dane-encrypt') return session.secure;
+  // Host verification proved `host`, which must be an MX name of the sibling its policy allowed.
+  if (requirement.kind === 'sts-enforce') return session.secure && session.tls.verified === 'host' && mxHosts.includes(host);
   if (o.tls === 'no') return true;
   if (!session.secure) {
     if (o.tls === 'required') return false;

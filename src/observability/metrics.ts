@@ -82,7 +82,7 @@ export class Metrics {
     });
     this.tlsPolicySessions = new Counter({
       name: 'impulse_tls_policy_sessions_total',
-      help: 'Outbound sessions under a published TLS policy (sts: MTA-STS), by policy domain, mode and RFC 8460 result type (success, or why it failed or would have failed): the counts of a TLS-RPT report.',
+      help: 'Outbound sessions under a published TLS policy (sts: MTA-STS, tlsa: DANE), by policy domain, mode and RFC 8460 result type (success, or why it failed or would have failed): the counts of a TLS-RPT report.',
       labelNames: ['policy_type', 'policy_domain', 'mode', 'result'], registers,
     });
     this.latency = new Histogram({

@@ -162,7 +162,11 @@ export class Sites {
     const o = this.deps.options.of(queue.binding.name, queue.domain);
     const target = conn.handle.target;
     const mx = queue.record.mx;
-    const requirement = mx.phase === 'resolved' ? requirementFor(queue.domain, target.host, mx.tls, o) : { kind: 'options' as const };
+    // What the sibling's policy asks of its own MX behind this connection: by name, else by address.
+    const targets = queue.record.targets();
+    const own = targets.find((t) => t.host === target.host) ?? targets.find((t) => t.address === target.address);
+    const requirement = mx.phase === 'resolved' && own
+      ? requirementFor(queue.domain, own.host, own.port, mx.tls, o) : { kind: 'options' as const };
     return queue.record.reaches(target) && target.port === o.remote_smtp_port
       && tlsCarries(conn.handle.client!, target.host, o, queue.record.targets().map((t) => t.host), requirement);
   }

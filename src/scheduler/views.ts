@@ -3,6 +3,7 @@ import type { Bindings } from '../binding/registry.js';
 import { formatReply } from '../core/reply.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
 import { flagNames } from '../delivery/flags.js';
+import type { DaneState } from '../delivery/tls-requirement.js';
 import type { StsState } from '../mta-sts/discovery.js';
 import { type QueuePhase, type ReadyQueue, type Throttle } from './ready-queue.js';
 
@@ -41,6 +42,21 @@ export interface StsView {
   result_type?: string;
 }
 
+/** What DNSSEC said of a domain at its last lookup: its MX RRset, and per MX host its TLSA records. */
+export interface DaneView {
+  /** secure: DANE may apply; insecure: it does not; failed: the MX records' status could not be had (mail deferred). */
+  mx: DaneState['mx']['kind'];
+  mx_reason?: string;
+  hosts: Array<{
+    host: string;
+    /** secure (usable records: TLS must match them), secure-unusable, none, insecure, failed. */
+    tlsa: string;
+    usable_records?: number;
+    address: DaneState['hosts'][string]['address']['kind'];
+    reason?: string;
+  }>;
+}
+
 export interface DomainView {
   domain: string;
   phase: 'idle' | 'active' | 'delayed' | 'suspended';
@@ -48,6 +64,8 @@ export interface DomainView {
   mx: { phase: string; hosts?: Array<{ host: string; address: string; preference: number }>; expires_at?: string };
   /** The destination's MTA-STS policy, when some scope looks it up and the MX lookup has been made. */
   mta_sts?: StsView;
+  /** What DNSSEC says of the destination, when some scope has dane on and the MX lookup has been made. */
+  dane?: DaneView;
   active: number;
   /** Jobs this daemon put in the delayed set (retries and parks) that have not come back yet. */
   delayed: number;
@@ -121,6 +139,20 @@ function stsView(s: StsState): StsView {
   }
 }
 
+function daneView(d: DaneState): DaneView {
+  return {
+    mx: d.mx.kind,
+    ...(d.mx.kind === 'failed' ? { mx_reason: d.mx.reason } : {}),
+    hosts: Object.entries(d.hosts).map(([host, h]) => ({
+      host,
+      tlsa: h.tlsa.kind,
+      ...(h.tlsa.kind === 'secure' ? { usable_records: h.tlsa.records.length } : {}),
+      address: h.address.kind,
+      ...(h.tlsa.kind === 'failed' ? { reason: h.tlsa.reason } : h.address.kind === 'failed' ? { reason: h.address.reason } : {}),
+    })),
+  };
+}
+
 export function domainView(record: DomainRecord, queues: ReadyQueueView[], siblings: string[], now: number): DomainView {
   const delayed = record.isDelayed(now);
   const mx = record.mx;
@@ -140,6 +172,7 @@ export function domainView(record: DomainRecord, queues: ReadyQueueView[], sibli
     bindings: queues,
   };
   if (mx.phase === 'resolved' && mx.tls.sts) view.mta_sts = stsView(mx.tls.sts);
+  if (mx.phase === 'resolved' && mx.tls.dane) view.dane = daneView(mx.tls.dane);
   if (record.delay.phase === 'delayed') view.delayed_until = iso(record.delay.until);
   if (record.lastError) {
     view.last_error = {

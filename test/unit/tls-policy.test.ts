@@ -44,19 +44,29 @@ test('host verification proves only the name it was made for: a sibling reached 
   assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'ca'), ['mx.other-name.test'], options), true);
 });
 
-test('a sibling\'s published policy outranks its options: MTA-STS enforce takes only a host-verified session', () => {
+test('a sibling\'s published policy outranks its options: MTA-STS enforce takes only a host-verified session, DANE only one it vouched for', () => {
   const enforce: TlsRequirement = { kind: 'sts-enforce', policy: ref };
   const testing: TlsRequirement = { kind: 'sts-testing', policy: ref, mxAllowed: false };
   const refused: TlsRequirement = { kind: 'refused', policy: ref, resultType: 'validation-failure', reply: { code: 451, enhanced: '4.7.5', text: 'x' } };
   const lax = policy('ifavailable', 'no');
+  const tlsa = { type: 'tlsa' as const, domain: 'sibling.test', id: '_25._tcp.mx.shared.test' };
+  const dane: TlsRequirement = { kind: 'dane', policy: tlsa, records: [] };
+  const daneVerified: Session = { secure: true, tls: { verified: 'no', policy: { policy: tlsa, mode: 'enforce', result: 'success' } } };
   const table: Array<[string, Session, TlsRequirement, boolean]> = [
     ['enforce refuses a plain session its options would take', plain, enforce, false],
     ['enforce refuses TLS verified only to a CA', caVerified, enforce, false],
     ['enforce takes a host-verified session', hostVerified, enforce, true],
     ['testing goes by the options', plain, testing, true],
     ['a host the policy rules out carries nothing', hostVerified, refused, false],
+    ['DANE refuses a host-verified session DANE did not vouch for', hostVerified, dane, false],
+    ['DANE takes a session it vouched for, whatever the options', daneVerified, dane, true],
+    ['DANE with unusable records takes any encrypted session', unverified, { kind: 'dane-encrypt', policy: tlsa }, true],
+    ['DANE with unusable records refuses a plain one', plain, { kind: 'dane-encrypt', policy: tlsa }, false],
+    ['DANE refuses a session vouched for by another host\'s records', daneVerified, { ...dane, policy: { ...tlsa, id: '_25._tcp.mx.other.test' } } as TlsRequirement, false],
   ];
   for (const [what, session, requirement, expected] of table) {
     assert.equal(tlsCarries(session, 'mx.shared.test', lax, ['mx.shared.test'], requirement), expected, what);
   }
+  assert.equal(tlsCarries(hostVerified, 'mx.shared.test', lax, ['mx.other-name.test'], enforce), false,
+    'enforce: a session verified for a name the sibling shares only by address');
 });

@@ -1,6 +1,6 @@
 // `impulse domain D`: everything the scheduler knows about one destination domain.
 import type { Command } from 'commander';
-import type { AddressMark, DomainDetail, StsView } from '../../admin/protocol.js';
+import type { AddressMark, DaneView, DomainDetail, StsView } from '../../admin/protocol.js';
 import { fields, humanAge, humanMs, list, table, when } from '../format.js';
 import { type AdminOptions, adminCommand, run } from './shared.js';
 
@@ -43,6 +43,21 @@ function renderBindings(d: DomainDetail): string {
   return `\n${bindings}${phases.join('')}${limits.join('')}`;
 }
 
+const TLSA_STATE: Record<string, string> = {
+  'secure-unusable': 'TLSA records, none usable: TLS mandatory, certificate not checked',
+  none: 'no TLSA records (signed denial)',
+  insecure: 'TLSA answer not signed: no DANE',
+};
+
+function renderDane(d: DaneView): Array<[string, string]> {
+  if (d.mx === 'insecure') return [['DANE', 'MX records not signed: no DANE']];
+  if (d.mx === 'failed') return [['DANE', `DNSSEC status of the MX records unknown, mail deferred: ${d.mx_reason ?? ''}`]];
+  return [['DANE', 'MX records signed'], ...d.hosts.map((h): [string, string] => [`DANE ${h.host}`,
+    h.tlsa === 'secure' ? `${h.usable_records} usable TLSA record(s): TLS must match them`
+      : h.tlsa === 'failed' ? `TLSA lookup failed (${h.reason ?? ''})${h.address === 'insecure' ? ', host not signed: no DANE' : ': mail deferred'}`
+        : TLSA_STATE[h.tlsa] ?? h.tlsa])];
+}
+
 function renderSts(s: StsView, now: number): Array<[string, string]> {
   switch (s.state) {
     case 'none':
@@ -72,6 +87,7 @@ export function renderDomain(d: DomainDetail, now: number): string {
     if (d.last_error.flags?.length) head.push(['Last error flags', d.last_error.flags.join('|')]);
   }
   head.push(['MX', d.mx.expires_at ? `${d.mx.phase}, expires ${when(d.mx.expires_at, now)}` : d.mx.phase]);
+  if (d.dane) head.push(...renderDane(d.dane));
   if (d.mta_sts) head.push(...renderSts(d.mta_sts, now));
   if (d.bindings.length === 0) head.push(['Bindings', 'none holding mail']);
   return fields(head) + renderMx(d, now) + renderBindings(d);
