@@ -21,6 +21,8 @@ import { Initiator } from './delivery/initiator.js';
 import { DestinationPolicies } from './delivery/destination-tls.js';
 import { isLocalAddress } from './delivery/local-address.js';
 import { loadTrust } from './delivery/tls-trust.js';
+import { loadDkimKeys } from './dkim/keys.js';
+import { DkimSigner } from './dkim/signer.js';
 import { createDnsClient } from './dns/client.js';
 import { createResolver } from './dns/resolver.js';
 import { loadPlugins } from './hooks/plugins.js';
@@ -76,6 +78,9 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   log.info({ event: 'starting', config: loaded.path, version: VERSION }, 'impulse starting');
   // Before anything is started: a bad CA file stops the daemon with its name.
   const trust = loadTrust(config.tls_ca_file);
+  const dkimKeys = loadDkimKeys(config.dkim);
+  if (dkimKeys.errors.length > 0) throw new Error(`DKIM keys cannot be used: ${dkimKeys.errors.join('; ')}`);
+  for (const warning of dkimKeys.warnings) log.warn({ event: 'dkim_key_weak', warning }, warning);
 
   let embedded: EmbeddedRedis | undefined;
   let target: RedisTarget;
@@ -164,14 +169,16 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     store, scheduler, outcomes, bindings, clock: systemClock, log,
     historyRetention: () => options.global.message_history_retention,
   });
+  const dkim = new DkimSigner({ keys: dkimKeys.keys, hooks, log, counter: metrics });
   intake = new Intake({
     listeners: config.listen, hostname: config.hostname, enqueuer, clock: systemClock, log, closeTimeout: config.shutdown_timeout,
-    bindings, bindingRules: config.binding_rules, defaultBinding: config.default_binding, hooks, counter: metrics,
+    bindings, bindingRules: config.binding_rules, defaultBinding: config.default_binding, hooks, dkim, counter: metrics,
   });
   const reloader = new Reloader({
     loaded, log, notifier: opts.notifier, pluginContext,
     swap: (next, fresh) => {
-      hooks.adopt(fresh);
+      hooks.adopt(fresh.hooks);
+      dkim.reconfigure(fresh.dkimKeys);
       bindings.reconfigure(next.config);
       options.reconfigure(next.config);
       intake!.reconfigure({ bindingRules: next.config.binding_rules, defaultBinding: next.config.default_binding });

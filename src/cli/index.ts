@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { stringify } from 'yaml';
 import { explainOptions } from '../config/scopes.js';
+import { loadDkimKeys } from '../dkim/keys.js';
 import * as domain from './commands/domain.js';
 import * as hashPassword from './commands/hash-password.js';
 import * as mailq from './commands/mailq.js';
@@ -49,13 +50,19 @@ program.command('start')
   });
 
 program.command('check-config')
-  .description('validate a configuration file and print the effective configuration, defaults filled in; '
+  .description('validate a configuration file (DKIM keys loaded too) and print the effective configuration, defaults filled in; '
     + 'with --domain, the delivery options in force for one (binding, domain) pair and the scope each comes from')
   .requiredOption('-c, --config <file>', 'configuration file')
   .option('-d, --domain <domain>', 'destination domain to show effective delivery options for')
   .option('-b, --binding <name>', 'binding for --domain', 'default')
   .action((opts: { config: string; domain?: string; binding: string }) => {
     const { document, config } = loadOrExit(opts.config);
+    const dkim = loadDkimKeys(config.dkim);
+    for (const w of dkim.warnings) process.stderr.write(`impulse: warning: ${w}\n`);
+    if (dkim.errors.length > 0) {
+      process.stderr.write(`impulse: invalid configuration ${opts.config}:\n${dkim.errors.map((e) => `  ${e}`).join('\n')}\n`);
+      process.exit(2);
+    }
     if (!opts.domain) {
       process.stdout.write(stringify(document));
       return;

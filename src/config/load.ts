@@ -43,6 +43,7 @@ export function parseConfigText(text: string, path: string): LoadResult {
   }
   config.admin.socket = resolve(base, config.admin.socket);
   if (config.admin.token_file) config.admin.token_file = resolve(base, config.admin.token_file);
+  for (const k of config.dkim) k.key_file = resolve(base, k.key_file);
   if (config.tls_ca_file) config.tls_ca_file = resolve(base, config.tls_ca_file);
   if (!config.redis.url) config.redis.embedded = true;
   return { ok: true, config, document, path };

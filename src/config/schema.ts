@@ -50,6 +50,17 @@ const hostOptions = z.strictObject({
     .describe('connections to this MX host across all bindings and domains; default: unlimited'),
 });
 
+/** RFC 6376 §5.4.1's list, narrowed to what identifies and frames a message and its unsubscribe headers (RFC 8058). */
+export const DKIM_DEFAULT_HEADERS = [
+  'From', 'To', 'Cc', 'Subject', 'Date', 'Message-ID', 'Reply-To', 'MIME-Version', 'Content-Type', 'Content-Transfer-Encoding',
+  'List-Unsubscribe', 'List-Unsubscribe-Post', 'List-Id', 'Feedback-ID',
+];
+
+const headerName = z.string().regex(/^[\x21-\x39\x3b-\x7e]+$/, { message: 'expected a header field name such as Subject' });
+const dnsName = z.string().regex(/^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, {
+  message: 'expected a domain name in its ASCII form, such as example.com',
+});
+
 const plugin = z.strictObject({
   path: z.string().describe('ES module exporting register(api) (relative to the config file)'),
   options: z.unknown().optional().describe('passed to the plugin as api.options'),
@@ -101,6 +112,17 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     dane: z.boolean().optional()
       .describe('look up TLSA records (RFC 7672) of MX hosts named by DNSSEC-signed MX records and require TLS matching them, else defer with 451 4.7.5; takes precedence over MTA-STS; needs a DNSSEC-validating resolver in dns.servers'),
   };
+  const dkimKey = z.strictObject({
+    domain: dnsName.transform((d) => d.toLowerCase())
+      .describe('signing domain (d=): signs mail whose From: domain is this domain or a subdomain of it; the most specific domain wins'),
+    selector: dnsName.describe('selector (s=): the public key is published at <selector>._domainkey.<domain>'),
+    key_file: z.string().describe('PEM private key, RSA (2048 bits or more) or Ed25519 (RFC 8463), its type read from the file (relative to the config file)'),
+    headers: z.array(headerName).min(1).default(DKIM_DEFAULT_HEADERS)
+      .describe('header fields signed when present'),
+    oversign_headers: z.array(headerName).default(['From'])
+      .describe('header fields signed once more than they occur, so one added in transit breaks the signature'),
+    expire: durationOpt().describe('signature lifetime, the x= tag; default: none'),
+  });
   const domainScopes = z.record(z.string(), z.strictObject(scoped)).optional()
     .describe('delivery options per destination domain; a key written /regex/ matches by pattern (literal keys win)');
 
@@ -247,6 +269,8 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     skip_hosts: z.array(z.string()).default([]).describe('MX host names or addresses never connected to; other MXs of the domain are still used'),
     hosts: z.record(z.string(), hostOptions).default({})
       .describe('options per MX host name; a key written /regex/ matches by pattern (literal keys win)'),
+    dkim: z.array(dkimKey).default([])
+      .describe('DKIM keys (RFC 6376, relaxed/relaxed); a domain may carry two, such as RSA and Ed25519; mail is signed once, at intake'),
     plugins: z.array(plugin).default([]).describe('plugins loaded at start, in order'),
     hook_timeout: duration('5s').describe('time a hook handler may take before it is abandoned and logged'),
     max_active_messages: z.number().int().min(1).default(10000)
@@ -278,6 +302,13 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
         ctx.addIssue({ code: 'custom', path: [...path, key], message: `invalid regular expression ${key}` });
       }
     };
+    const signers = new Set<string>();
+    list<{ domain?: unknown; selector?: unknown }>(cfg.dkim).forEach((k, i) => {
+      if (typeof k?.domain !== 'string' || typeof k.selector !== 'string') return;
+      const id = `${k.domain.toLowerCase()}:${k.selector}`;
+      if (signers.has(id)) ctx.addIssue({ code: 'custom', path: ['dkim', i, 'selector'], message: `selector ${k.selector} of ${k.domain} is configured twice` });
+      signers.add(id);
+    });
     regexCheck(cfg.domains, ['domains']);
     regexCheck(cfg.hosts, ['hosts']);
     list<{ domains?: unknown }>(cfg.bindings).forEach((b, i) => regexCheck(b?.domains, ['bindings', i, 'domains']));

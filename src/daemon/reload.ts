@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { ReloadOutcome } from '../admin/context.js';
 import { type LoadedConfig, loadConfig } from '../config/load.js';
+import { type DkimKey, loadDkimKeys } from '../dkim/keys.js';
 import { loadPlugins } from '../hooks/plugins.js';
 import { HookRegistry } from '../hooks/registry.js';
 import type { SystemdNotifier } from '../observability/systemd-notify.js';
@@ -18,8 +19,8 @@ interface ReloaderDeps {
   log: Logger;
   notifier?: SystemdNotifier | undefined;
   pluginContext: { log: Logger; baseDir: string };
-  /** Swaps the checked configuration and its hook registry into every part of the daemon. */
-  swap(next: LoadedConfig, hooks: HookRegistry): void;
+  /** Swaps the checked configuration, its hook registry and its DKIM keys into every part of the daemon. */
+  swap(next: LoadedConfig, fresh: { hooks: HookRegistry; dkimKeys: DkimKey[] }): void;
 }
 
 export class Reloader {
@@ -52,6 +53,12 @@ export class Reloader {
         log.error({ event: 'reload_refused', config: path, errors: next.errors }, 'new configuration is invalid; the running one stays');
         return { ok: false, errors: next.errors };
       }
+      const dkim = loadDkimKeys(next.config.dkim);
+      if (dkim.errors.length > 0) {
+        log.error({ event: 'reload_refused', config: path, errors: dkim.errors }, 'DKIM keys failed to load; the running configuration stays');
+        return { ok: false, errors: dkim.errors };
+      }
+      for (const warning of dkim.warnings) log.warn({ event: 'dkim_key_weak', warning }, warning);
       const hooks = new HookRegistry({ log, defaultTimeoutMs: next.config.hook_timeout });
       try {
         await loadPlugins(next.config.plugins, hooks, this.deps.pluginContext);
@@ -66,7 +73,7 @@ export class Reloader {
         (next.document as Record<string, unknown>)[k] = this.live.document[k];
       }
       this.live = next;
-      this.deps.swap(next, hooks);
+      this.deps.swap(next, { hooks, dkimKeys: dkim.keys });
       log.info({ event: 'reloaded', config: path, restart_required: restartRequired }, 'configuration reloaded');
       if (restartRequired.length > 0) {
         log.warn({ event: 'reload_needs_restart', keys: restartRequired }, 'some changed keys take effect only after a restart');

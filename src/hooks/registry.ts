@@ -20,6 +20,7 @@ const KNOWN = {
   log_client_connection_success: true,
   premigrate_outbound_connection: true,
   set_binding: true,
+  dkim_sign: true,
   log_delivery: true,
   log_transient_failure: true,
   log_permanent_failure: true,

@@ -41,6 +41,19 @@ export interface HookMessage {
   readonly headers: ReadonlyMap<string, string>;
 }
 
+/** A configured DKIM key, named as its signature names it. */
+export interface HookDkimKey {
+  readonly domain: string;
+  readonly selector: string;
+  readonly algorithm: 'rsa-sha256' | 'ed25519-sha256';
+}
+
+/**
+ * What dkim_sign may decide: undefined leaves it to later handlers or the default, false signs
+ * with no key, a list signs with exactly those configured keys.
+ */
+type DkimChoice = ReadonlyArray<{ domain: string; selector: string }> | false | undefined;
+
 /** What set_binding may decide; undefined leaves the decision to later handlers or the default. */
 export type BindingChoice = { binding: string } | { group: string } | undefined;
 
@@ -57,6 +70,11 @@ export interface HookSignatures {
   premigrate_outbound_connection(closure: unknown, connh: HookConnection, src: HookDomain, dest: HookDomain): void | Promise<void>;
   /** At intake, per destination domain, when neither header nor config rule chose a binding. The last non-undefined result wins. */
   set_binding(closure: unknown, msg: HookMessage, domain: string): BindingChoice | Promise<BindingChoice>;
+  /**
+   * At intake, once per message, before it is stored: `keys` are those its From: domain would be
+   * signed with (possibly none). The last non-undefined result wins.
+   */
+  dkim_sign(closure: unknown, msg: HookMessage, keys: readonly HookDkimKey[]): DkimChoice | Promise<DkimChoice>;
   /** Recipients accepted by the remote server. `note` is the SMTP reply. */
   log_delivery(closure: unknown, msg: HookMessage, domain: string, now: number, note: string): void | Promise<void>;
   /** Recipients deferred to a later attempt. */

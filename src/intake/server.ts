@@ -10,6 +10,7 @@ import { headerFields, parseHeaders, removeHeaders } from '../core/headers.js';
 import type { Clock } from '../core/clock.js';
 import { newQueueId } from '../core/ids.js';
 import type { ListenerConfig } from '../config/schema.js';
+import type { DkimSigner } from '../dkim/signer.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
@@ -33,6 +34,7 @@ interface IntakeDeps {
   bindingRules: readonly BindingRule[];
   defaultBinding: 'normal' | 'none';
   hooks: HookRegistry;
+  dkim: DkimSigner;
   /** Counts accepted recipients per binding (the metrics). */
   counter: { received(binding: string, recipients: number): void };
 }
@@ -141,14 +143,17 @@ export class Intake {
     const fields = headerFields(data);
     const headers = parseHeaders(data, fields);
     const byDomain = recipientsByDomain(recipients);
-    const bindings = await this.assignBindings(qid, sender, recipients, byDomain.keys(), headers);
+    const msg: HookMessage = { qid, sender, recipients, headers };
+    const bindings = await this.assignBindings(msg, byDomain.keys());
     const smtputf8 = Boolean(envelope.smtpUtf8);
     const header = receivedHeader({
       helo: session.hostNameAppearsAs, clientHostname: session.clientHostname, clientAddress: session.remoteAddress,
       hostname: this.deps.hostname, qid, secure: session.secure, authenticated: Boolean(session.user), smtputf8, recipients, now,
     });
+    const content = removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER], fields);
+    const dkim = await this.deps.dkim.sign(msg, content, now);
     // UTF-8: a SMTPUTF8 recipient in its `for` clause is written as the client sent it.
-    const body = Buffer.concat([Buffer.from(header, 'utf8'), removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER], fields)]);
+    const body = Buffer.concat([Buffer.from(header, 'utf8'), Buffer.from(dkim.header, 'latin1'), content]);
     const messageId = headers.get('message-id');
     const requests = dsnRequests(envelope.rcptTo);
     const jobs = [...byDomain].map(([domain, rcpts]) => ({ domain, recipients: rcpts, binding: bindings.get(domain), dsn: requestsOf(requests, rcpts) }));
@@ -163,18 +168,18 @@ export class Intake {
     if (log.isLevelEnabled('info')) log.info({
       event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress, user: session.user,
       bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
+      ...(dkim.labels.length > 0 ? { dkim: dkim.labels } : {}),
     }, 'received');
     return `2.0.0 Ok queued as ${qid}`;
   }
 
   /** One binding decision per destination domain; a refusal refuses the whole message. */
-  private async assignBindings(qid: string, sender: string, recipients: string[], domains: Iterable<string>,
-    headers: Map<string, string>): Promise<Map<string, BindingChoice>> {
+  private async assignBindings(msg: HookMessage, domains: Iterable<string>): Promise<Map<string, BindingChoice>> {
     const { bindings, bindingRules, defaultBinding, hooks, log } = this.deps;
+    const { qid, sender, headers } = msg;
     const bindingHeader = headers.get(BINDING_HEADER);
     const groupHeader = headers.get(BINDING_GROUP_HEADER);
     const header: BindingChoice | undefined = bindingHeader ? { binding: bindingHeader } : groupHeader ? { group: groupHeader } : undefined;
-    const msg: HookMessage = { qid, sender, recipients, headers };
     const out = new Map<string, BindingChoice>();
     for (const domain of domains) {
       const a = await assignBinding({

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { withTimeout } from '../core/timeout.js';
 import type { PolicyCheck } from '../delivery/tls-requirement.js';
+import type { HookDkimKey } from '../hooks/signatures.js';
 
 /** Counts are recipients: a message to three recipients counts three, as Momentum counts. */
 export interface Counts {
@@ -55,6 +56,7 @@ export class Metrics {
   private readonly connectionFailures: Counter<'flag'>;
   private readonly migrations: Counter;
   private readonly tlsPolicySessions: Counter<'policy_type' | 'policy_domain' | 'mode' | 'result'>;
+  private readonly dkimSignatures: Counter<'signing_domain' | 'selector' | 'algorithm' | 'result'>;
   private readonly latency: Histogram;
 
   constructor(private readonly sources: MetricsSources, private readonly now: () => number = Date.now) {
@@ -84,6 +86,11 @@ export class Metrics {
       name: 'impulse_tls_policy_sessions_total',
       help: 'Outbound sessions under a published TLS policy (sts: MTA-STS, tlsa: DANE), by policy domain, mode and RFC 8460 result type (success, or why it failed or would have failed): the counts of a TLS-RPT report.',
       labelNames: ['policy_type', 'policy_domain', 'mode', 'result'], registers,
+    });
+    this.dkimSignatures = new Counter({
+      name: 'impulse_dkim_signatures_total',
+      help: 'DKIM signatures made at intake (result signed), or that a key failed to make, the message then refused (result failed).',
+      labelNames: ['signing_domain', 'selector', 'algorithm', 'result'], registers,
     });
     this.latency = new Histogram({
       name: 'impulse_delivery_latency_seconds', help: 'Injection to delivery, one observation per delivered recipient.',
@@ -127,6 +134,11 @@ export class Metrics {
   /** A session (or a refusal to open one) judged under a destination's published TLS policy. */
   tlsPolicy(check: PolicyCheck): void {
     this.tlsPolicySessions.inc({ policy_type: check.policy.type, policy_domain: check.policy.domain, mode: check.mode, result: check.result });
+  }
+
+  /** A DKIM signature made, or a key's failure to make one. */
+  dkimSigned(key: HookDkimKey, result: 'signed' | 'failed'): void {
+    this.dkimSignatures.inc({ signing_domain: key.domain, selector: key.selector, algorithm: key.algorithm, result });
   }
 
   /** A connection moved to a sibling domain. */
