@@ -25,7 +25,8 @@ for (let l = 0; l < 1024; l++) {
   FILL[l * LINE + 77] = 10;
 }
 const DOT = Buffer.from('.\r\n');
-const FROM = 'bench@inject.bench.test';
+export const INJECT_FROM_DOMAIN = 'inject.bench.test';
+const FROM = `bench@${INJECT_FROM_DOMAIN}`;
 const MAX_REFUSED_IN_A_ROW = 50;
 
 function line(bytes) {

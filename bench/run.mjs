@@ -11,9 +11,10 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { removeOnExit } from '../dist/test/helpers/cleanup.js';
 import { runCli, startDaemon } from '../dist/test/helpers/daemon.js';
+import { makeDkimKey } from '../dist/test/helpers/dkim.js';
 import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
-import { inject } from './inject.mjs';
+import { INJECT_FROM_DOMAIN, inject } from './inject.mjs';
 import { cpuSeconds, peakRssKb, redisChildOf, rssKb } from './proc.mjs';
 import { startSink } from './sink.mjs';
 import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workloads.mjs';
@@ -21,7 +22,7 @@ import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workload
 const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
   [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
   [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--config '{"key": value}']
-  [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
+  [--dkim rsa|ed25519|both] [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -42,6 +43,8 @@ const { values: flags, positionals } = parseArgs({
     'settle-backlog': { type: 'boolean', default: false },
     // Daemon config keys over the bench defaults, as YAML-compatible JSON: compares settings.
     config: { type: 'string', default: '{}' },
+    // DKIM signing of every message (the injector's From: domain): an RSA-2048 key, an Ed25519 key, or both.
+    dkim: { type: 'string' },
     // Profiling aids: the daemon writes a V8 CPU profile into this directory; Redis's per-command counts go to stderr.
     'cpu-prof': { type: 'string' },
     // Further node flags for the daemon, space-separated (e.g. "--heapsnapshot-signal=SIGUSR2").
@@ -58,6 +61,10 @@ const workload = WORKLOADS[name];
 if (flags.help || !workload || positionals.length !== 1) {
   console.error(flags.help ? USAGE : `${positionals.length ? `unknown workload ${positionals.join(' ')}\n` : ''}${USAGE}`);
   process.exit(flags.help ? 0 : 2);
+}
+if (flags.dkim !== undefined && !['rsa', 'ed25519', 'both'].includes(flags.dkim)) {
+  console.error(`--dkim must be rsa, ed25519 or both, not ${flags.dkim}`);
+  process.exit(2);
 }
 if (!['always', 'everysec', 'no'].includes(flags.appendfsync)) {
   console.error(`--appendfsync must be always, everysec or no, not ${flags.appendfsync}`);
@@ -185,6 +192,7 @@ async function deliveryFigures(sink, prefix, injected, timeoutMs) {
       latency_p50_ms: s.latencyP50,
       latency_p99_ms: s.latencyP99,
       msgs_per_conn: round(s.connections ? s.unique / s.connections : null, 1),
+      ...(flags.dkim ? { dkim: flags.dkim, signed: s.signed } : {}),
       sink_conns: s.connections,
       duplicates: s.duplicates,
       lost: s.lost,
@@ -193,6 +201,14 @@ async function deliveryFigures(sink, prefix, injected, timeoutMs) {
       ...(Object.keys(injected.errors).length ? { inject_errors: injected.errors } : {}),
     },
   };
+}
+
+function dkimKeys(dir, which) {
+  const types = which === 'both' ? ['rsa', 'ed25519'] : [which];
+  return types.map((type) => {
+    const k = makeDkimKey(INJECT_FROM_DOMAIN, `bench-${type}`, type, 2048, dir);
+    return { domain: k.domain, selector: k.selector, key_file: k.file };
+  });
 }
 
 function daemonConfig(dir, dns, intakePort, sinkPort) {
@@ -208,6 +224,7 @@ function daemonConfig(dir, dns, intakePort, sinkPort) {
     prohibited_hosts: [],
     remote_smtp_port: sinkPort,
     shutdown_timeout: '5s',
+    ...(flags.dkim ? { dkim: dkimKeys(dir, flags.dkim) } : {}),
     ...JSON.parse(flags.config),
   };
 }

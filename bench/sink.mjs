@@ -54,7 +54,7 @@ function benchHeaders(head) {
   const text = head.toString('latin1');
   const id = /^X-Bench-Id: *(\S+)/im.exec(text)?.[1];
   const ts = /^X-Bench-Ts: *([\d.]+)/im.exec(text)?.[1];
-  return { id, ts: ts === undefined ? NaN : Number(ts) };
+  return { id, ts: ts === undefined ? NaN : Number(ts), signed: /^DKIM-Signature:/im.test(text) };
 }
 
 function serve({ hosts, port, tarpit }) {
@@ -83,14 +83,14 @@ function serve({ hosts, port, tarpit }) {
 
   const record = (session, head) => {
     const at = Date.now();
-    const { id, ts } = benchHeaders(head);
+    const { id, ts, signed } = benchHeaders(head);
     if (!id) return;
     const dot = id.lastIndexOf('.');
     const prefix = id.slice(0, dot);
     const seq = Number(id.slice(dot + 1));
     const b = bucket(prefix);
     b.seen.set(seq, (b.seen.get(seq) ?? 0) + 1);
-    b.arrivals.push({ at, ts, seq, conn: session.id, local: session.localAddress, remote: session.remoteAddress });
+    b.arrivals.push({ at, ts, seq, signed, conn: session.id, local: session.localAddress, remote: session.remoteAddress });
     const c = connections.get(session.id);
     if (c) c.messages++;
     settleWaiters();
@@ -188,6 +188,8 @@ function serve({ hosts, port, tarpit }) {
     }
     return {
       unique: b.seen.size,
+      // Messages whose first copy carried a DKIM-Signature: shows a --dkim run signed them all.
+      signed: [...firstOf.values()].filter((a) => a.signed).length,
       deliveries: b.arrivals.length,
       duplicates,
       lost: lost.length,
