@@ -45,6 +45,8 @@ import { DELIVERY_QUEUE, type DeliveryJobData, domainOf } from './queue/job.js';
 import { RedisParkedIndex } from './queue/parked-index.js';
 import { returnOrphanedJobs } from './queue/reclaim.js';
 import { Scheduler } from './scheduler/scheduler.js';
+import { Shaper } from './shaping/shaper.js';
+import { RedisShapingStore } from './shaping/store.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from './store/embedded-redis.js';
 import { MessageStore } from './store/message-store.js';
 import { type RedisTarget, connectRedis } from './store/redis.js';
@@ -104,7 +106,13 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     return q;
   };
 
-  const options = new DeliveryOptions(config);
+  // Built before the scheduler whose MX knowledge its site-scoped actions need; asked only once one is in force.
+  let scheduler: Scheduler | undefined;
+  const shaper = new Shaper({
+    rules: config.shaping_rules, store: new RedisShapingStore(queueRedis, prefix), clock: systemClock, log,
+    counter: { shapingAction: (rule, action, scope) => metrics.shapingAction(rule, action, scope) },
+  });
+  const options = new DeliveryOptions(config, (binding, domain) => shaper.overlay(binding, domain, (d) => scheduler?.mxHostsOf(d) ?? []));
   const queue = deliveryQueue(intakeRedis);
   const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix, config.redis.compress_bodies), queue, () => options.longestExpiration());
   const pluginContext = { log, baseDir: dirname(resolve(loaded.path)) };
@@ -122,7 +130,6 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   };
   const inspector = new QueueInspector(intakeRedis, prefix, bindings);
   // Built before the parts it counts; its sources read them only when scraped.
-  let scheduler: Scheduler | undefined;
   let intake: Intake | undefined;
   const metrics = new Metrics({
     queueCounts: () => inspector.counts(),
@@ -143,7 +150,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const initiator = new Initiator({
     resolver, connector: smtpConnector(trust), health, hosts, hooks, clock: systemClock, log, options, isLocalAddress,
     policies: new DestinationPolicies({ sts, dnssec: createDnsClient({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }) }),
-    observer: metrics,
+    observer: metrics, replies: shaper,
   });
   const store = new MessageStore(queueRedis, prefix, config.redis.compress_bodies);
   // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a
@@ -152,7 +159,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const dsnEnqueuer = new Enqueuer(store, dsnQueue, () => options.longestExpiration());
   scheduler = new Scheduler({
     initiator, parked: new RedisParkedIndex(queueRedis, dsnQueue, prefix), options, bindings, hooks, clock: systemClock, log,
-    observer: metrics, maxHeld: config.max_active_messages,
+    observer: metrics, maxHeld: config.max_active_messages, shaping: shaper,
   });
   const outcomes = new Outcomes({
     clock: systemClock, log, hooks, counter: metrics, reportingMta: config.hostname,
@@ -179,6 +186,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     swap: (next, fresh) => {
       hooks.adopt(fresh.hooks);
       dkim.reconfigure(fresh.dkimKeys);
+      shaper.reconfigure(next.config.shaping_rules);
       bindings.reconfigure(next.config);
       options.reconfigure(next.config);
       intake!.reconfigure({ bindingRules: next.config.binding_rules, defaultBinding: next.config.default_binding });
@@ -187,7 +195,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     },
   });
   const admin = new AdminServer({
-    scheduler, consumer, queue, inspector, store, health, bindings, counts: metrics,
+    scheduler, shaping: shaper, consumer, queue, inspector, store, health, bindings, counts: metrics,
     inbound: () => intake!.sessions,
     config: () => ({ config: reloader.current.config, document: reloader.current.document }),
     reload: () => reloader.reload(), clock: systemClock, startedAt: systemClock.now(), version: VERSION,
@@ -199,6 +207,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     await admin.close();
     await consumer.close();
     await hooks.idle();
+    shaper.close();
     await status?.close();
     metrics.close();
     await queue.close();
@@ -209,6 +218,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   }
 
   if (embedded) await returnOrphanedJobs(queue, log);
+  await shaper.restore();
   consumer.start();
   await scheduler.adoptParked();
   try {

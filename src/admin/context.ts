@@ -9,6 +9,7 @@ import type { QueueInspector } from '../queue/inspect.js';
 import type { DeliveryJobData } from '../queue/job.js';
 import type { MessageStore } from '../store/message-store.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
+import type { Shaper } from '../shaping/shaper.js';
 import type { Counts, ReloadResult } from './protocol.js';
 
 /** A reload's outcome: applied, or refused with the new file's errors. */
@@ -16,6 +17,7 @@ export type ReloadOutcome = ({ ok: true } & ReloadResult) | { ok: false; errors:
 
 export interface AdminContext {
   scheduler: Scheduler;
+  shaping: Pick<Shaper, 'active' | 'covering' | 'clear'>;
   consumer: Consumer;
   queue: Queue<DeliveryJobData>;
   inspector: QueueInspector;

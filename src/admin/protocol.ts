@@ -21,6 +21,8 @@ export const API = {
   messageRetry: 'POST /v1/messages/:id/retry',
   messageFail: 'POST /v1/messages/:id/fail',
   reload: 'POST /v1/reload',
+  shaping: 'GET /v1/shaping',
+  shapingClear: 'POST /v1/shaping/clear',
 } as const;
 
 /** 400 bad_request, 401 unauthorized, 404 not_found, 422 invalid_config, 500 internal. */
@@ -91,6 +93,8 @@ export interface DomainDetail {
   mta_sts?: StsView;
   /** What DNSSEC said of the destination at its last lookup; absent before one, or when no scope has dane on. */
   dane?: DaneView;
+  /** Shaping actions in force over any of the domain's queues. */
+  shaping: ShapingView[];
   consecutive_failures: number;
   last_error?: LastError;
   active: number;
@@ -159,6 +163,33 @@ export interface MessageDetail {
 /** POST /v1/messages/:id/retry */
 export interface RetryResult {
   retried: number;
+}
+
+/** A shaping action in force: what a rule did to which scope, until when, and the reply that made it. */
+export interface ShapingView {
+  id: string;
+  rule: string;
+  action: 'suspend' | 'set' | 'bounce';
+  scope: 'binding_domain' | 'domain' | 'binding' | 'site';
+  binding?: string;
+  domain?: string;
+  mx_host?: string;
+  /** For set: the options it overlays, as the daemon holds them (durations in ms, throttles as count/seconds). */
+  options?: Record<string, string | number | boolean>;
+  since: string;
+  until: string;
+  remaining_s: number;
+  reply: string;
+}
+
+/** GET /v1/shaping */
+export interface ShapingList {
+  actions: ShapingView[];
+}
+
+/** POST /v1/shaping/clear { id?, rule?, domain?, binding?, site? }: at least one; every given one must match. */
+export interface ShapingCleared {
+  cleared: ShapingView[];
 }
 
 /** POST /v1/reload: 200 with what changed, or 422 invalid_config with `details` listing the errors. */

@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { failDomain, failMessage, flush, retryMessage, suspend } from './actions.js';
+import { clearShaping, shapingList } from './shaping.js';
 import type { AdminContext } from './context.js';
 import { showMessage } from './message.js';
 import type { ApiError, ErrorCode } from './protocol.js';
@@ -63,6 +64,12 @@ const ROUTES: Array<[string, RegExp, Handler]> = [
   ['GET', /^\/v1\/messages\/([^/]+)$/, (ctx, [id]) => showMessage(ctx, id!)],
   ['POST', /^\/v1\/messages\/([^/]+)\/retry$/, (ctx, [id]) => retryMessage(ctx, id!)],
   ['POST', /^\/v1\/messages\/([^/]+)\/fail$/, (ctx, [id], _q, b) => failMessage(ctx, id!, b.quiet === true, str(b.note, 'note'))],
+  ['GET', /^\/v1\/shaping$/, (ctx) => shapingList(ctx)],
+  ['POST', /^\/v1\/shaping\/clear$/, (ctx, _p, _q, b) => {
+    const filter = { id: str(b.id, 'id'), rule: str(b.rule, 'rule'), domain: str(b.domain, 'domain')?.toLowerCase(), binding: str(b.binding, 'binding'), site: str(b.site, 'site') };
+    if (Object.values(filter).every((v) => v === undefined)) throw new ApiFailure('bad_request', 'give at least one of id, rule, domain, binding or site');
+    return clearShaping(ctx, filter);
+  }],
   ['POST', /^\/v1\/reload$/, async (ctx) => {
     const r = await ctx.reload();
     if (!r.ok) throw new ApiFailure('invalid_config', 'the new configuration is invalid; the old one stays in force', r.errors);

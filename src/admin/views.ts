@@ -4,8 +4,10 @@ import { queueIdTime } from '../core/ids.js';
 import { explainOptions } from '../config/scopes.js';
 import { flagNames } from '../delivery/flags.js';
 import type { DomainView } from '../scheduler/views.js';
+import { targetCovers } from '../shaping/rule.js';
 import type { AdminContext } from './context.js';
 import type { DomainDetail, Mailq, MailqRow, Summary } from './protocol.js';
+import { shapingView } from './shaping.js';
 
 export class NotFound extends Error {}
 
@@ -102,6 +104,8 @@ export async function domainDetail(ctx: AdminContext, domain: string): Promise<D
     hosts.set(h.host, entry);
   }
   const bindingNames = ctx.bindings.names();
+  const mxHosts = [...hosts.keys()].map((h) => h.toLowerCase());
+  const covering = [...new Map(bindingNames.flatMap((b) => ctx.shaping.covering({ binding: b, domain, mxHosts })).map((a) => [a.id, a])).values()];
   const bindings = new Map((view?.bindings ?? []).map((b) => [b.binding, b]));
   for (const t of queued) {
     if (!bindings.has(t.binding)) {
@@ -133,13 +137,18 @@ export async function domainDetail(ctx: AdminContext, domain: string): Promise<D
     },
     ...(view?.mta_sts ? { mta_sts: view.mta_sts } : {}),
     ...(view?.dane ? { dane: view.dane } : {}),
+    shaping: covering.map((a) => shapingView(a, now)),
     consecutive_failures: view?.consecutive_failures ?? 0,
     ...(view?.last_error ? { last_error: view.last_error } : {}),
     active: (view?.active ?? 0) + queued.reduce((n, t) => n + t.waiting, 0),
     delayed: queued.reduce((n, t) => n + t.delayed, 0),
     bindings: [...bindings.values()].map(({ oldest: _oldest, ...b }) => {
-      const limits = Object.fromEntries(Object.entries(explainOptions(document, b.binding, domain))
+      const limits: Record<string, { value: string | number | null; scope: string }> = Object.fromEntries(Object.entries(explainOptions(document, b.binding, domain))
         .map(([k, r]) => [k, { value: (r.value ?? null) as string | number | null, scope: r.value === undefined ? 'unset' : r.scope }]));
+      // A set action's options are in force over the configured ones, the latest started last.
+      for (const a of covering.filter((x) => x.action === 'set' && targetCovers(x.target, { binding: b.binding, domain, mxHosts })).sort((x, y) => x.since - y.since)) {
+        for (const [k, v] of Object.entries(shapingView(a, now).options ?? {})) limits[k] = { value: typeof v === 'boolean' ? String(v) : v, scope: `shaping ${a.id}` };
+      }
       return { ...b, limits };
     }),
   };

@@ -13,6 +13,7 @@ import * as message from './commands/message.js';
 import * as queueActions from './commands/queue-actions.js';
 import * as reload from './commands/reload.js';
 import { loadOrExit } from './commands/shared.js';
+import * as shaping from './commands/shaping.js';
 import * as summary from './commands/summary.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -79,6 +80,6 @@ program.command('check-config')
     for (const [key, r] of rows) process.stdout.write(`${key.padEnd(width)}  ${String(r.value).padEnd(valueWidth)}  (${r.scope})\n`);
   });
 
-for (const commands of [summary, mailq, domain, queueActions, message, reload, hashPassword]) commands.register(program);
+for (const commands of [summary, mailq, domain, queueActions, message, shaping, reload, hashPassword]) commands.register(program);
 
 await program.parseAsync(process.argv);

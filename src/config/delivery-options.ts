@@ -5,13 +5,16 @@ import { AddressSet } from '../core/cidr.js';
 import type { Config } from './schema.js';
 import { OptionScopes, type ScopedOption, type ScopedValues, hostOptions, largestScopedValue } from './scopes.js';
 
+/** Options in force over the configured ones for a binding × domain (shaping's set actions), and the scope each comes from. */
+type OptionsOverlay = (binding: string, domain: string) => { values: Partial<ScopedValues>; from: Partial<Record<ScopedOption, string>> } | undefined;
+
 export class DeliveryOptions {
   private readonly scopes: OptionScopes;
   private current!: Config;
   private prohibitedSet!: AddressSet;
   private skipped!: ReadonlySet<string>;
 
-  constructor(config: Config) {
+  constructor(config: Config, private readonly overlay: OptionsOverlay = () => undefined) {
     this.scopes = new OptionScopes(config);
     this.reconfigure(config);
   }
@@ -23,9 +26,11 @@ export class DeliveryOptions {
     this.skipped = new Set(config.skip_hosts.map((h) => h.toLowerCase()));
   }
 
-  /** The scoped options in force for a binding × domain. */
+  /** The scoped options in force for a binding × domain: the configured ones under any overlay. */
   of(binding: string, domain: string): ScopedValues {
-    return this.scopes.get(binding, domain);
+    const base = this.scopes.get(binding, domain);
+    const over = this.overlay(binding, domain);
+    return over ? { ...base, ...over.values } : base;
   }
 
   /** The published TLS policies some binding wants looked up for `domain` (each binding then applies its own switches). */
@@ -36,7 +41,8 @@ export class DeliveryOptions {
 
   /** The scope an option's value comes from: shared budgets (throttles, scope caps) are keyed by it. */
   scopeOf(binding: string, domain: string, key: ScopedOption): string {
-    return this.scopes.scopeOf(binding, domain, key);
+    const from = this.overlay(binding, domain)?.from[key];
+    return from === undefined ? this.scopes.scopeOf(binding, domain, key) : `shaping ${from}`;
   }
 
   /** max_outbound_connections of an MX host (`hosts:`), across bindings and domains; undefined: no limit. */

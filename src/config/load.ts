@@ -25,6 +25,43 @@ function describeIssues(issues: readonly z.core.$ZodIssue[]): string[] {
   });
 }
 
+/**
+ * Appends the rules of each shaping_rules_files entry to config.shaping_rules (the document keeps
+ * the file names as written) and names every unnamed rule after where it is written.
+ */
+function loadShapingRules(config: Config, base: string): string[] {
+  const errors: string[] = [];
+  config.shaping_rules.forEach((r, i) => {
+    r.name ??= `shaping_rules[${i}]`;
+  });
+  config.shaping_rules_files.forEach((file, f) => {
+    const path = resolve(base, file);
+    const where = `shaping_rules_files[${f}] (${path})`;
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      errors.push(`${where}: cannot read: ${(err as Error).message}`);
+      return;
+    }
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      errors.push(...doc.errors.map((e) => `${where}: YAML: ${e.message}`));
+      return;
+    }
+    const rules = runtimeSchema.shape.shaping_rules.safeParse(doc.toJS() ?? []);
+    if (!rules.success) {
+      errors.push(...describeIssues(rules.error.issues).map((e) => `${where}: ${e}`));
+      return;
+    }
+    rules.data.forEach((r, i) => {
+      r.name ??= `${file}[${i}]`;
+    });
+    config.shaping_rules.push(...rules.data);
+  });
+  return errors;
+}
+
 export function parseConfigText(text: string, path: string): LoadResult {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -46,6 +83,8 @@ export function parseConfigText(text: string, path: string): LoadResult {
   for (const k of config.dkim) k.key_file = resolve(base, k.key_file);
   if (config.tls_ca_file) config.tls_ca_file = resolve(base, config.tls_ca_file);
   if (!config.redis.url) config.redis.embedded = true;
+  const shapingErrors = loadShapingRules(config, base);
+  if (shapingErrors.length > 0) return { ok: false, path, errors: shapingErrors };
   return { ok: true, config, document, path };
 }
 

@@ -4,8 +4,8 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { parseCidr } from '../core/cidr.js';
-import { badRegexKeys } from './regex-keys.js';
-import { parseDuration, parseRate, parseSize } from './units.js';
+import { badRegexKeys, isRegex } from './regex-keys.js';
+import { parseDuration, parseRate, parseSize, parseTrigger } from './units.js';
 
 const DEFAULT_PROHIBITED_HOSTS = [
   '0.0.0.0/8', '127.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10',
@@ -122,6 +122,31 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     oversign_headers: z.array(headerName).default(['From'])
       .describe('header fields signed once more than they occur, so one added in transit breaks the signature'),
     expire: durationOpt().describe('signature lifetime, the x= tag; default: none'),
+  });
+  const shapingPhase = z.enum(['connect', 'ehlo', 'mail', 'rcpt', 'data']);
+  const shapingRule = z.strictObject({
+    name: z.string().min(1).optional().describe('name in logs and `impulse shaping`; default: where the rule is written, such as shaping_rules[2]'),
+    match: z.string().refine(isRegex, { message: 'invalid regular expression' })
+      .describe('regular expression over the whole reply: code, enhanced status and text, as in "421 4.7.28 …"'),
+    trigger: z.union([z.number(), z.string()]).refine((v) => parseTrigger(v) !== undefined, { message: 'expected N or N/duration, such as 3/5m' }).default(1)
+      .describe('matching replies before the rule acts: N, or N within a period (N/duration)'),
+    action: z.enum(['suspend', 'set', 'bounce'])
+      .describe('suspend: no new connection for the scope; set: options overlaid on the scope; bounce: the scope\'s mail fails, with DSNs'),
+    duration: durationOpt().describe('how long the action lasts (suspend and set: required; bounce: mail arriving within it fails too, default none)'),
+    options: z.strictObject(scoped).optional().describe('for set: the delivery options in force for the scope while the action lasts'),
+    domains: z.array(z.string().min(1)).optional().describe('destination domains the rule watches, literal or /regex/; default: all'),
+    mx_hosts: z.array(z.string().min(1)).optional().describe('MX host names the rule watches, a suffix (google.com matches aspmx.l.google.com) or /regex/; default: all'),
+    phase: z.union([shapingPhase, z.array(shapingPhase).min(1)]).optional()
+      .describe('SMTP phases whose replies the rule watches: connect (greeting, connection failure), ehlo, mail, rcpt, data; default: all'),
+    scope: z.enum(['binding_domain', 'domain', 'binding', 'site']).default('binding_domain')
+      .describe('what the action holds: the binding × domain (Momentum\'s), the domain from every binding, the binding to every domain, or the site: every domain with that MX host, from that binding'),
+  }).superRefine((r, ctx) => {
+    if ((r.action === 'suspend' || r.action === 'set') && (r as { duration?: unknown }).duration === undefined) ctx.addIssue({ code: 'custom', path: ['duration'], message: `required for action ${r.action}` });
+    if (r.action === 'set' && (r.options === undefined || Object.keys(r.options).length === 0)) ctx.addIssue({ code: 'custom', path: ['options'], message: 'required for action set: the options to overlay' });
+    if (r.action !== 'set' && r.options !== undefined) ctx.addIssue({ code: 'custom', path: ['options'], message: `only action set takes options, not ${r.action}` });
+    for (const key of ['domains', 'mx_hosts'] as const) {
+      for (const [i, v] of (r[key] ?? []).entries()) if (badRegexKeys({ [v]: true }).length > 0) ctx.addIssue({ code: 'custom', path: [key, i], message: `invalid regular expression ${v}` });
+    }
   });
   const domainScopes = z.record(z.string(), z.strictObject(scoped)).optional()
     .describe('delivery options per destination domain; a key written /regex/ matches by pattern (literal keys win)');
@@ -271,6 +296,10 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('options per MX host name; a key written /regex/ matches by pattern (literal keys win)'),
     dkim: z.array(dkimKey).default([])
       .describe('DKIM keys (RFC 6376, relaxed/relaxed); a domain may carry two, such as RSA and Ed25519; mail is signed once, at intake'),
+    shaping_rules: z.array(shapingRule).default([])
+      .describe('rules on receivers\' replies: when one matches (trigger times), its action holds the scope for the duration; every matching rule counts and acts'),
+    shaping_rules_files: z.array(z.string()).default([])
+      .describe('YAML files, each a list of rules in the shaping_rules format, loaded after shaping_rules in this order (relative to the config file)'),
     plugins: z.array(plugin).default([]).describe('plugins loaded at start, in order'),
     hook_timeout: duration('5s').describe('time a hook handler may take before it is abandoned and logged'),
     max_active_messages: z.number().int().min(1).default(10000)

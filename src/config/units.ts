@@ -31,6 +31,23 @@ export interface Rate {
 
 const RATE = /^(\d+)\s*(?:\/\s*(.+))?$/;
 
+/** A shaping rule's trigger: `count` matching replies, within `perMs` when set. */
+export interface Trigger {
+  count: number;
+  perMs: number | undefined;
+}
+
+/** "N" is N matching replies (the count starts again once the rule acts), "N/D" is N within any window of D. */
+export function parseTrigger(value: string | number): Trigger | undefined {
+  const m = RATE.exec(String(value).trim());
+  if (!m) return undefined;
+  const count = Number(m[1]);
+  if (count < 1) return undefined;
+  if (m[2] === undefined) return { count, perMs: undefined };
+  const perMs = parseDuration(/^\d+(\.\d+)?$/.test(m[2].trim()) ? Number(m[2]) : m[2]);
+  return perMs === undefined || perMs <= 0 ? undefined : { count, perMs };
+}
+
 /** Momentum's throttle syntax: "N" is N per second, "N/S" is N per S (seconds, or a duration). */
 export function parseRate(value: string | number): Rate | undefined {
   const m = RATE.exec(String(value).trim());

@@ -13,6 +13,7 @@ import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { DnsResolver } from '../dns/resolver.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookAddress, HookConnection, HookReadyQueue } from '../hooks/signatures.js';
+import type { ObservedReply, ShapingPhase } from '../shaping/rule.js';
 import type { AddressHealth } from './address-health.js';
 import { type AttemptRequirement, type ConnectError, type Connector, type SmtpClient, classifyConnectError } from './connector.js';
 import type { DestinationPolicies } from './destination-tls.js';
@@ -59,6 +60,8 @@ interface InitiatorDeps {
   policies: DestinationPolicies;
   /** Told every verdict under a published TLS policy (the counts an RFC 8460 report is made of). */
   observer: { tlsPolicy(check: PolicyCheck): void };
+  /** Hears every reply a server gave while a connection was being set up (shaping rules). */
+  replies: { observe(o: ObservedReply): void };
 }
 
 export class ConnectionHandle implements HookConnection {
@@ -127,6 +130,11 @@ function connectReply(flags: number, target: Target, err: ConnectError): Reply {
   if (flags & CONN_ERROR_CONNECT_TIMEOUT) return reply(450, '4.4.1', `[internal] Connection Timed Out to ${where}`);
   if (flags & CONN_ERROR_BIND) return reply(451, '4.4.0', `[internal] cannot bind the source address (${err.originalCode ?? err.code}): ${err.message}`);
   return reply(421, '4.4.0', `[internal] ${where}: ${err.originalCode ?? err.code ?? 'error'}: ${err.message}`);
+}
+
+/** Where set-up failed, as shaping rules name it: at EHLO (or STARTTLS after it), else at the connection or its greeting. */
+function setupPhase(err: ConnectError): ShapingPhase {
+  return err.command === 'EHLO' || err.command === 'HELO' || err.command === 'STARTTLS' ? 'ehlo' : 'connect';
 }
 
 /** The targets a connection may go to: not prohibited, not skipped. */
@@ -295,14 +303,14 @@ export class Initiator {
             .filter((t) => this.requirementOf(handle.domain, binding, t).kind !== 'refused'), this.choiceState(binding, now))
           : undefined;
         if (next?.kind === 'target') {
-          this.reportFailure(handle.domain, binding, target, { flags, reply: replyOf }, now);
+          this.reportFailure(handle.domain, binding, target, { flags, reply: replyOf }, now, setupPhase(err));
           handle.target = next.target;
           this.attempt(handle, policy, onConnected, onTimeout);
           return;
         }
       }
       const e = { flags: flags | CONN_ACTION_REQUEUE1, reply: replyOf };
-      this.reportFailure(handle.domain, binding, target, e, now);
+      this.reportFailure(handle.domain, binding, target, e, now, setupPhase(err));
       handle.phase = 'closed';
       if (flags & CONN_ERROR_CONNECT_TIMEOUT) onTimeout(handle, e);
       else onConnected(handle, e);
@@ -323,7 +331,8 @@ export class Initiator {
     return { binding: binding.name, domain: dr.domain, bindAddress: binding.bindAddress };
   }
 
-  private reportFailure(dr: DomainRecord, binding: Binding, target: Target | undefined, e: ConnectionError, now: number | null): void {
+  private reportFailure(dr: DomainRecord, binding: Binding, target: Target | undefined, e: ConnectionError, now: number | null, phase?: ShapingPhase): void {
+    if (phase && target) this.deps.replies.observe({ binding: binding.name, domain: dr.domain, mxHost: target.host, phase, reply: e.reply });
     const addr = target ? { address: target.address, port: target.port, host: target.host } : null;
     // A lookup in flight or a full host is a wait, not a failed attempt: hooks see it, logs at debug.
     const level = e.flags & (CONN_ERROR_MX_LOOKUP_PENDING | CONN_ERROR_HOST_MAX_REACHED) ? 'debug' : 'info';

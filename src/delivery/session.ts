@@ -7,9 +7,14 @@ import type { ConnectError, SmtpClient } from './connector.js';
 import type { Envelope } from './envelope.js';
 import { hopRefusal, relayEnvelope } from './next-hop.js';
 
+/** Where in a transaction a server gave its reply (shaping rules can watch one phase). */
+type TransactionPhase = 'mail' | 'rcpt' | 'data';
+
 export interface RecipientReply {
   recipient: string;
   reply: Reply;
+  /** Set on replies the server gave; Impulse's own carry none. */
+  phase?: TransactionPhase | undefined;
 }
 
 interface TransactionError extends ConnectError {
@@ -39,6 +44,10 @@ function rcptReply(r: Reply): Reply {
 
 function replyOfError(err: TransactionError, fallback: Reply): Reply {
   return (err.response ? parseReply(err.response) : undefined) ?? fallback;
+}
+
+function phaseOf(command: string | undefined): TransactionPhase {
+  return command === 'MAIL FROM' ? 'mail' : command === 'RCPT TO' ? 'rcpt' : 'data';
 }
 
 // nodemailer names a socket failure 'CONN', and a send on a closed session 'API', whatever the stage.
@@ -87,7 +96,10 @@ export async function runTransaction(client: SmtpClient, env: Envelope, dataTime
     });
     const accepted = parseReply(info.response) ?? reply(250, '2.0.0', info.response);
     const perRecipient = rejectedReplies((info as { rejectedErrors?: TransactionError[] }).rejectedErrors);
-    return env.recipients.map((recipient) => ({ recipient, reply: perRecipient.get(recipient) ?? accepted }));
+    return env.recipients.map((recipient) => {
+      const rejected = perRecipient.get(recipient);
+      return rejected ? { recipient, reply: rejected, phase: 'rcpt' } : { recipient, reply: accepted, phase: 'data' };
+    });
   } catch (e) {
     if (e instanceof DeadlineExceeded) {
       // The session is stuck mid-transaction and cannot be reused. Whether the server kept the
@@ -101,6 +113,10 @@ export async function runTransaction(client: SmtpClient, env: Envelope, dataTime
     const common = tooLarge(err, where, env.body.length) ?? (err.code === 'EENVELOPE' || err.code === 'EMESSAGE'
       ? replyOfError(err, connectionLost(err, `at ${stageOf(err)}`))
       : connectionLost(err, `during ${stageOf(err)}`));
-    return env.recipients.map((recipient) => ({ recipient, reply: perRecipient.get(recipient) ?? common }));
+    const phase = phaseOf(err.command);
+    return env.recipients.map((recipient) => {
+      const rejected = perRecipient.get(recipient);
+      return rejected ? { recipient, reply: rejected, phase: 'rcpt' } : { recipient, reply: common, phase };
+    });
   }
 }

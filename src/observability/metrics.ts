@@ -57,6 +57,7 @@ export class Metrics {
   private readonly migrations: Counter;
   private readonly tlsPolicySessions: Counter<'policy_type' | 'policy_domain' | 'mode' | 'result'>;
   private readonly dkimSignatures: Counter<'signing_domain' | 'selector' | 'algorithm' | 'result'>;
+  private readonly shapingActions: Counter<'rule' | 'action' | 'scope'>;
   private readonly latency: Histogram;
 
   constructor(private readonly sources: MetricsSources, private readonly now: () => number = Date.now) {
@@ -91,6 +92,11 @@ export class Metrics {
       name: 'impulse_dkim_signatures_total',
       help: 'DKIM signatures made at intake (result signed), or that a key failed to make, the message then refused (result failed).',
       labelNames: ['signing_domain', 'selector', 'algorithm', 'result'], registers,
+    });
+    this.shapingActions = new Counter({
+      name: 'impulse_shaping_actions_total',
+      help: 'Shaping actions started (not counting extensions), by rule, action (suspend, set, bounce) and scope.',
+      labelNames: ['rule', 'action', 'scope'], registers,
     });
     this.latency = new Histogram({
       name: 'impulse_delivery_latency_seconds', help: 'Injection to delivery, one observation per delivered recipient.',
@@ -139,6 +145,11 @@ export class Metrics {
   /** A DKIM signature made, or a key's failure to make one. */
   dkimSigned(key: HookDkimKey, result: 'signed' | 'failed'): void {
     this.dkimSignatures.inc({ signing_domain: key.domain, selector: key.selector, algorithm: key.algorithm, result });
+  }
+
+  /** A shaping rule acted. */
+  shapingAction(rule: string, action: string, scope: string): void {
+    this.shapingActions.inc({ rule, action, scope });
   }
 
   /** A connection moved to a sibling domain. */

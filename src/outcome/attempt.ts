@@ -4,10 +4,10 @@ import type { RecipientReply } from '../delivery/session.js';
 
 /**
  * Why held mail was charged an attempt without a transaction of its own: Momentum's actions on a
- * failed connection (requeue1, purge_domain), a delayed domain (delay_domain), or an operator's
- * fail (admin_fail).
+ * failed connection (requeue1, purge_domain), a delayed domain (delay_domain), an operator's
+ * fail (admin_fail), or a shaping rule's bounce (shaping_bounce).
  */
-export type Action = 'requeue1' | 'purge_domain' | 'delay_domain' | 'admin_fail';
+export type Action = 'requeue1' | 'purge_domain' | 'delay_domain' | 'admin_fail' | 'shaping_bounce';
 
 export interface Attempt {
   replies: RecipientReply[];

@@ -3,11 +3,10 @@
 // and the window have room. The only owner of parked counts, of the window's count of held jobs,
 // and of the Redis index of parked mail.
 import type { Logger } from 'pino';
-import type { Bindings } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
 import type { Entry, ParkReason } from './entry.js';
 import { refillCount, windowLimit } from './policy.js';
-import { type ReadyQueue, type ReadyQueueId, heldBy } from './ready-queue.js';
+import { type Holds, type ReadyQueue, type ReadyQueueId, heldBy } from './ready-queue.js';
 
 /** Where parked job ids are filed per ready queue: Redis in production (queue/parked-index.ts). */
 export interface ParkedIndex {
@@ -36,7 +35,7 @@ const INCOMING_STALE_MS = 30_000;
 
 interface BacklogDeps {
   index: ParkedIndex;
-  bindings: Bindings;
+  holds: Holds;
   clock: Pick<Clock, 'now'>;
   log: Logger;
   /** The window: jobs held at most (max_active_messages). */
@@ -144,7 +143,7 @@ export class Backlog {
       return;
     }
     const now = this.deps.clock.now();
-    if (p.promoting || this.deps.stopping() || heldBy(queue, this.deps.bindings, now)) return;
+    if (p.promoting || this.deps.stopping() || heldBy(queue, this.deps.holds, now)) return;
     if (p.incoming > 0 && now - p.promotedAt > INCOMING_STALE_MS) {
       this.incoming -= p.incoming;
       p.incoming = 0;

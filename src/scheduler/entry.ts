@@ -6,7 +6,7 @@ import type { EnvelopeParams } from '../delivery/envelope.js';
 import type { Attempt } from '../outcome/attempt.js';
 
 /** Why a job could not be held now; the words appear in `parked` log records. */
-export type ParkReason = 'active queue full' | 'suspended' | 'domain delayed' | 'stopping';
+export type ParkReason = 'active queue full' | 'suspended' | 'shaping suspended' | 'domain delayed' | 'stopping';
 
 export type Outcome =
   | { kind: 'attempted'; attempt: Attempt }

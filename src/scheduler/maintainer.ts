@@ -2,7 +2,7 @@
 // grows with the queue, under every cap and throttle, opened through the initiator; a failed
 // attempt's flags and counts become Momentum's actions on held mail (failure-plan.ts).
 import type { Logger } from 'pino';
-import { DEFAULT_BINDING, type Bindings } from '../binding/registry.js';
+import { DEFAULT_BINDING } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
 import { type Reply, reply } from '../core/reply.js';
 import type { DeliveryOptions } from '../config/delivery-options.js';
@@ -16,7 +16,7 @@ import { Dispatcher, type DispatcherOwner } from './dispatcher.js';
 import type { Entry } from './entry.js';
 import { delayEnd, failurePlan } from './failure-plan.js';
 import { connectionGoal, roomForConnections } from './policy.js';
-import { type ReadyQueue, type Throttle, heldBy } from './ready-queue.js';
+import { type Holds, type ReadyQueue, type Throttle, heldBy } from './ready-queue.js';
 import type { Sites } from './site.js';
 import { Throttles } from './throttle.js';
 
@@ -33,7 +33,7 @@ const SIBLING_WAIT_MS = 1_000;
 interface MaintainerDeps {
   initiator: Initiator;
   options: DeliveryOptions;
-  bindings: Bindings;
+  holds: Holds;
   clock: Clock;
   log: Logger;
   observer: SchedulerObserver;
@@ -63,7 +63,7 @@ export class Maintainer {
     if (this.deps.stopping()) return;
     const now = clock.now();
     if (q.entries.length === 0) return q.to({ phase: 'idle' }, now);
-    const held = heldBy(q, this.deps.bindings, now);
+    const held = heldBy(q, this.deps.holds, now);
     if (held) {
       q.to({ phase: 'held', by: held }, now);
       if (q.record.delay.phase === 'delayed') this.wakeAt(q, q.record.delay.until);

@@ -62,6 +62,8 @@ export interface AdmissionFacts {
   stopping: boolean;
   /** The domain or the binding is suspended. */
   suspended: boolean;
+  /** The end of a shaping suspension over the queue, if one is in force. */
+  shapedUntil: number | undefined;
   /** The end of the domain's delay, if it is delayed. */
   delayedUntil: number | undefined;
   /** Held in the queue now, and its max_ready. */
@@ -83,6 +85,7 @@ export type Admission = { kind: 'hold' } | { kind: 'park'; reason: ParkReason; u
 export function admission(f: AdmissionFacts): Admission {
   if (f.stopping) return { kind: 'park', reason: 'stopping', until: f.now, filed: false };
   if (f.suspended) return { kind: 'park', reason: 'suspended', until: f.now + f.suspendedRecheck, filed: true };
+  if (f.shapedUntil !== undefined) return { kind: 'park', reason: 'shaping suspended', until: f.shapedUntil, filed: true };
   if (f.delayedUntil !== undefined) return { kind: 'park', reason: 'domain delayed', until: f.delayedUntil, filed: false };
   const windowTight = f.held >= f.windowLimit && f.ready >= RESERVED_QUEUE_FLOOR;
   if (f.ready >= f.maxReady || windowTight) return { kind: 'park', reason: 'active queue full', until: f.now + PARK_FALLBACK_MS, filed: true };

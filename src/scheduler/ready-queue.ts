@@ -1,7 +1,7 @@
 // One binding × domain queue of held mail and the connections serving it (Momentum's per-binding
 // active queue of a domain, KumoMTA's ready queue). Its phase says what the queue is doing about
 // connections; it changes only through queueTransition() and is what the admin API shows.
-import type { Binding, Bindings } from '../binding/registry.js';
+import type { Binding } from '../binding/registry.js';
 import type { Timer } from '../core/clock.js';
 import type { Reply } from '../core/reply.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
@@ -24,7 +24,7 @@ export interface QueueConnection {
 
 export type Throttle = 'outbound_throttle_messages' | 'outbound_throttle_connections';
 
-type HeldBy = 'domain_suspended' | 'binding_suspended' | 'domain_delayed';
+type HeldBy = 'domain_suspended' | 'binding_suspended' | 'shaping_suspended' | 'domain_delayed';
 
 export type QueuePhase =
   /** Holds no mail. */
@@ -38,7 +38,7 @@ export type QueuePhase =
   | { phase: 'waiting'; on: 'mx_lookup' | 'host_limit' | 'connection_cap' }
   /** Its site is at its connection goal: waits for a sibling's connection, then opens its own. */
   | { phase: 'awaiting_sibling'; since: number }
-  /** Its domain or binding is suspended, or its domain delayed. */
+  /** Its domain or binding is suspended (by an operator or a shaping rule), or its domain delayed. */
   | { phase: 'held'; by: HeldBy };
 
 /** What the maintainer found the queue doing, or an operator's flush (pacing and waits end). */
@@ -98,10 +98,17 @@ export class ReadyQueue {
   }
 }
 
-/** What keeps the queue from delivering now: its domain or binding suspended, or its domain delayed. */
-export function heldBy(queue: ReadyQueue, bindings: Pick<Bindings, 'isSuspended'>, now: number): HeldBy | undefined {
+/** What may hold a queue besides its domain record: its binding suspended, a shaping suspension over it. */
+export interface Holds {
+  isSuspended(binding: string): boolean;
+  shapingSuspends(queue: ReadyQueue): boolean;
+}
+
+/** What keeps the queue from delivering now: its domain or binding suspended, a shaping suspension, or its domain delayed. */
+export function heldBy(queue: ReadyQueue, holds: Holds, now: number): HeldBy | undefined {
   if (queue.record.suspended) return 'domain_suspended';
-  if (bindings.isSuspended(queue.binding.name)) return 'binding_suspended';
+  if (holds.isSuspended(queue.binding.name)) return 'binding_suspended';
+  if (holds.shapingSuspends(queue)) return 'shaping_suspended';
   if (queue.record.isDelayed(now)) return 'domain_delayed';
   return undefined;
 }

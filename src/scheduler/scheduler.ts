@@ -17,10 +17,14 @@ import type { Entry, ParkReason } from './entry.js';
 import { Maintainer, type SchedulerObserver } from './maintainer.js';
 import { admission } from './policy.js';
 import { Pump } from './pump.js';
-import { ReadyQueue, heldBy } from './ready-queue.js';
+import { type Holds, ReadyQueue, heldBy } from './ready-queue.js';
 import { Sites } from './site.js';
 import { type SchedulerView, domainView, queueView } from './views.js';
 import type { HookRegistry } from '../hooks/registry.js';
+import type { ShapingAction } from '../shaping/action.js';
+import { targetCovers } from '../shaping/rule.js';
+import type { ShapingChange, Shaper } from '../shaping/shaper.js';
+import { bounceReply, observeAttempt, shapedQueue } from './shaping.js';
 
 interface SchedulerDeps {
   initiator: Initiator;
@@ -31,6 +35,8 @@ interface SchedulerDeps {
   clock: Clock;
   log: Logger;
   observer: SchedulerObserver;
+  /** Shaping rules: the replies of every attempt go to them; their actions hold queues. */
+  shaping: Pick<Shaper, 'onChange' | 'observe' | 'holding' | 'inForce'>;
   /** The window: jobs held at most (max_active_messages), fixed until restart. */
   maxHeld: number;
 }
@@ -48,19 +54,22 @@ export class Scheduler implements DispatcherOwner {
   private readonly maintainer: Maintainer;
   private stopping = false;
   private sweeper: Timer;
+  private readonly holds: Holds;
 
   constructor(private readonly deps: SchedulerDeps) {
     const { clock, log, bindings, options, hooks, observer } = deps;
+    const holds = this.holds = { isSuspended: (b) => bindings.isSuspended(b), shapingSuspends: (q) => this.shapingHold(q, 'suspend') !== undefined };
+    deps.shaping.onChange((action, change) => this.shaped(action, change));
     this.pump = new Pump(clock, (dirty) => {
       this.backlog.refillWaiting();
       for (const q of dirty) this.maintainer.maintain(q);
     });
     this.backlog = new Backlog({
-      index: deps.parked, bindings, clock, log, maxHeld: deps.maxHeld,
+      index: deps.parked, holds, clock, log, maxHeld: deps.maxHeld,
       maxReady: (q) => this.options(q).max_ready, stopping: () => this.stopping, windowFreed: () => this.pump.kick(),
     });
     this.sites = new Sites({
-      clock, log, hooks, bindings, options, observer,
+      clock, log, hooks, holds, options, observer,
       room: (q) => this.maintainer.room(q),
       queueOf: (record, binding) => this.queues.get(record.domain)?.get(binding),
       moved: (src, dest) => {
@@ -69,7 +78,7 @@ export class Scheduler implements DispatcherOwner {
       },
     });
     this.maintainer = new Maintainer({
-      initiator: deps.initiator, options, bindings, clock, log, observer, backlog: this.backlog, sites: this.sites, owner: this,
+      initiator: deps.initiator, options, holds, clock, log, observer, backlog: this.backlog, sites: this.sites, owner: this,
       mark: (q) => this.pump.mark(q), queuesOf: (domain) => this.queuesOf(domain), stopping: () => this.stopping,
     });
     this.sweeper = this.sweepLater();
@@ -80,9 +89,12 @@ export class Scheduler implements DispatcherOwner {
     const now = this.deps.clock.now();
     const q = this.queueOf(entry.domain, entry.binding);
     this.backlog.arrived(q, entry);
+    const bounce = this.stopping ? undefined : this.shapingHold(q, 'bounce');
+    if (bounce) return void this.backlog.hold(q, entry).resolve({ kind: 'attempted', attempt: chargedAttempt(entry.recipients, bounceReply(bounce), 'shaping_bounce') });
     const decision = admission({
       now, stopping: this.stopping,
       suspended: q.record.suspended || this.deps.bindings.isSuspended(q.binding.name),
+      shapedUntil: this.shapingHold(q, 'suspend')?.until,
       delayedUntil: q.record.isDelayed(now) && q.record.delay.phase === 'delayed' ? q.record.delay.until : undefined,
       ready: q.entries.length, maxReady: this.options(q).max_ready,
       held: this.backlog.heldCount, windowLimit: this.backlog.windowLimit,
@@ -200,6 +212,11 @@ export class Scheduler implements DispatcherOwner {
     return out;
   }
 
+  /** The MX host names of a domain as last resolved, lower case (a site-scoped action covers a domain by them). */
+  mxHostsOf(domain: string): string[] {
+    return this.records.find(domain)?.targets().map((t) => t.host.toLowerCase()) ?? [];
+  }
+
   suspendedDomains(): string[] {
     return [...this.records.all()].filter((r) => r.suspended).map((r) => r.domain);
   }
@@ -239,7 +256,7 @@ export class Scheduler implements DispatcherOwner {
   take(d: Dispatcher): Entry | undefined {
     this.sites.lend(d);
     const q = d.queue;
-    if (heldBy(q, this.deps.bindings, this.deps.clock.now())) return undefined;
+    if (heldBy(q, this.holds, this.deps.clock.now())) return undefined;
     const e = q.entries.shift();
     if (e) {
       q.inFlight++;
@@ -270,6 +287,7 @@ export class Scheduler implements DispatcherOwner {
     q.inFlight--;
     const failure = attempt.replies.find((r) => !isSuccess(r.reply));
     if (failure) q.record.lastError = { reply: failure.reply, at: this.deps.clock.now() };
+    observeAttempt((o) => this.deps.shaping.observe(o), q, attempt);
     void entry.resolve({ kind: 'attempted', attempt });
   }
 
@@ -296,12 +314,35 @@ export class Scheduler implements DispatcherOwner {
   }
 
   /** Parks every held job of the queues: a suspension's are filed (resume promotes them), a stop's come back at once. */
-  private parkAll(queues: Iterable<ReadyQueue>, reason: Extract<ParkReason, 'suspended' | 'stopping'>): void {
+  private parkAll(queues: Iterable<ReadyQueue>, reason: Extract<ParkReason, 'suspended' | 'shaping suspended' | 'stopping'>, end?: number): void {
     const now = this.deps.clock.now();
-    const until = reason === 'stopping' ? now : now + this.deps.options.global.suspended_recheck_interval;
+    const until = end ?? (reason === 'stopping' ? now : now + this.deps.options.global.suspended_recheck_interval);
     for (const q of queues) {
-      for (let e = q.entries.shift(); e; e = q.entries.shift()) this.backlog.park(q, e, until, reason, reason === 'suspended');
+      for (let e = q.entries.shift(); e; e = q.entries.shift()) this.backlog.park(q, e, until, reason, reason !== 'stopping');
     }
+  }
+
+  /** The shaping suspension or bounce over the queue; nothing is built while no action is in force. */
+  private shapingHold(q: ReadyQueue, kind: 'suspend' | 'bounce'): ShapingAction | undefined {
+    return this.deps.shaping.inForce ? this.deps.shaping.holding(shapedQueue(q), kind) : undefined;
+  }
+
+  /**
+   * A shaping action started or ended. A suspension parks the held mail of the queues it covers
+   * until its end (mail on a connection finishes its transaction); a bounce fails it; a set only
+   * has the queues looked at again under the options it overlays, as does any action's end.
+   */
+  private shaped(a: ShapingAction, change: ShapingChange): void {
+    const covered = [...this.queues.values()].flatMap((m) => [...m.values()]).filter((q) => targetCovers(a.target, shapedQueue(q)));
+    if (change === 'started' && a.action === 'suspend') this.parkAll(covered, 'shaping suspended', a.until);
+    if (change === 'started' && a.action === 'bounce') {
+      const why = bounceReply(a);
+      for (const q of covered) {
+        for (let e = q.entries.shift(); e; e = q.entries.shift()) void e.resolve({ kind: 'attempted', attempt: chargedAttempt(e.recipients, why, 'shaping_bounce') });
+      }
+    }
+    for (const q of covered) this.pump.mark(q);
+    this.maintainer.capacityFreed();
   }
 
   private queueOf(domain: string, binding: Binding): ReadyQueue {

@@ -4,7 +4,6 @@
 // mail, a busy site lends connections to a sibling that has none, and a queue takes over idle
 // connections of its binding before it opens its own. A move never lowers a domain's TLS policy.
 import type { Logger } from 'pino';
-import type { Bindings } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
@@ -13,7 +12,7 @@ import { requirementFor } from '../delivery/tls-requirement.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { Dispatcher } from './dispatcher.js';
 import { connectionGoal } from './policy.js';
-import { type ReadyQueue, heldBy } from './ready-queue.js';
+import { type Holds, type ReadyQueue, heldBy } from './ready-queue.js';
 
 /** A site's connections and backlog for one binding, as last summed. */
 interface SiteStats {
@@ -46,7 +45,7 @@ interface SitesDeps {
   clock: Pick<Clock, 'now'>;
   log: Logger;
   hooks: HookRegistry;
-  bindings: Bindings;
+  holds: Holds;
   options: DeliveryOptions;
   observer: { migrated(): void };
   /** New connections (or moved ones) the queue may take now under its goal and caps. */
@@ -188,7 +187,7 @@ export class Sites {
   }
 
   private canServe(conn: Dispatcher, queue: ReadyQueue, now: number): boolean {
-    return queue.binding.name === conn.queue.binding.name && !heldBy(queue, this.deps.bindings, now)
+    return queue.binding.name === conn.queue.binding.name && !heldBy(queue, this.deps.holds, now)
       && this.canCarry(conn, queue) && this.deps.room(queue) > 0;
   }
 

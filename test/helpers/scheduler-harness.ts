@@ -17,6 +17,8 @@ import type { ParkedIndex } from '../../src/scheduler/backlog.js';
 import type { Entry, Outcome, Returning } from '../../src/scheduler/entry.js';
 import type { ReadyQueueId } from '../../src/scheduler/ready-queue.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
+import type { ShapingAction } from '../../src/shaping/action.js';
+import { Shaper } from '../../src/shaping/shaper.js';
 import { FakeClock } from './fake-clock.js';
 import { configFrom } from './options.js';
 import { DeliveryOptions } from '../../src/config/delivery-options.js';
@@ -131,6 +133,9 @@ export class Harness {
   readonly scheduler: Scheduler;
   readonly options: DeliveryOptions;
   readonly bindings: Bindings;
+  readonly shaper: Shaper;
+  /** The stand-in for Redis's hash of shaping actions. */
+  readonly shapingStored = new Map<string, ShapingAction>();
   /** Jobs in the stand-in for BullMQ's delayed set, by job id. */
   readonly delayed = new Map<string, { until: number; promote(): void }>();
   promotions = 0;
@@ -144,22 +149,31 @@ export class Harness {
   constructor(private readonly o: HarnessOptions) {
     // A short data_timeout: a transaction's deadline is a real timer, which a failed test leaves running.
     const config = configFrom({ remote_smtp_port: 25, prohibited_hosts: [], ehlo_hostname: 'out.test', data_timeout: '1s', ...o.config });
-    this.options = new DeliveryOptions(config);
-    this.bindings = new Bindings(config);
     const log = pino({ level: 'debug' }, new Writable({ write: (chunk, _e, cb) => { this.logs.push(JSON.parse(String(chunk))); cb(); } }));
     const hooks = new HookRegistry({ log });
     for (const hook of ['premigrate_outbound_connection', 'log_client_connection_failure', 'log_client_connection_success'] as const) {
       hooks.registerLast(hook, (_c: unknown, ...args: unknown[]) => { this.hookCalls.push({ hook, args: structuredClone(args.map(plain)) }); }, { plugin: 'harness' });
     }
     hooks.seal();
+    const stored = this.shapingStored;
+    this.shaper = new Shaper({
+      rules: config.shaping_rules, clock: this.clock, log, counter: { shapingAction: () => {} },
+      store: {
+        load: async (now) => [...stored.values()].filter((a) => a.until > now),
+        save: async (a) => void stored.set(a.id, a),
+        remove: async (id) => void stored.delete(id),
+      },
+    });
+    this.options = new DeliveryOptions(config, (b, d) => this.shaper.overlay(b, d, (x) => this.scheduler.mxHostsOf(x)));
+    this.bindings = new Bindings(config);
     const initiator = new Initiator({
       resolver: this.resolver(), connector: this.connector(), health: new AddressHealth(), hosts: new HostConnections(), hooks,
       clock: this.clock, log, options: this.options, isLocalAddress: () => true,
-      policies: new DestinationPolicies({}), observer: { tlsPolicy: () => {} },
+      policies: new DestinationPolicies({}), observer: { tlsPolicy: () => {} }, replies: this.shaper,
     });
     this.scheduler = new Scheduler({
       initiator, parked: this.parkedIndex(), options: this.options, bindings: this.bindings, hooks, clock: this.clock, log,
-      observer: { connectionFailed: () => {}, migrated: () => {} }, maxHeld: config.max_active_messages,
+      observer: { connectionFailed: () => {}, migrated: () => {} }, maxHeld: config.max_active_messages, shaping: this.shaper,
     });
   }
 

@@ -122,6 +122,11 @@ test('domain rendering', () => {
     consecutive_failures: 3,
     last_error: { reply: '421 4.7.0 Try again later', at: '2025-03-01T11:57:50Z', flags: ['CONN_ERROR_CONNECT', 'CONN_ACTION_REQUEUE1'] },
     active: 12, delayed: 30,
+    shaping: [{
+      id: 'gmail-rate|site:default:mx1.example.com', rule: 'gmail-rate', action: 'set', scope: 'site', binding: 'default', mx_host: 'mx1.example.com',
+      options: { max_outbound_connections: 1, outbound_throttle_messages: '1/60' }, since: '2025-03-01T11:58:00Z', until: '2025-03-01T13:00:00Z',
+      remaining_s: 3600, reply: '421 4.7.28 Our system has detected an unusual rate',
+    }],
     bindings: [{
       binding: 'default', phase: 'paced', phase_detail: 'until 2025-03-01T12:01:00.000Z after 421 4.7.0 Try again later',
       suspended: false, ready: 3, in_flight: 2, connections: 2, connecting: 0, idle: 1,
@@ -138,6 +143,7 @@ test('domain rendering', () => {
     'Last error at:         2025-03-01T11:57:50Z (2m10s ago)',
     'Last error flags:      CONN_ERROR_CONNECT|CONN_ACTION_REQUEUE1',
     'MX:                    resolved, expires 2025-03-01T12:45:00Z (in 45m00s)',
+    'Shaping:               set max_outbound_connections=1 outbound_throttle_messages=1/60 on binding default :: site mx1.example.com until 2025-03-01T13:00:00Z (in 1h00m) (rule gmail-rate, after: 421 4.7.28 Our system has detected an unusual rate)',
     '',
     'PREF  MX-HOST          ADDRESS    STATUS',
     '  10  mx1.example.com  192.0.2.1  ok',

@@ -55,7 +55,7 @@ function world(opts: {
     resolver: opts.resolver, connector, health: new AddressHealth(), hosts: new HostConnections(), hooks, log,
     clock: { now: () => now },
     isLocalAddress: () => opts.local ?? true,
-    policies: new DestinationPolicies({}), observer: { tlsPolicy: () => {} },
+    policies: new DestinationPolicies({}), observer: { tlsPolicy: () => {} }, replies: { observe: () => {} },
     options: optionsFrom({
       remote_smtp_port: 25, prohibited_hosts: opts.prohibited ?? [], skip_hosts: opts.skipHosts ?? [], host_failure_retry: '120s',
       connect_timeout: '1s', greeting_timeout: '1s', data_timeout: '1s', tls: 'no',

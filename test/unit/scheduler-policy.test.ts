@@ -87,14 +87,16 @@ test('domain delay: it holds until its time or the first successful connection',
   assert.deepEqual(delayTransition({ phase: 'normal' }, { kind: 'tick', now: 1 }), { phase: 'normal' });
 });
 
-test('admission: stopping, suspended, delayed, full, tight window, else held; the order decides', () => {
+test('admission: stopping, suspended, shaping suspended, delayed, full, tight window, else held; the order decides', () => {
   const base: AdmissionFacts = {
-    now: 1000, stopping: false, suspended: false, delayedUntil: undefined, ready: 0, maxReady: 100, held: 0, windowLimit: 900, suspendedRecheck: 60_000,
+    now: 1000, stopping: false, suspended: false, shapedUntil: undefined, delayedUntil: undefined, ready: 0, maxReady: 100, held: 0, windowLimit: 900, suspendedRecheck: 60_000,
   };
   const table: Array<[Partial<AdmissionFacts>, Admission, string]> = [
     [{}, { kind: 'hold' }, 'room everywhere'],
     [{ stopping: true, suspended: true }, { kind: 'park', reason: 'stopping', until: 1000, filed: false }, 'a stop parks for the next start, unfiled'],
     [{ suspended: true, delayedUntil: 9000 }, { kind: 'park', reason: 'suspended', until: 61_000, filed: true }, 'a suspension files, the recheck is the fallback'],
+    [{ suspended: true, shapedUntil: 5000 }, { kind: 'park', reason: 'suspended', until: 61_000, filed: true }, 'an operator\'s suspension before a shaping one'],
+    [{ shapedUntil: 5000, delayedUntil: 9000 }, { kind: 'park', reason: 'shaping suspended', until: 5000, filed: true }, 'a shaping suspension files until its end'],
     [{ delayedUntil: 9000, ready: 100 }, { kind: 'park', reason: 'domain delayed', until: 9000, filed: false }, 'a delayed domain: back at the delay\'s end'],
     [{ ready: 100 }, { kind: 'park', reason: 'active queue full', until: 1000 + PARK_FALLBACK_MS, filed: true }, 'max_ready reached'],
     [{ ready: 99 }, { kind: 'hold' }, 'one place left'],

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { AddressMark, DaneView, DomainDetail, StsView } from '../../admin/protocol.js';
 import { fields, humanAge, humanMs, list, table, when } from '../format.js';
 import { type AdminOptions, adminCommand, run } from './shared.js';
+import { actionText, scopeText } from './shaping.js';
 
 function addressStatus(a: AddressMark, now: number): string {
   if (!a.failed) return 'ok';
@@ -89,6 +90,7 @@ export function renderDomain(d: DomainDetail, now: number): string {
   head.push(['MX', d.mx.expires_at ? `${d.mx.phase}, expires ${when(d.mx.expires_at, now)}` : d.mx.phase]);
   if (d.dane) head.push(...renderDane(d.dane));
   if (d.mta_sts) head.push(...renderSts(d.mta_sts, now));
+  for (const a of d.shaping) head.push(['Shaping', `${actionText(a)} on ${scopeText(a)} until ${when(a.until, now)} (rule ${a.rule}, after: ${a.reply.replace(/\s+/g, ' ')})`]);
   if (d.bindings.length === 0) head.push(['Bindings', 'none holding mail']);
   return fields(head) + renderMx(d, now) + renderBindings(d);
 }
