@@ -36,7 +36,9 @@ interface ClearOptions extends AdminOptions {
 }
 
 export function register(program: Command): void {
-  const shaping = adminCommand(program, 'shaping', 'list the shaping actions in force: rule, scope, action, end, and the reply that triggered it')
+  // Each subcommand takes the admin options itself, so `-c` after `clear` is clear's.
+  const shaping = program.command('shaping').description('the shaping actions in force (list, the default) and ending them (clear)');
+  adminCommand(shaping, 'list', 'list the shaping actions in force: rule, scope, action, end, and the reply that triggered it', { isDefault: true })
     .action((opts: AdminOptions) => run(opts, (c) => c.call('shaping'), (r) => renderList(r.actions, Date.now())));
   adminCommand(shaping, 'clear', 'end shaping actions now: those matching every option given (at least one)')
     .option('--id <id>', 'one action, by the id `impulse shaping --json` shows')

@@ -39,8 +39,8 @@ export interface AdminOptions {
 }
 
 /** A subcommand that talks to the running daemon, with the options all of them take. */
-export function adminCommand(parent: Command, nameAndArgs: string, description: string): Command {
-  return parent.command(nameAndArgs)
+export function adminCommand(parent: Command, nameAndArgs: string, description: string, opts?: { isDefault?: boolean }): Command {
+  return parent.command(nameAndArgs, opts)
     .description(description)
     .option('-c, --config <file>', `configuration file of the daemon (default: $IMPULSE_CONFIG, else ${SYSTEM_CONFIG} if it exists, else config/impulse.yaml)`)
     .option('--json', 'print the admin API response as JSON instead of text')
