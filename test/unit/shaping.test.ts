@@ -1,7 +1,12 @@
 // Shaping rules: which replies a rule watches and what scope it holds (tables), triggers and
 // extension, and the scheduler on a fake clock under suspend, set and bounce actions.
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/config/load.js';
 import { reply } from '../../src/core/reply.js';
 import { triggered } from '../../src/shaping/action.js';
 import { type ObservedReply, compileRules, ruleWatches, targetCovers, targetKey, targetOf } from '../../src/shaping/rule.js';
@@ -10,11 +15,13 @@ import { parseTrigger } from '../../src/config/units.js';
 import { Harness, ownMx } from '../helpers/scheduler-harness.js';
 import { configFrom } from '../helpers/options.js';
 
+// Compiled tests run from dist/test/unit/; the shipped rules stay at the repository root.
+const PROVIDERS = fileURLToPath(new URL('../../../config/shaping/providers.yaml', import.meta.url));
 const GMAIL_RATE = '421 4.7.28 [192.0.2.201] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.';
 
 const rules = (list: unknown[]) => compileRules(configFrom({ shaping_rules: list }).shaping_rules);
 const seen = (text: string, more: Partial<ObservedReply> = {}): ObservedReply => {
-  const m = /^(\d{3}) (\d\.\d+\.\d+) (.*)$/.exec(text)!;
+  const m = /^(\d{3}) (\d\.\d+\.\d+) (.*)$/s.exec(text)!;
   return { binding: 'b1', domain: 'gmail.com', mxHost: 'gmail-smtp-in.l.google.com', phase: 'data', reply: reply(Number(m[1]), m[2]!, m[3]!), ...more };
 };
 
@@ -193,4 +200,27 @@ test('actions kept in the store come back in force after a restart; an operator\
   assert.equal(second.events('shaping_action_ended')[0]?.by, 'operator');
   assert.equal(second.delivered('a.test').length, 2, 'a clear lets the parked mail go at once');
   await second.finish();
+});
+
+test('the shipped provider rules load, and each provider\'s real replies meet the rule meant for them', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'impulse-shaping-'));
+  const path = join(dir, 'impulse.yaml');
+  writeFileSync(path, `shaping_rules_files: [${JSON.stringify(PROVIDERS)}]\n`);
+  const loaded = loadConfig(path);
+  assert.ok(loaded.ok, loaded.ok ? '' : loaded.errors.join('\n'));
+  const compiled = compileRules(loaded.config.shaping_rules);
+  const table: Array<[string, string, ObservedReply['phase'], string[]]> = [
+    [GMAIL_RATE, 'gmail-smtp-in.l.google.com', 'data', ['google-rate-limited']],
+    ['421 4.7.0 Try again later, closing connection. (EHLO) For more information, go to https://support.google.com/mail/answer/7720', 'alt1.aspmx.l.google.com', 'ehlo', ['google-too-many-connections']],
+    ['421 4.7.0 [TSS04] Messages from 192.0.2.201 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes', 'mta5.am0.yahoodns.net', 'connect', ['yahoo-tss04']],
+    ['421 4.7.0 [TS02] Messages from 192.0.2.201 temporarily deferred due to user complaints', 'mta6.am0.yahoodns.net', 'mail', ['yahoo-ts-deferral']],
+    ['421 4.3.2 RP-001 (COL004-MC1F24) Unfortunately, some messages from 192.0.2.201 weren\'t sent. Please try again. We have limits for how many messages can be sent per hour and per day.', 'hotmail-com.olc.protection.outlook.com', 'rcpt', ['microsoft-rate-limited']],
+    ['451 4.7.651 The mail server [192.0.2.201] has been temporarily rate limited due to IP reputation. (S3114)', 'outlook-com.olc.protection.outlook.com', 'rcpt', ['microsoft-rate-limited']],
+    ['550 5.7.1 Unfortunately, messages from [192.0.2.201] weren\'t sent. Please contact your Internet service provider since part of their network is on our block list (S3150).', 'hotmail-com.olc.protection.outlook.com', 'mail', ['microsoft-blocked']],
+    ['421 4.7.28 rate limited', 'mx.example.com', 'data', []],
+  ];
+  for (const [text, mxHost, phase, want] of table) {
+    const o = seen(text, { mxHost, phase, domain: 'customer.example' });
+    assert.deepEqual(compiled.filter((r) => ruleWatches(r, o)).map((r) => r.name), want, text);
+  }
 });
