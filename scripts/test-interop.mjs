@@ -1,5 +1,5 @@
 // Runs the interoperability suite (test/interop/) against real MTAs: sets up, installs Debian's
-// postfix and swaks when they are missing, then runs dist/test/interop/*.test.js. Plain Node.
+// postfix, swaks and python3-dkim when they are missing, then runs dist/test/interop/*.test.js. Plain Node.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -17,7 +17,10 @@ function run(cmd, args, env = {}) {
 // 1. The repository itself: dependencies and the compiled tests.
 if (run(process.execPath, [join(root, 'scripts', 'setup.mjs')]) !== 0) process.exit(1);
 
-// 2. The MTAs. smtp-sink and postconf come with postfix; swaks needs Net::SSLeay for STARTTLS.
+// 2. The MTAs and the verifier. smtp-sink and postconf come with postfix; swaks needs Net::SSLeay for STARTTLS.
+// dkimpy, the independent DKIM verifier, is Debian's python3-dkim: it goes into the system
+// Python's dist-packages, so the check asks /usr/bin/python3, whatever python3 comes first on
+// the PATH (nacl is its Ed25519 dependency).
 const needed = {
   '/usr/sbin/postfix': 'postfix',
   '/usr/sbin/postconf': 'postfix',
@@ -27,6 +30,8 @@ const needed = {
 const missing = [...new Set(Object.entries(needed).filter(([path]) => !existsSync(path)).map(([, pkg]) => pkg))];
 const perlSsl = spawnSync('perl', ['-MNet::SSLeay', '-e', '1'], { stdio: 'ignore' }).status === 0;
 if (!perlSsl) missing.push('libnet-ssleay-perl');
+const dkimpy = spawnSync('/usr/bin/python3', ['-c', 'import dkim, nacl'], { stdio: 'ignore' }).status === 0;
+if (!dkimpy) missing.push('python3-dkim');
 if (missing.length > 0) {
   if (process.getuid?.() !== 0) {
     say(`missing Debian packages: ${missing.join(' ')}; install them as root (apt-get install ${missing.join(' ')}, ` +
