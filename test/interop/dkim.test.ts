@@ -99,8 +99,9 @@ test('a plain 7-bit message carries an RSA-2048 and an Ed25519 signature of sign
   assert.ok(afterImpulseHeaders(arrived.message).equals(raw), 'the message arrived as it was sent, below the headers Impulse added');
   const { version, verdicts: [v] } = await dkimpyVerify([arrived.message], KEYS);
   t.diagnostic(`dkimpy ${version}`);
-  // ed25519-sha256 (RFC 8463) came with dkimpy 1.0.
-  assert.ok(Number(version.split('.')[0]) >= 1, `dkimpy ${version}`);
+  // dkimpy's changelog: ed25519-sha256 no longer experimental from 0.8.0 on.
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  assert.ok(major > 0 || minor >= 8, `dkimpy ${version}`);
   assert.deepEqual(v!.signatures.map((s) => s.idx), [0, 1]);
   assert.deepEqual(summary(v!), BOTH);
 });
