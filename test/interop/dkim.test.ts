@@ -219,3 +219,15 @@ test('a copy with its body edited fails in dkimpy with a body hash mismatch, and
     assert.doesNotMatch(s.notes.join(' '), /body hash mismatch/, `${s.a}: ${JSON.stringify(s.notes)}`);
   }
 });
+
+test('raw UTF-8 in signed header fields (SMTPUTF8 mail): both signatures pass, A0 bytes in a Subject and a display name included', async () => {
+  // An A0 byte (the second of à and Р in UTF-8) is not WSP for RFC 6376's relaxed rule; mailauth's
+  // canonicalisation, which Impulse's signer used for these fields, took it for one.
+  const from = 'rené@signed.test';
+  const headers = standardHeaders(`Françoise à Paris <${from}>`, 'utf8@a.test', 'voilà', true)
+    .map((h) => (h.startsWith('Subject:') ? 'Subject: Grüße, voilà: Р и ठ' : h));
+  const raw = message(headers, ['Corps en UTF-8 : déjà là.']);
+  const arrived = await deliver('utf8', { from, raw, mailParams: 'SMTPUTF8 BODY=8BITMIME' });
+  assert.ok(afterImpulseHeaders(arrived.message).equals(raw), 'the UTF-8 header fields arrived as they were sent');
+  assert.deepEqual(summary((await verify([arrived.message]))[0]!), BOTH);
+});

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { DKIM_DEFAULT_HEADERS } from '../../src/config/schema.js';
 import { fromDomain, keysFor } from '../../src/dkim/choose.js';
 import { type DkimEntry, loadDkimKeys } from '../../src/dkim/keys.js';
-import { dkimSignatures } from '../../src/dkim/sign.js';
+import { dkimSignatures, relaxedHeaderField } from '../../src/dkim/sign.js';
 import { makeDkimKey, verifyDkim } from '../helpers/dkim.js';
 
 const entry = (domain: string, selector: string, key_file: string, more: Partial<DkimEntry> = {}): DkimEntry =>
@@ -110,6 +110,23 @@ test('From: is over-signed: a second From: added in transit breaks both signatur
   const edited = Buffer.from(message.toString('latin1').replace('Hello.', 'Hello!'), 'latin1');
   // mailauth calls a body that no longer matches bh= neutral rather than fail; either way not a pass.
   assert.deepEqual((await verifyDkim(edited, [rsa, ed])).map((x) => x.result), ['neutral', 'neutral']);
+});
+
+// mailauth's verifier canonicalises with the same \s rule Impulse's signer no longer uses, so it
+// fails such fields: they are checked here against RFC 6376's form, and end to end by dkimpy in
+// the interop suite.
+test('relaxed header canonicalisation touches SP, HTAB and folds only: A0 bytes of UTF-8, VT and FF stay as they are', () => {
+  const table: Array<[string, string]> = [
+    ['Subject:  a \t b  \t', 'subject:a b'],
+    ['SUBJECT \t: folded\r\n\tover\r\n  lines ', 'subject:folded over lines'],
+    ['Subject: voilà à Paris, Р и ठ', 'subject:voilà à Paris, Р и ठ'],
+    ['Subject: \u00a0no-break\u00a0space\u00a0', 'subject:\u00a0no-break\u00a0space\u00a0'],
+    ['Subject: a\vb\fc', 'subject:a\vb\fc'],
+    ['X-Ünïcode-Name: v', 'x-Ünïcode-name:v'],
+  ];
+  for (const [field, want] of table) {
+    assert.deepEqual(relaxedHeaderField(Buffer.from(field, 'utf8')), Buffer.from(`${want}\r\n`, 'utf8'), JSON.stringify(field));
+  }
 });
 
 test('no key: no signature', async () => {
