@@ -133,7 +133,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     action: z.enum(['suspend', 'set', 'bounce'])
       .describe('suspend: no new connection for the scope; set: options overlaid on the scope; bounce: the scope\'s mail fails, with DSNs'),
     duration: durationOpt().describe('how long the action lasts (suspend and set: required; bounce: mail arriving within it fails too, default none)'),
-    options: z.strictObject(scoped).optional().describe('for set: the delivery options in force for the scope while the action lasts'),
+    options: z.strictObject(scoped).refine((o) => Object.keys(o).length > 0, { message: 'set at least one option' }).optional().describe('for set: the delivery options in force for the scope while the action lasts'),
     domains: z.array(z.string().min(1)).optional().describe('destination domains the rule watches, literal or /regex/; default: all'),
     mx_hosts: z.array(z.string().min(1)).optional().describe('MX host names the rule watches, a suffix (google.com matches aspmx.l.google.com) or /regex/; default: all'),
     phase: z.union([shapingPhase, z.array(shapingPhase).min(1)]).optional()
@@ -142,7 +142,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('what the action holds: the binding × domain (Momentum\'s), the domain from every binding, the binding to every domain, or the site: every domain with that MX host, from that binding'),
   }).superRefine((r, ctx) => {
     if ((r.action === 'suspend' || r.action === 'set') && (r as { duration?: unknown }).duration === undefined) ctx.addIssue({ code: 'custom', path: ['duration'], message: `required for action ${r.action}` });
-    if (r.action === 'set' && (r.options === undefined || Object.keys(r.options).length === 0)) ctx.addIssue({ code: 'custom', path: ['options'], message: 'required for action set: the options to overlay' });
+    if (r.action === 'set' && r.options === undefined) ctx.addIssue({ code: 'custom', path: ['options'], message: 'required for action set: the options to overlay' });
     if (r.action !== 'set' && r.options !== undefined) ctx.addIssue({ code: 'custom', path: ['options'], message: `only action set takes options, not ${r.action}` });
     for (const key of ['domains', 'mx_hosts'] as const) {
       for (const [i, v] of (r[key] ?? []).entries()) if (badRegexKeys({ [v]: true }).length > 0) ctx.addIssue({ code: 'custom', path: [key, i], message: `invalid regular expression ${v}` });
