@@ -3,6 +3,7 @@
 // durations into milliseconds and sizes into bytes (what the daemon uses).
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { BOUNCE_CLASSES, type BounceClass, isBounceClass } from '../bounce/classes.js';
 import { parseCidr } from '../core/cidr.js';
 import { badRegexKeys, isRegex } from './regex-keys.js';
 import { parseDuration, parseRate, parseSize, parseTrigger } from './units.js';
@@ -44,6 +45,20 @@ const bindingRule = z.strictObject({
   binding_group: z.string().optional().describe('assign this binding group'),
 }).refine((r) => (r.binding === undefined) !== (r.binding_group === undefined), { message: 'set exactly one of binding or binding_group' })
   .refine((r) => r.sender_domain !== undefined || r.recipient_domain !== undefined, { message: 'set sender_domain or recipient_domain' });
+
+const BOUNCE_CLASS_LIST = Object.entries(BOUNCE_CLASSES).map(([n, name]) => `${n} (${name})`).join(', ');
+
+const bounceClassRule = z.strictObject({
+  match: z.string().min(1).superRefine((v, ctx) => {
+    try {
+      new RegExp(v, 'i');
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `invalid regular expression /${v}/: ${(err as Error).message.replace(/^.*: /, '')}` });
+    }
+  }).describe('regular expression over the whole reply, "code enhanced text", matched case-insensitively anywhere in it'),
+  class: z.custom<BounceClass>((v) => typeof v === 'number' && isBounceClass(v), { message: `expected a bounce class: ${BOUNCE_CLASS_LIST}` })
+    .describe('the bounce class of a reply it matches'),
+});
 
 const hostOptions = z.strictObject({
   max_outbound_connections: z.number().int().min(1).optional()
@@ -249,6 +264,8 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('how long mail may wait before its sender gets one delay DSN per recipient (Action: delayed), for recipients whose NOTIFY asks for DELAY or who gave no NOTIFY; 0 sends none (Postfix\'s delay_warning_time)'),
     message_history_retention: duration('24h')
       .describe('how long the attempt history of a finished message is kept for `impulse message show`; 0 keeps none'),
+    bounce_class_rules: z.array(bounceClassRule).default([])
+      .describe('Momentum bounce classes of deferrals and failures by their reply, first match wins, tried before the shipped rules'),
     ehlo_hostname: z.string().default(hostname()).describe('name sent in EHLO to remote servers'),
     remote_smtp_port: scoped.remote_smtp_port.unwrap().default(25),
     connect_timeout: duration('300s').describe('time allowed to establish an outbound TCP connection'),
