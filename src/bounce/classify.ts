@@ -49,19 +49,25 @@ function byCode(code: number): BounceClass {
 
 // outcome/settle.ts words an expiry "[internal] exceeded max time without delivery (last: <the last reply>)".
 const EXPIRED = /^\[internal\] exceeded max time without delivery \(last: (.*)\)$/s;
+// delivery/session.ts reports a session the receiver ended with a reply (Yahoo's 421 at RCPT) as
+// lost, its text ending with nodemailer's "Server closed the connection: 421 4.7.0 [TSS04] …".
+const QUOTED = /: ([45]\d\d[ -].*)$/s;
+/** Classes that say no more than the reply's code. */
+const GENERIC: ReadonlySet<BounceClass> = new Set([1, 40, 70]);
 
 /**
+ * The class of the receiver's reply an internal one quotes, when that says more than its code.
  * An expired message takes the class of its last reply, as SparkPost's classifier does with
  * "554 5.4.7 [internal] message timeout (last transfail: …)": a mailbox full for a day is still
- * a full mailbox. A last reply that only said "later" makes it a timeout (24), Momentum's class
- * for a message that timed out.
+ * a full mailbox. A last reply that said no more than "later" makes it a timeout (24),
+ * Momentum's class for a message that timed out.
  */
-function expiredClass(r: Reply, operatorRules: readonly BounceRule[]): BounceClass | undefined {
-  const m = EXPIRED.exec(r.text);
-  if (!m) return undefined;
-  const last = parseReply(m[1]!);
-  const c = last ? bounceClass(last, operatorRules) : 24;
-  return c === 70 || c === 20 ? 24 : c;
+function quotedClass(r: Reply, operatorRules: readonly BounceRule[]): BounceClass | undefined {
+  const expiry = EXPIRED.exec(r.text);
+  const quoted = parseReply(expiry?.[1] ?? QUOTED.exec(r.text)?.[1] ?? '');
+  const c = quoted ? bounceClass(quoted, operatorRules) : undefined;
+  if (c !== undefined && !GENERIC.has(c)) return c;
+  return expiry ? 24 : undefined;
 }
 
 function firstMatch(rules: readonly BounceRule[], whole: string): BounceClass | undefined {
@@ -70,13 +76,13 @@ function firstMatch(rules: readonly BounceRule[], whole: string): BounceClass | 
 
 /**
  * The bounce class of a reply: the first of `operatorRules` matching `code enhanced text`, then
- * the shipped rules (Impulse's own replies, text starting `[internal]`, have rules of their own),
- * then the enhanced status code, then the code.
+ * the shipped rules (Impulse's own replies, text starting `[internal]`, have rules of their own,
+ * after the receiver's reply one quotes), then the enhanced status code, then the code.
  */
 export function bounceClass(r: Reply, operatorRules: readonly BounceRule[]): BounceClass {
   const whole = formatReply(r);
   const shipped = r.text.startsWith('[internal]')
-    ? () => expiredClass(r, operatorRules) ?? firstMatch(INTERNAL_RULES, whole)
+    ? () => quotedClass(r, operatorRules) ?? firstMatch(INTERNAL_RULES, whole)
     : () => firstMatch(REMOTE_RULES, whole);
   return firstMatch(operatorRules, whole) ?? shipped() ?? byStatus(r.enhanced) ?? byCode(r.code);
 }

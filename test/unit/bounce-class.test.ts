@@ -101,6 +101,10 @@ const INTERNAL: Array<[Reply, number]> = [
   [expired(r('452 4.2.2 The email account that you tried to reach is over quota.')), 22],
   [expired(r('421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to user complaints')), 51],
   [expired(r('451 4.3.0 Mail server temporarily rejected message.')), 24],
+  // A session the receiver closed with its reply is classified by that reply, when it says more than its code
+  [r('451 4.4.2 [internal] connection lost during the transaction (ECONNECTION): Server closed the connection: 421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to user complaints'), 51],
+  [expired(r('451 4.4.2 [internal] connection lost during the transaction (ECONNECTION): Server closed the connection: 421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred')), 51],
+  [r('451 4.4.2 [internal] connection lost during the transaction (ECONNECTION): Server closed the connection: 421 4.3.2 System shutting down'), 70],
   [r('554 5.0.0 [internal] failed by an operator: spam complaint from the recipient'), 25],
   [r('551 5.4.6 [internal] every MX address of example.com is a prohibited (private/loopback) address'), 25],
   [r('556 5.1.10 [internal] example.com does not accept mail (null MX, RFC 7505)'), 21],
