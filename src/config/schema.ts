@@ -56,8 +56,12 @@ const bounceClassRule = z.strictObject({
       ctx.addIssue({ code: 'custom', message: `invalid regular expression /${v}/: ${(err as Error).message.replace(/^.*: /, '')}` });
     }
   }).describe('regular expression over the whole reply, "code enhanced text", matched case-insensitively anywhere in it'),
-  class: z.custom<BounceClass>((v) => typeof v === 'number' && isBounceClass(v), { message: `expected a bounce class: ${BOUNCE_CLASS_LIST}` })
-    .describe('the bounce class of a reply it matches'),
+  // A transform rather than z.custom, whose failure would keep the cross-key checks below from reporting theirs.
+  class: z.number().transform((n, ctx): BounceClass => {
+    if (isBounceClass(n)) return n;
+    ctx.addIssue({ code: 'custom', message: `expected a bounce class: ${BOUNCE_CLASS_LIST}` });
+    return z.NEVER;
+  }).describe('the bounce class of a reply it matches'),
 });
 
 const hostOptions = z.strictObject({

@@ -53,6 +53,7 @@ test('check-config reports every bad key with its path and exits 2', async () =>
     'bindings: [{ name: b1, bind_address: 127.0.0.10 }, { name: "bad name" }]',
     'binding_groups: [{ name: g, bindings: [b1, nosuch] }]',
     'binding_rules: [{ sender_domain: x.test, binding: missing }]',
+    'bounce_class_rules: [{ match: "user (unknown", class: 80 }]',
   ].join('\n'));
   const r = await runCli(['check-config', '-c', path]);
   assert.equal(r.code, 2);
@@ -64,6 +65,8 @@ test('check-config reports every bad key with its path and exits 2', async () =>
   assert.match(r.stderr, /bindings\[1\]\.name: /);
   assert.match(r.stderr, /binding_groups\[0\]\.bindings\[1\]: unknown binding "nosuch"/);
   assert.match(r.stderr, /binding_rules\[0\]\.binding: unknown binding "missing"/);
+  assert.match(r.stderr, /bounce_class_rules\[0\]\.match: invalid regular expression \/user \(unknown\/: Unterminated group/);
+  assert.match(r.stderr, /bounce_class_rules\[0\]\.class: expected a bounce class: 1 \(undetermined\), 10 \(invalid recipient\)/);
   assert.equal(r.stdout, '');
 });
 
