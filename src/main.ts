@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { ReloadOutcome } from './admin/context.js';
 import { AdminServer } from './admin/server.js';
 import { Bindings } from './binding/registry.js';
+import { BounceClassifier } from './bounce/classify.js';
 import { systemClock } from './core/clock.js';
 import { DeliveryOptions } from './config/delivery-options.js';
 import type { LoadedConfig } from './config/load.js';
@@ -161,8 +162,9 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     initiator, parked: new RedisParkedIndex(queueRedis, dsnQueue, prefix), options, bindings, hooks, clock: systemClock, log,
     observer: metrics, maxHeld: config.max_active_messages, shaping: shaper,
   });
+  const bounceClasses = new BounceClassifier(config.bounce_class_rules);
   const outcomes = new Outcomes({
-    clock: systemClock, log, hooks, counter: metrics, reportingMta: config.hostname,
+    clock: systemClock, log, hooks, counter: metrics, reportingMta: config.hostname, bounceClass: (r) => bounceClasses.classify(r),
     retryPolicy: (binding, domain) => retryPolicyOf(options.of(binding, domain)),
     maxReturnSize: () => options.global.dsn_max_return_size,
     delayDsnAfter: () => options.global.delay_dsn_after,
@@ -189,6 +191,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
       shaper.reconfigure(next.config.shaping_rules);
       bindings.reconfigure(next.config);
       options.reconfigure(next.config);
+      bounceClasses.reconfigure(next.config.bounce_class_rules);
       intake!.reconfigure({ bindingRules: next.config.binding_rules, defaultBinding: next.config.default_binding });
       scheduler!.reconfigure();
       log.level = next.config.log_level;

@@ -129,6 +129,8 @@ export interface Attempt {
   attempt: number;
   outcome: 'delivered' | 'deferred' | 'failed';
   reply: string;
+  /** Momentum's bounce class of a deferral's or failure's reply; absent for deliveries and attempts recorded before classes were. */
+  bounce_class?: number;
   /** Only when an attempt's recipients had different outcomes; at most 10 listed. */
   recipients?: string[];
   action?: string;

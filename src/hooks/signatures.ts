@@ -1,6 +1,7 @@
 // Every hook Impulse fires, declared once with its arguments. Handlers receive the closure they
 // registered with first, as Momentum's do; the remaining arguments are read-only views of core
 // state. Hooks depend on nothing in the pipeline: the pipeline's objects satisfy these views.
+import type { BounceClass } from '../bounce/classes.js';
 
 /** A remote address an outbound connection was (or was to be) made to. */
 export interface HookAddress {
@@ -77,10 +78,10 @@ export interface HookSignatures {
   dkim_sign(closure: unknown, msg: HookMessage, keys: readonly HookDkimKey[]): DkimChoice | Promise<DkimChoice>;
   /** Recipients accepted by the remote server. `note` is the SMTP reply. */
   log_delivery(closure: unknown, msg: HookMessage, domain: string, now: number, note: string): void | Promise<void>;
-  /** Recipients deferred to a later attempt. */
-  log_transient_failure(closure: unknown, msg: HookMessage, domain: string, now: number, note: string): void | Promise<void>;
-  /** Recipients failed for good. */
-  log_permanent_failure(closure: unknown, msg: HookMessage, domain: string, now: number, note: string): void | Promise<void>;
+  /** Recipients deferred to a later attempt. `bounceClass` is Momentum's bounce class of the reply (see docs/hooks.md). */
+  log_transient_failure(closure: unknown, msg: HookMessage, domain: string, now: number, note: string, bounceClass: BounceClass): void | Promise<void>;
+  /** Recipients failed for good. `bounceClass` is Momentum's bounce class of the reply. */
+  log_permanent_failure(closure: unknown, msg: HookMessage, domain: string, now: number, note: string, bounceClass: BounceClass): void | Promise<void>;
 }
 
 export type HookName = keyof HookSignatures;

@@ -2,6 +2,7 @@
 // recipients, as Momentum counts. Each instance owns its registry, so tests and a restarted daemon
 // never see another instance's numbers.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BounceClass } from '../bounce/classes.js';
 import { withTimeout } from '../core/timeout.js';
 import type { PolicyCheck } from '../delivery/tls-requirement.js';
 import type { HookDkimKey } from '../hooks/signatures.js';
@@ -51,8 +52,8 @@ export class Metrics {
   private ping: Promise<number | undefined> | undefined;
   private readonly receivedTotal: Counter<'binding'>;
   private readonly deliveredTotal: Counter<'binding'>;
-  private readonly deferredTotal: Counter<'binding' | 'status'>;
-  private readonly failedTotal: Counter<'binding' | 'status'>;
+  private readonly deferredTotal: Counter<'binding' | 'status' | 'bounce_class'>;
+  private readonly failedTotal: Counter<'binding' | 'status' | 'bounce_class'>;
   private readonly connectionFailures: Counter<'flag'>;
   private readonly migrations: Counter;
   private readonly tlsPolicySessions: Counter<'policy_type' | 'policy_domain' | 'mode' | 'result'>;
@@ -69,12 +70,12 @@ export class Metrics {
       name: 'impulse_messages_delivered_total', help: 'Recipients accepted by the remote server.', labelNames: ['binding'], registers,
     });
     this.deferredTotal = new Counter({
-      name: 'impulse_messages_deferred_total', help: 'Recipients deferred for a retry, by RFC 3463 enhanced status.',
-      labelNames: ['binding', 'status'], registers,
+      name: 'impulse_messages_deferred_total', help: 'Recipients deferred for a retry, by RFC 3463 enhanced status and Momentum bounce class.',
+      labelNames: ['binding', 'status', 'bounce_class'], registers,
     });
     this.failedTotal = new Counter({
-      name: 'impulse_messages_failed_total', help: 'Recipients failed permanently, by RFC 3463 enhanced status.',
-      labelNames: ['binding', 'status'], registers,
+      name: 'impulse_messages_failed_total', help: 'Recipients failed permanently, by RFC 3463 enhanced status and Momentum bounce class.',
+      labelNames: ['binding', 'status', 'bounce_class'], registers,
     });
     this.connectionFailures = new Counter({
       name: 'impulse_connection_failures_total', help: 'Outbound connection attempts that failed, by CONN_ERROR_* flag.',
@@ -120,15 +121,15 @@ export class Metrics {
     this.add('delivered', recipients);
   }
 
-  /** `recipients` deferred with enhanced status `status` such as '4.4.1'. */
-  deferred(binding: string, status: string, recipients: number): void {
-    this.deferredTotal.inc({ binding, status: statusLabel(status) }, recipients);
+  /** `recipients` deferred with enhanced status `status` such as '4.4.1', of bounce class `bounceClass` such as 24. */
+  deferred(binding: string, status: string, bounceClass: BounceClass, recipients: number): void {
+    this.deferredTotal.inc({ binding, status: statusLabel(status), bounce_class: String(bounceClass) }, recipients);
     this.add('transient', recipients);
   }
 
-  /** `recipients` failed with enhanced status `status` such as '5.1.1'. */
-  failed(binding: string, status: string, recipients: number): void {
-    this.failedTotal.inc({ binding, status: statusLabel(status) }, recipients);
+  /** `recipients` failed with enhanced status `status` such as '5.1.1', of bounce class `bounceClass` such as 10. */
+  failed(binding: string, status: string, bounceClass: BounceClass, recipients: number): void {
+    this.failedTotal.inc({ binding, status: statusLabel(status), bounce_class: String(bounceClass) }, recipients);
     this.add('failed', recipients);
   }
 

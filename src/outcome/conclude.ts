@@ -2,11 +2,13 @@
 // DSN to the sender for the recipients whose NOTIFY asks for one, the message's history, and the
 // job's next step.
 import type { Logger } from 'pino';
+import type { BounceClass } from '../bounce/classes.js';
 import type { Clock } from '../core/clock.js';
 import type { Lazy } from '../core/lazy.js';
 import type { Reply } from '../core/reply.js';
 import type { EnvelopeParams, Notify } from '../delivery/envelope.js';
 import { flagNames } from '../delivery/flags.js';
+import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { Attempt } from './attempt.js';
 import { type DsnRecipient, buildDsn } from './dsn.js';
@@ -54,6 +56,8 @@ interface OutcomesDeps {
   log: Logger;
   hooks: HookRegistry;
   counter: OutcomeCounter;
+  /** The bounce class of a deferral's or failure's reply, under the rules in force. */
+  bounceClass(reply: Reply): BounceClass;
   retryPolicy(binding: string, domain: string): RetryPolicy;
   /** The MTA name DSNs report from. */
   reportingMta: string;
@@ -83,7 +87,8 @@ export class Outcomes {
     const original = wantsBody ? await body.get() : undefined;
     const flags = attempt.flags !== undefined ? { flags: flagNames(attempt.flags) } : {};
     const action = attempt.action ? { action: attempt.action } : {};
-    const grouped: Grouped = { delivered: byReply(settled.delivered), deferred: byReply(settled.deferred), failed: byReply(settled.failed) };
+    const classified = (replies: RecipientReply[]) => byReply(replies).map((g) => ({ ...g, bounceClass: this.deps.bounceClass(g.reply) }));
+    const grouped: Grouped = { delivered: byReply(settled.delivered), deferred: classified(settled.deferred), failed: classified(settled.failed) };
     recordAttempt(this.deps, job, grouped, {
       qid: job.qid, message_id: job.messageId, domain: job.domain, binding: job.binding, attempt: n,
       mx_host: attempt.target?.host, mx_ip: attempt.target?.address, age_s: Math.round((now - job.receivedAt) / 1000), ...action, ...flags,

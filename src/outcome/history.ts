@@ -1,5 +1,6 @@
 // A message's history: one entry per outcome of each attempt, carried in the job while it is
 // queued, and the record kept for operators once the job is finished.
+import type { BounceClass } from '../bounce/classes.js';
 import { formatReply } from '../core/reply.js';
 import type { Grouped } from './record.js';
 
@@ -10,6 +11,8 @@ export interface HistoryEntry {
   /** Absent in entries written before outcomes were recorded: those were deferrals. */
   outcome?: 'delivered' | 'deferred' | 'failed' | undefined;
   reply: string;
+  /** The reply's bounce class, for deferred and failed outcomes; absent in entries written before classes were recorded. */
+  bounce_class?: BounceClass | undefined;
   /** Listed only when the attempt's recipients had different outcomes. */
   recipients?: string[] | undefined;
   /** Set when the attempt was charged by a domain-wide or operator action rather than a transaction of its own. */
@@ -39,11 +42,12 @@ export interface FinishedRecord {
 export const HISTORY_LIMIT = 20;
 
 /** The history entries of one attempt: one per outcome and reply. */
-export function attemptEntries(grouped: Grouped, common: Omit<HistoryEntry, 'reply' | 'outcome'>): HistoryEntry[] {
+export function attemptEntries(grouped: Grouped, common: Omit<HistoryEntry, 'reply' | 'outcome' | 'bounce_class'>): HistoryEntry[] {
   const groups = (['delivered', 'deferred', 'failed'] as const).flatMap((outcome) => grouped[outcome].map((g) => ({ outcome, ...g })));
   const mixed = groups.length > 1;
   return groups.map((g) => ({
-    ...common, outcome: g.outcome, reply: formatReply(g.reply), ...(mixed ? { recipients: g.recipients } : {}),
+    ...common, outcome: g.outcome, reply: formatReply(g.reply), ...('bounceClass' in g ? { bounce_class: g.bounceClass } : {}),
+    ...(mixed ? { recipients: g.recipients } : {}),
   }));
 }
 

@@ -1,16 +1,18 @@
 // One record of an attempt's outcome: per group of recipients sharing a reply, a log line, an
 // outcome hook call and a metrics count, so logs, hooks and metrics never tell different stories.
 import type { Logger } from 'pino';
+import type { BounceClass } from '../bounce/classes.js';
 import { parseHeaders } from '../core/headers.js';
 import { type Reply, formatReply } from '../core/reply.js';
 import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
+import type { HookMessage } from '../hooks/signatures.js';
 
 /** Where outcomes are counted (the metrics); counts are recipients. */
 export interface OutcomeCounter {
   delivered(binding: string, recipients: number, latencyMs: number): void;
-  deferred(binding: string, status: string, recipients: number): void;
-  failed(binding: string, status: string, recipients: number): void;
+  deferred(binding: string, status: string, bounceClass: BounceClass, recipients: number): void;
+  failed(binding: string, status: string, bounceClass: BounceClass, recipients: number): void;
 }
 
 /** Recipients of one outcome sharing one reply: a log record, a hook call, a history entry each. */
@@ -19,7 +21,16 @@ interface ReplyGroup {
   recipients: string[];
 }
 
-export type Grouped = Record<'delivered' | 'deferred' | 'failed', ReplyGroup[]>;
+/** Deferred and failed recipients also share the bounce class of their reply. */
+interface ClassifiedGroup extends ReplyGroup {
+  bounceClass: BounceClass;
+}
+
+export interface Grouped {
+  delivered: ReplyGroup[];
+  deferred: ClassifiedGroup[];
+  failed: ClassifiedGroup[];
+}
 
 export function byReply(replies: readonly RecipientReply[]): ReplyGroup[] {
   const groups = new Map<string, ReplyGroup>();
@@ -32,13 +43,7 @@ export function byReply(replies: readonly RecipientReply[]): ReplyGroup[] {
   return [...groups.values()];
 }
 
-const OUTCOMES = [
-  { outcome: 'delivered', event: 'delivery', hook: 'log_delivery', msg: 'delivered' },
-  { outcome: 'deferred', event: 'transient_failure', hook: 'log_transient_failure', msg: 'deferred' },
-  { outcome: 'failed', event: 'permanent_failure', hook: 'log_permanent_failure', msg: 'failed' },
-] as const;
-
-export const OUTCOME_HOOKS = OUTCOMES.map((o) => o.hook);
+export const OUTCOME_HOOKS = ['log_delivery', 'log_transient_failure', 'log_permanent_failure'] as const;
 
 interface RecordedMessage {
   qid: string;
@@ -56,24 +61,36 @@ interface RecordDeps {
 
 /**
  * Logs, fires the outcome hooks and counts one attempt's outcome. `fields` go into every log
- * record; a deferral's records also carry `next_attempt`. `body` gives hooks the headers.
+ * record; a deferral's records also carry `next_attempt`, a deferral's and a failure's their
+ * `bounce_class`. `body` gives hooks the headers.
  */
 export function recordAttempt(deps: RecordDeps, m: RecordedMessage, grouped: Grouped, fields: Record<string, unknown>,
   retryAt: number | undefined, body: Buffer | undefined, now: number): void {
   const { hooks, log, counter } = deps;
   let headers: Map<string, string> | undefined;
-  for (const o of OUTCOMES) {
-    const withHook = hooks.has(o.hook);
-    const extra = o.outcome === 'deferred' && retryAt !== undefined ? { next_attempt: new Date(retryAt).toISOString() } : {};
-    for (const g of grouped[o.outcome]) {
-      const note = formatReply(g.reply);
-      if (log.isLevelEnabled('info')) log.info({ event: o.event, ...fields, recipients: g.recipients, reply: note, ...extra }, o.msg);
-      if (o.outcome === 'delivered') counter.delivered(m.binding, g.recipients.length, now - m.receivedAt);
-      else if (o.outcome === 'deferred') counter.deferred(m.binding, g.reply.enhanced, g.recipients.length);
-      else counter.failed(m.binding, g.reply.enhanced, g.recipients.length);
-      if (!withHook) continue;
-      headers ??= body ? parseHeaders(body) : new Map<string, string>();
-      hooks.fire(o.hook, { qid: m.qid, sender: m.sender, recipients: g.recipients, headers }, m.domain, now, note);
-    }
+  const message = (recipients: string[]): HookMessage => {
+    headers ??= body ? parseHeaders(body) : new Map<string, string>();
+    return { qid: m.qid, sender: m.sender, recipients, headers };
+  };
+  const logged = (event: string, msg: string, g: ReplyGroup, extra: Record<string, unknown>): string => {
+    const note = formatReply(g.reply);
+    if (log.isLevelEnabled('info')) log.info({ event, ...fields, recipients: g.recipients, reply: note, ...extra }, msg);
+    return note;
+  };
+  for (const g of grouped.delivered) {
+    const note = logged('delivery', 'delivered', g, {});
+    counter.delivered(m.binding, g.recipients.length, now - m.receivedAt);
+    if (hooks.has('log_delivery')) hooks.fire('log_delivery', message(g.recipients), m.domain, now, note);
+  }
+  const next = retryAt !== undefined ? { next_attempt: new Date(retryAt).toISOString() } : {};
+  for (const g of grouped.deferred) {
+    const note = logged('transient_failure', 'deferred', g, { bounce_class: g.bounceClass, ...next });
+    counter.deferred(m.binding, g.reply.enhanced, g.bounceClass, g.recipients.length);
+    if (hooks.has('log_transient_failure')) hooks.fire('log_transient_failure', message(g.recipients), m.domain, now, note, g.bounceClass);
+  }
+  for (const g of grouped.failed) {
+    const note = logged('permanent_failure', 'failed', g, { bounce_class: g.bounceClass });
+    counter.failed(m.binding, g.reply.enhanced, g.bounceClass, g.recipients.length);
+    if (hooks.has('log_permanent_failure')) hooks.fire('log_permanent_failure', message(g.recipients), m.domain, now, note, g.bounceClass);
   }
 }

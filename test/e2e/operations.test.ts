@@ -149,7 +149,7 @@ test('the metrics scrape counts deliveries, deferrals and connection failures as
     assert.equal(value('impulse_messages_received_total{binding="default"}'), 6);
     assert.equal(value('impulse_messages_delivered_total{binding="default"}'), 4);
     assert.equal(value('impulse_delivery_latency_seconds_count'), 4);
-    assert.equal(value('impulse_messages_deferred_total{binding="default",status="4.7.1"}'), 1);
+    assert.equal(value('impulse_messages_deferred_total{binding="default",status="4.7.1",bounce_class="70"}'), 1);
     assert.ok(value('impulse_connection_failures_total{flag="CONN_ERROR_CONNECT"}') >= 1);
     assert.equal(value('impulse_queue_messages{state="delayed"}'), 2);
     assert.equal(value('impulse_redis_up'), 1);

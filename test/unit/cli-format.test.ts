@@ -169,8 +169,9 @@ test('message rendering', () => {
     jobs: [
       { job_id: '17', domain: 'example.com', recipients: ['bob@example.com', 'carol@example.com'], binding: 'default',
         state: 'delayed', waiting: 'retry', next_attempt: '2025-03-01T12:20:00Z', attempts: [
-          { at: '2025-03-01T11:40:05.120Z', attempt: 1, outcome: 'deferred', reply: '421 4.7.0 Try again\nlater',
+          { at: '2025-03-01T11:40:05.120Z', attempt: 1, outcome: 'deferred', reply: '421 4.7.0 Try again\nlater', bounce_class: 70,
             mx_host: 'mx1.example.com', mx_ip: '192.0.2.1', flags: ['CONN_ERROR_CONNECT'] },
+          // Written before bounce classes were recorded.
           { at: '2025-03-01T11:45:05Z', attempt: 2, outcome: 'deferred', reply: '450 4.2.1 Mailbox busy',
             recipients: ['carol@example.com'], mx_host: 'mx1.example.com', mx_ip: '192.0.2.1' },
         ] },
@@ -189,9 +190,9 @@ test('message rendering', () => {
     '  Binding:       default',
     '  State:         delayed (retry)',
     '  Next attempt:  2025-03-01T12:20:00Z (in 20m00s)',
-    '  TIME                  #  OUTCOME   MX-HOST/IP                 FLAGS/ACTION        REPLY',
-    '  2025-03-01T11:40:05Z  1  deferred  mx1.example.com/192.0.2.1  CONN_ERROR_CONNECT  421 4.7.0 Try again later',
-    '  2025-03-01T11:45:05Z  2  deferred  mx1.example.com/192.0.2.1  -                   carol@example.com: 450 4.2.1 Mailbox busy',
+    '  TIME                  #  OUTCOME   MX-HOST/IP                 FLAGS/ACTION        BOUNCE-CLASS          REPLY',
+    '  2025-03-01T11:40:05Z  1  deferred  mx1.example.com/192.0.2.1  CONN_ERROR_CONNECT  70 transient failure  421 4.7.0 Try again later',
+    '  2025-03-01T11:45:05Z  2  deferred  mx1.example.com/192.0.2.1  -                   -                     carol@example.com: 450 4.2.1 Mailbox busy',
     '',
     'Job 18: b.test',
     '  Recipients:  dan@b.test',

@@ -177,17 +177,17 @@ test('a handler that exceeds its time limit is logged as hook_timeout and call()
 test('fire() does not wait, isolates failures, and idle() resolves once fired calls settle', async () => {
   const { log, records } = memoryLogger();
   const hooks = new HookRegistry({ log });
-  hooks.fire('log_transient_failure', msg, 'example.com', 1, '451 later');
+  hooks.fire('log_transient_failure', msg, 'example.com', 1, '451 later', 70);
   await hooks.idle();
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
   const done: string[] = [];
-  hooks.registerLast('log_transient_failure', async (_c, m, d, _now, note) => {
+  hooks.registerLast('log_transient_failure', async (_c, m, d, _now, note, bounceClass) => {
     await gate;
-    done.push(`${m.qid} ${d} ${note}`);
+    done.push(`${m.qid} ${d} ${note} ${bounceClass}`);
   }, { plugin: 'waiter' });
   hooks.registerLast('log_transient_failure', () => Promise.reject(new Error('late boom')), { plugin: 'rejecter' });
-  assert.equal(hooks.fire('log_transient_failure', msg, 'example.com', 1, '451 later'), undefined);
+  assert.equal(hooks.fire('log_transient_failure', msg, 'example.com', 1, '451 later', 70), undefined);
   assert.deepEqual(done, []);
   let idle = false;
   const idling = hooks.idle().then(() => (idle = true));
@@ -195,7 +195,7 @@ test('fire() does not wait, isolates failures, and idle() resolves once fired ca
   assert.equal(idle, false);
   release();
   await idling;
-  assert.deepEqual(done, ['q1 example.com 451 later']);
+  assert.deepEqual(done, ['q1 example.com 451 later 70']);
   assert.deepEqual(records.filter((r) => r['event'] === 'hook_error').map((r) => r['plugin']), ['rejecter']);
 });
 

@@ -32,8 +32,8 @@ test('counts are totals since construction and rates are per second over the las
     m.received('default', 2);
   }
   m.delivered('default', 30, 100);
-  m.deferred('default', '4.4.1', 6);
-  m.failed('default', '5.1.1', 3);
+  m.deferred('default', '4.4.1', 24, 6);
+  m.failed('default', '5.1.1', 10, 3);
   now = start + 59_999;
   assert.deepEqual(m.rates(), { received: 2, delivered: 0.5, transient: 0.1, failed: 0.05 });
   assert.deepEqual(m.counts(), { received: 120, delivered: 30, transient: 6, failed: 3 });
@@ -54,16 +54,16 @@ test('a scrape shows each counter with its labels and reads every gauge from the
   const m = new Metrics(sources({ outboundByBinding: () => outbound }));
   m.received('default', 3);
   m.delivered('bulk', 4, 90_000);
-  m.deferred('default', '4.4.1', 2);
-  m.failed('bulk', '5.1.1', 1);
-  m.failed('bulk', 'garbage from a remote server', 1);
+  m.deferred('default', '4.4.1', 24, 2);
+  m.failed('bulk', '5.1.1', 10, 1);
+  m.failed('bulk', 'garbage from a remote server', 40, 1);
   m.migrated();
   let text = await scrape(m);
   assert.equal(sample(text, 'impulse_messages_received_total{binding="default"}'), 3);
   assert.equal(sample(text, 'impulse_messages_delivered_total{binding="bulk"}'), 4);
-  assert.equal(sample(text, 'impulse_messages_deferred_total{binding="default",status="4.4.1"}'), 2);
-  assert.equal(sample(text, 'impulse_messages_failed_total{binding="bulk",status="5.1.1"}'), 1);
-  assert.equal(sample(text, 'impulse_messages_failed_total{binding="bulk",status="unknown"}'), 1);
+  assert.equal(sample(text, 'impulse_messages_deferred_total{binding="default",status="4.4.1",bounce_class="24"}'), 2);
+  assert.equal(sample(text, 'impulse_messages_failed_total{binding="bulk",status="5.1.1",bounce_class="10"}'), 1);
+  assert.equal(sample(text, 'impulse_messages_failed_total{binding="bulk",status="unknown",bounce_class="40"}'), 1);
   assert.equal(sample(text, 'impulse_connection_migrations_total'), 1);
   assert.equal(sample(text, 'impulse_delivery_latency_seconds_count'), 4, 'one observation per recipient');
   assert.equal(sample(text, 'impulse_delivery_latency_seconds_bucket{le="60"}'), 0);

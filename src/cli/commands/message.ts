@@ -1,16 +1,24 @@
 // `impulse message show|retry|fail <ID>`: one message by its queue ID.
 import type { Command } from 'commander';
 import type { Attempt, MessageDetail, MessageJob } from '../../admin/protocol.js';
+import { BOUNCE_CLASSES, isBounceClass } from '../../bounce/classes.js';
 import { fields, formatSize, formatTime, list, plural, table, when } from '../format.js';
 import { type FailOptions, failBody, withFailOptions } from './queue-actions.js';
 import { type AdminOptions, adminCommand, run } from './shared.js';
+
+function bounceClassText(c: number | undefined): string {
+  if (c === undefined) return '-';
+  return isBounceClass(c) ? `${c} ${BOUNCE_CLASSES[c]}` : String(c);
+}
 
 function attemptRow(a: Attempt): string[] {
   const mx = a.mx_host && a.mx_ip ? `${a.mx_host}/${a.mx_ip}` : a.mx_host ?? a.mx_ip ?? '-';
   // The action restates the CONN_ACTION_* flag when there are flags; alone it is the only hint.
   const flags = a.flags?.length ? a.flags.join('|') : a.action ?? '-';
   const reply = a.reply.replace(/\s+/g, ' ');
-  return [formatTime(a.at), String(a.attempt), a.outcome, mx, flags, a.recipients ? `${a.recipients.join(', ')}: ${reply}` : reply];
+  return [
+    formatTime(a.at), String(a.attempt), a.outcome, mx, flags, bounceClassText(a.bounce_class), a.recipients ? `${a.recipients.join(', ')}: ${reply}` : reply,
+  ];
 }
 
 function renderJob(j: MessageJob, now: number): string {
@@ -20,7 +28,7 @@ function renderJob(j: MessageJob, now: number): string {
   if (j.finished_at) head.push(['Finished', when(j.finished_at, now)]);
   const attempts = j.attempts.length === 0 ? '  no attempts yet\n' : table([
     { title: 'TIME' }, { title: '#', align: 'right' }, { title: 'OUTCOME' }, { title: 'MX-HOST/IP' },
-    { title: 'FLAGS/ACTION' }, { title: 'REPLY' },
+    { title: 'FLAGS/ACTION' }, { title: 'BOUNCE-CLASS' }, { title: 'REPLY' },
   ], j.attempts.map(attemptRow), '  ');
   return `\nJob ${j.job_id}: ${j.domain}\n${fields(head, '  ')}${attempts}`;
 }
