@@ -11,7 +11,7 @@ import { AdminServer } from './admin/server.js';
 import { Bindings } from './binding/registry.js';
 import { BounceClassifier } from './bounce/classify.js';
 import { systemClock } from './core/clock.js';
-import { DeliveryOptions } from './config/delivery-options.js';
+import { DeliveryOptions, layered } from './config/delivery-options.js';
 import type { LoadedConfig } from './config/load.js';
 import { superviseSignals } from './daemon/lifecycle.js';
 import { Reloader } from './daemon/reload.js';
@@ -46,6 +46,9 @@ import { DELIVERY_QUEUE, type DeliveryJobData, domainOf } from './queue/job.js';
 import { RedisParkedIndex } from './queue/parked-index.js';
 import { returnOrphanedJobs } from './queue/reclaim.js';
 import { Scheduler } from './scheduler/scheduler.js';
+import { AdaptiveLimits, adaptiveBounds } from './shaping/adaptive.js';
+import type { AdaptiveBounds } from './shaping/adaptive-policy.js';
+import type { ObservedReply } from './shaping/rule.js';
 import { Shaper } from './shaping/shaper.js';
 import { RedisShapingStore } from './shaping/store.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from './store/embedded-redis.js';
@@ -113,7 +116,16 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     rules: config.shaping_rules, store: new RedisShapingStore(queueRedis, prefix), clock: systemClock, log,
     counter: { shapingAction: (rule, action, scope) => metrics.shapingAction(rule, action, scope) },
   });
-  const options = new DeliveryOptions(config, (binding, domain) => shaper.overlay(binding, domain, (d) => scheduler?.mxHostsOf(d) ?? []));
+  const bounceClasses = new BounceClassifier(config.bounce_class_rules);
+  const adaptive: AdaptiveLimits = new AdaptiveLimits({
+    bounds: (binding, domain): AdaptiveBounds | undefined => adaptiveBounds(options.configured(binding, domain).adaptive), bounceClass: (r) => bounceClasses.classify(r), clock: systemClock, log,
+  });
+  // Shaping's set actions are the most specific layer, over adaptive limits.
+  const options: DeliveryOptions = new DeliveryOptions(config, layered(
+    (binding, domain) => adaptive.overlay(binding, domain),
+    (binding, domain) => shaper.overlay(binding, domain, (d) => scheduler?.mxHostsOf(d) ?? []),
+  ));
+  const replies = { observe: (o: ObservedReply) => { shaper.observe(o); adaptive.observe(o); } };
   const queue = deliveryQueue(intakeRedis);
   const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix, config.redis.compress_bodies), queue, () => options.longestExpiration());
   const pluginContext = { log, baseDir: dirname(resolve(loaded.path)) };
@@ -142,6 +154,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
       return open;
     },
     redisPing,
+    adaptive: () => adaptive.moved(),
   });
   const resolver = createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries });
   const sts = new StsDiscovery({
@@ -151,7 +164,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const initiator = new Initiator({
     resolver, connector: smtpConnector(trust), health, hosts, hooks, clock: systemClock, log, options, isLocalAddress,
     policies: new DestinationPolicies({ sts, dnssec: createDnsClient({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }) }),
-    observer: metrics, replies: shaper,
+    observer: metrics, replies,
   });
   const store = new MessageStore(queueRedis, prefix, config.redis.compress_bodies);
   // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a
@@ -160,9 +173,8 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const dsnEnqueuer = new Enqueuer(store, dsnQueue, () => options.longestExpiration());
   scheduler = new Scheduler({
     initiator, parked: new RedisParkedIndex(queueRedis, dsnQueue, prefix), options, bindings, hooks, clock: systemClock, log,
-    observer: metrics, maxHeld: config.max_active_messages, shaping: shaper,
+    observer: metrics, maxHeld: config.max_active_messages, shaping: shaper, replies,
   });
-  const bounceClasses = new BounceClassifier(config.bounce_class_rules);
   const outcomes = new Outcomes({
     clock: systemClock, log, hooks, counter: metrics, reportingMta: config.hostname, bounceClass: (r) => bounceClasses.classify(r),
     retryPolicy: (binding, domain) => retryPolicyOf(options.of(binding, domain)),
@@ -198,7 +210,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     },
   });
   const admin = new AdminServer({
-    scheduler, shaping: shaper, consumer, queue, inspector, store, health, bindings, counts: metrics,
+    scheduler, shaping: shaper, adaptive, consumer, queue, inspector, store, health, bindings, counts: metrics,
     inbound: () => intake!.sessions,
     config: () => ({ config: reloader.current.config, document: reloader.current.document }),
     reload: () => reloader.reload(), clock: systemClock, startedAt: systemClock.now(), version: VERSION,

@@ -9,6 +9,7 @@ import type { QueueInspector } from '../queue/inspect.js';
 import type { DeliveryJobData } from '../queue/job.js';
 import type { MessageStore } from '../store/message-store.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
+import type { AdaptiveLimits } from '../shaping/adaptive.js';
 import type { Shaper } from '../shaping/shaper.js';
 import type { Counts, ReloadResult } from './protocol.js';
 
@@ -18,6 +19,7 @@ export type ReloadOutcome = ({ ok: true } & ReloadResult) | { ok: false; errors:
 export interface AdminContext {
   scheduler: Scheduler;
   shaping: Pick<Shaper, 'active' | 'covering' | 'clear'>;
+  adaptive: Pick<AdaptiveLimits, 'view'>;
   consumer: Consumer;
   queue: Queue<DeliveryJobData>;
   inspector: QueueInspector;

@@ -3,11 +3,12 @@
 // their unit in the name. Errors are `{ error: { code, message } }` with the HTTP status below.
 import type { Counts } from '../observability/metrics.js';
 import type { DaneView, ReadyQueueView, StsView } from '../scheduler/views.js';
+import type { AdaptiveView } from '../shaping/adaptive.js';
 
 /** Counts are recipients, as Momentum counts: the metrics' own shape, served as it is. */
 export type { Counts };
-/** A domain's MTA-STS policy and DANE state, the scheduler's own views served as they are. */
-export type { DaneView, StsView };
+/** A domain's MTA-STS policy and DANE state, and a pair's adaptive limits, served as their owners view them. */
+export type { AdaptiveView, DaneView, StsView };
 
 export const API = {
   summary: 'GET /v1/summary',
@@ -103,6 +104,8 @@ export interface DomainDetail {
   bindings: Array<Omit<ReadyQueueView, 'oldest'> & {
     /** Connection and throttle options in force for this pair, with the scope each comes from. */
     limits: Record<string, { value: string | number | null; scope: string }>;
+    /** Present where the pair has adaptive bounds: the limits in force and the signals seen. */
+    adaptive?: AdaptiveView;
   }>;
 }
 

@@ -144,12 +144,17 @@ export async function domainDetail(ctx: AdminContext, domain: string): Promise<D
     delayed: queued.reduce((n, t) => n + t.delayed, 0),
     bindings: [...bindings.values()].map(({ oldest: _oldest, ...b }) => {
       const limits: Record<string, { value: string | number | null; scope: string }> = Object.fromEntries(Object.entries(explainOptions(document, b.binding, domain))
+        .filter(([k]) => k !== 'adaptive')
         .map(([k, r]) => [k, { value: (r.value ?? null) as string | number | null, scope: r.value === undefined ? 'unset' : r.scope }]));
+      const adaptive = ctx.adaptive.view(b.binding, domain);
+      for (const k of ['max_outbound_connections', 'max_deliveries_per_connection', 'outbound_throttle_messages'] as const) {
+        if (adaptive?.[k] !== undefined) limits[k] = { value: adaptive[k], scope: 'adaptive' };
+      }
       // A set action's options are in force over the configured ones, the latest started last.
       for (const a of covering.filter((x) => x.action === 'set' && targetCovers(x.target, { binding: b.binding, domain, mxHosts })).sort((x, y) => x.since - y.since)) {
         for (const [k, v] of Object.entries(shapingView(a, now).options ?? {})) limits[k] = { value: typeof v === 'boolean' ? String(v) : v, scope: `shaping ${a.id}` };
       }
-      return { ...b, limits };
+      return { ...b, limits, ...(adaptive ? { adaptive } : {}) };
     }),
   };
 }

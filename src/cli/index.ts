@@ -75,9 +75,10 @@ program.command('check-config')
     const rows = Object.entries(explainOptions(document, opts.binding, opts.domain.toLowerCase()))
       .map(([k, r]) => [k, r.value === undefined ? { value: 'unset', scope: 'no limit' } : r] as const);
     const width = Math.max(...rows.map(([k]) => k.length));
-    const valueWidth = Math.max(...rows.map(([, r]) => String(r.value).length));
+    const shown = (v: unknown) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+    const valueWidth = Math.max(...rows.map(([, r]) => shown(r.value).length));
     process.stdout.write(`# effective delivery options for binding ${opts.binding}, domain ${opts.domain.toLowerCase()}\n`);
-    for (const [key, r] of rows) process.stdout.write(`${key.padEnd(width)}  ${String(r.value).padEnd(valueWidth)}  (${r.scope})\n`);
+    for (const [key, r] of rows) process.stdout.write(`${key.padEnd(width)}  ${shown(r.value).padEnd(valueWidth)}  (${r.scope})\n`);
   });
 
 for (const commands of [summary, mailq, domain, queueActions, message, shaping, reload, hashPassword]) commands.register(program);

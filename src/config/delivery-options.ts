@@ -5,8 +5,20 @@ import { AddressSet } from '../core/cidr.js';
 import type { Config } from './schema.js';
 import { OptionScopes, type ScopedOption, type ScopedValues, hostOptions, largestScopedValue } from './scopes.js';
 
-/** Options in force over the configured ones for a binding × domain (shaping's set actions), and the scope each comes from. */
+/** Options in force over the configured ones for a binding × domain (adaptive limits, shaping's set actions), and the scope each comes from. */
 type OptionsOverlay = (binding: string, domain: string) => { values: Partial<ScopedValues>; from: Partial<Record<ScopedOption, string>> } | undefined;
+
+/** Several overlays as one, each later one over the ones before it. */
+export function layered(...overlays: OptionsOverlay[]): OptionsOverlay {
+  return (binding, domain) => {
+    let out: ReturnType<OptionsOverlay>;
+    for (const o of overlays) {
+      const next = o(binding, domain);
+      if (next) out = out ? { values: { ...out.values, ...next.values }, from: { ...out.from, ...next.from } } : next;
+    }
+    return out;
+  };
+}
 
 export class DeliveryOptions {
   private readonly scopes: OptionScopes;
@@ -39,10 +51,14 @@ export class DeliveryOptions {
     return { mta_sts: scopes.some((o) => o.mta_sts), dane: scopes.some((o) => o.dane) };
   }
 
+  /** The scoped options as configured, without any overlay: what adaptive limits read their bounds from. */
+  configured(binding: string, domain: string): ScopedValues {
+    return this.scopes.get(binding, domain);
+  }
+
   /** The scope an option's value comes from: shared budgets (throttles, scope caps) are keyed by it. */
   scopeOf(binding: string, domain: string, key: ScopedOption): string {
-    const from = this.overlay(binding, domain)?.from[key];
-    return from === undefined ? this.scopes.scopeOf(binding, domain, key) : `shaping ${from}`;
+    return this.overlay(binding, domain)?.from[key] ?? this.scopes.scopeOf(binding, domain, key);
   }
 
   /** max_outbound_connections of an MX host (`hosts:`), across bindings and domains; undefined: no limit. */

@@ -90,7 +90,7 @@ export const SCOPED_OPTIONS = [
   'remote_smtp_port', 'connect_timeout', 'greeting_timeout', 'data_timeout', 'retry_interval', 'max_retry_interval',
   'message_expiration', 'tls', 'tls_verify', 'tls_ifavailable_fallback', 'host_failure_retry', 'max_outbound_connections',
   'scope_max_outbound_connections', 'connection_allocation_aggressiveness', 'outbound_throttle_messages', 'outbound_throttle_connections',
-  'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready', 'mta_sts', 'dane',
+  'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready', 'mta_sts', 'dane', 'adaptive',
 ] as const;
 
 function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodType, R extends z.ZodType>(
@@ -128,6 +128,17 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('messages held in memory ready for delivery per binding × domain; the rest wait in Redis'),
     mta_sts: z.boolean().optional()
       .describe('look up and apply the destination\'s MTA-STS policy (RFC 8461): enforce allows only its MX hosts with TLS whose certificate names them, else defers with 451 4.7.5; testing delivers as before and logs what would have failed'),
+    adaptive: z.strictObject({
+      max_outbound_connections: z.tuple([z.number().int().min(1), z.number().int().min(1)]).refine(([lo, hi]) => lo <= hi, { message: 'expected [lowest, highest]' }).optional()
+        .describe('bounds of max_outbound_connections: [lowest, highest]'),
+      max_deliveries_per_connection: z.tuple([z.number().int().min(1), z.number().int().min(1)]).refine(([lo, hi]) => lo <= hi, { message: 'expected [lowest, highest]' }).optional()
+        .describe('bounds of max_deliveries_per_connection: [lowest, highest]'),
+      outbound_throttle_messages: z.tuple([rateOpt(), rateOpt()]).refine(([lo, hi]) => lo !== undefined && hi !== undefined, { message: 'expected [lowest, highest] throttles, such as [\'1/1\', \'100/1\']' }).optional()
+        .describe('bounds of outbound_throttle_messages: [lowest, highest]'),
+      step_down_interval: durationOpt().describe('the least time between two steps down; default 1m'),
+      step_up_interval: durationOpt().describe('time without a rate or reputation deferral before a step up, and between steps up; default 1h'),
+    }).optional()
+      .describe('adaptive limits per binding × domain (Momentum\'s Adaptive Delivery): rate and reputation deferrals step the bounded options down by a quarter, a clean step_up_interval steps them up by a twentieth (connections by one); they start at the highest bound; off when unset'),
     dane: z.boolean().optional()
       .describe('look up TLSA records (RFC 7672) of MX hosts named by DNSSEC-signed MX records and require TLS matching them, else defer with 451 4.7.5; takes precedence over MTA-STS; needs a DNSSEC-validating resolver in dns.servers'),
   };
@@ -296,6 +307,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     max_ready: scoped.max_ready.unwrap().default(1000),
     mta_sts: scoped.mta_sts.unwrap().default(true),
     dane: scoped.dane.unwrap().default(false),
+    adaptive: scoped.adaptive,
     server_max_outbound_connections: z.number().int().min(1).default(20000).describe('outbound connections open at once, all bindings and domains'),
     migrate_connections_between_sibling_domains: z.boolean().default(true)
       .describe('a connection with nothing left for its domain moves on to another domain sharing that MX host'),

@@ -27,6 +27,8 @@ export interface MetricsSources {
   outboundByBinding(): ReadonlyMap<string, number>;
   /** One Redis PING; resolves with the round trip in milliseconds, rejects when Redis is unreachable. */
   redisPing(): Promise<number>;
+  /** Adaptive limits that have moved from the top of their bounds, per binding × domain (the throttle in messages per second). */
+  adaptive?(): Array<{ binding: string; domain: string; values: { connections?: number | undefined; deliveries?: number | undefined; perSecond?: number | undefined } }>;
 }
 
 const WINDOW_S = 60;
@@ -196,6 +198,18 @@ export class Metrics {
   // labelled series disappears, an unlabelled one (which prom-client cannot leave empty) reads NaN.
   private scrapeGauges(registers: Registry[]): void {
     const { sources } = this;
+    new Gauge({
+      name: 'impulse_adaptive_limit', registers, labelNames: ['binding', 'domain', 'option'],
+      help: 'Adaptive limits in force where they have moved from the top of their bounds: max_outbound_connections, max_deliveries_per_connection, and outbound_throttle_messages in messages per second.',
+      collect() {
+        this.reset();
+        for (const { binding, domain, values: v } of attempt(() => sources.adaptive?.() ?? []) ?? []) {
+          if (v.connections !== undefined) this.set({ binding, domain, option: 'max_outbound_connections' }, v.connections);
+          if (v.deliveries !== undefined) this.set({ binding, domain, option: 'max_deliveries_per_connection' }, v.deliveries);
+          if (v.perSecond !== undefined) this.set({ binding, domain, option: 'outbound_throttle_messages' }, v.perSecond);
+        }
+      },
+    });
     new Gauge({
       name: 'impulse_queue_messages', registers, labelNames: ['state'],
       help: 'Jobs (one per message and destination domain, not recipients) by state: active (held in memory by the scheduler), waiting (in Redis, due now), delayed (in Redis, due later).',

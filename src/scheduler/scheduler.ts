@@ -22,7 +22,7 @@ import { Sites } from './site.js';
 import { type SchedulerView, domainView, queueView } from './views.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { ShapingAction } from '../shaping/action.js';
-import { targetCovers } from '../shaping/rule.js';
+import { type ObservedReply, targetCovers } from '../shaping/rule.js';
 import type { ShapingChange, Shaper } from '../shaping/shaper.js';
 import { bounceReply, observeAttempt, shapedQueue } from './shaping.js';
 
@@ -35,8 +35,10 @@ interface SchedulerDeps {
   clock: Clock;
   log: Logger;
   observer: SchedulerObserver;
-  /** Shaping rules: the replies of every attempt go to them; their actions hold queues. */
-  shaping: Pick<Shaper, 'onChange' | 'observe' | 'holding' | 'inForce'>;
+  /** Shaping actions hold queues. */
+  shaping: Pick<Shaper, 'onChange' | 'holding' | 'inForce'>;
+  /** Hears the replies servers gave in every attempt (shaping rules, adaptive limits). */
+  replies: { observe(o: ObservedReply): void };
   /** The window: jobs held at most (max_active_messages), fixed until restart. */
   maxHeld: number;
 }
@@ -287,7 +289,7 @@ export class Scheduler implements DispatcherOwner {
     q.inFlight--;
     const failure = attempt.replies.find((r) => !isSuccess(r.reply));
     if (failure) q.record.lastError = { reply: failure.reply, at: this.deps.clock.now() };
-    observeAttempt((o) => this.deps.shaping.observe(o), q, attempt);
+    observeAttempt((o) => this.deps.replies.observe(o), q, attempt);
     void entry.resolve({ kind: 'attempted', attempt });
   }
 

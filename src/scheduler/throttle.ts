@@ -5,14 +5,21 @@ import type { Rate } from '../config/units.js';
 
 export class Throttle {
   /** Times of the last `count` events, oldest first. */
-  private readonly times: number[] = [];
+  private readonly times: number[];
 
-  constructor(readonly rate: Rate) {}
+  constructor(readonly rate: Rate, earlier: readonly number[] = []) {
+    this.times = earlier.slice(-rate.count);
+  }
 
   /** Milliseconds until an event is allowed; 0 when one is allowed now. */
   wait(now: number): number {
     if (this.times.length < this.rate.count) return 0;
     return Math.max(0, this.times[0]! + this.rate.perMs - now);
+  }
+
+  /** The events counted, oldest first. */
+  get events(): readonly number[] {
+    return this.times;
   }
 
   take(now: number): void {
@@ -24,14 +31,16 @@ export class Throttle {
 export class Throttles {
   private readonly byScope = new Map<string, Throttle>();
 
-  /** The shared throttle of `scope`; a changed rate (after a reload) starts a new budget. */
+  /**
+   * The shared throttle of `scope`. A changed rate (a reload, an adaptive step, a shaping overlay)
+   * keeps the events already counted, so a change never grants a fresh burst on top of them.
+   */
   get(scope: string, rate: Rate | undefined): Throttle | undefined {
     if (!rate) return undefined;
-    const key = `${scope}\u0000${rate.count}/${rate.perMs}`;
-    let t = this.byScope.get(key);
-    if (!t) {
-      t = new Throttle(rate);
-      this.byScope.set(key, t);
+    let t = this.byScope.get(scope);
+    if (!t || t.rate.count !== rate.count || t.rate.perMs !== rate.perMs) {
+      t = new Throttle(rate, t?.events ?? []);
+      this.byScope.set(scope, t);
     }
     return t;
   }

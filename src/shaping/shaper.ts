@@ -127,7 +127,7 @@ export class Shaper {
     const from: Partial<Record<ScopedOption, string>> = {};
     for (const a of sets) {
       Object.assign(values, a.options);
-      for (const k of Object.keys(a.options ?? {}) as ScopedOption[]) from[k] = a.id;
+      for (const k of Object.keys(a.options ?? {}) as ScopedOption[]) from[k] = `shaping ${a.id}`;
     }
     return { values, from };
   }

@@ -19,9 +19,12 @@ import type { ReadyQueueId } from '../../src/scheduler/ready-queue.js';
 import { Scheduler } from '../../src/scheduler/scheduler.js';
 import type { ShapingAction } from '../../src/shaping/action.js';
 import { Shaper } from '../../src/shaping/shaper.js';
+import { AdaptiveLimits, adaptiveBounds } from '../../src/shaping/adaptive.js';
+import type { ObservedReply } from '../../src/shaping/rule.js';
+import { BounceClassifier } from '../../src/bounce/classify.js';
 import { FakeClock } from './fake-clock.js';
 import { configFrom } from './options.js';
-import { DeliveryOptions } from '../../src/config/delivery-options.js';
+import { DeliveryOptions, layered } from '../../src/config/delivery-options.js';
 import { DestinationPolicies } from '../../src/delivery/destination-tls.js';
 
 /** How a scripted MX address behaves. */
@@ -134,6 +137,7 @@ export class Harness {
   readonly options: DeliveryOptions;
   readonly bindings: Bindings;
   readonly shaper: Shaper;
+  readonly adaptive: AdaptiveLimits;
   /** The stand-in for Redis's hash of shaping actions. */
   readonly shapingStored = new Map<string, ShapingAction>();
   /** Jobs in the stand-in for BullMQ's delayed set, by job id. */
@@ -164,16 +168,24 @@ export class Harness {
         remove: async (id) => void stored.delete(id),
       },
     });
-    this.options = new DeliveryOptions(config, (b, d) => this.shaper.overlay(b, d, (x) => this.scheduler.mxHostsOf(x)));
+    const classes = new BounceClassifier([]);
+    this.adaptive = new AdaptiveLimits({
+      bounds: (b, d) => adaptiveBounds(this.options.configured(b, d).adaptive), bounceClass: (r) => classes.classify(r), clock: this.clock, log,
+    });
+    this.options = new DeliveryOptions(config, layered(
+      (b, d) => this.adaptive.overlay(b, d),
+      (b, d) => this.shaper.overlay(b, d, (x) => this.scheduler.mxHostsOf(x)),
+    ));
+    const replies = { observe: (o: ObservedReply) => { this.shaper.observe(o); this.adaptive.observe(o); } };
     this.bindings = new Bindings(config);
     const initiator = new Initiator({
       resolver: this.resolver(), connector: this.connector(), health: new AddressHealth(), hosts: new HostConnections(), hooks,
       clock: this.clock, log, options: this.options, isLocalAddress: () => true,
-      policies: new DestinationPolicies({}), observer: { tlsPolicy: () => {} }, replies: this.shaper,
+      policies: new DestinationPolicies({}), observer: { tlsPolicy: () => {} }, replies,
     });
     this.scheduler = new Scheduler({
       initiator, parked: this.parkedIndex(), options: this.options, bindings: this.bindings, hooks, clock: this.clock, log,
-      observer: { connectionFailed: () => {}, migrated: () => {} }, maxHeld: config.max_active_messages, shaping: this.shaper,
+      observer: { connectionFailed: () => {}, migrated: () => {} }, maxHeld: config.max_active_messages, shaping: this.shaper, replies,
     });
   }
 

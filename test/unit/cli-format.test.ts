@@ -131,7 +131,8 @@ test('domain rendering', () => {
       binding: 'default', phase: 'paced', phase_detail: 'until 2025-03-01T12:01:00.000Z after 421 4.7.0 Try again later',
       suspended: false, ready: 3, in_flight: 2, connections: 2, connecting: 0, idle: 1,
       throttled_ms: { messages: 0, connections: 250 },
-      limits: { max_outbound_connections: { value: 32, scope: 'global' }, outbound_throttle_messages: { value: null, scope: 'no limit' } },
+      limits: { max_outbound_connections: { value: 3, scope: 'adaptive' }, outbound_throttle_messages: { value: null, scope: 'no limit' } },
+      adaptive: { max_outbound_connections: 3, signals: 4, last_signal: '2025-03-01T11:59:00Z', last_step_down: '2025-03-01T11:58:00Z' },
     }],
   };
   assert.equal(renderDomain(d, NOW), [
@@ -157,8 +158,9 @@ test('domain rendering', () => {
     '',
     'Limits for binding default:',
     '  OPTION                      VALUE  SCOPE',
-    '  max_outbound_connections    32     (global)',
+    '  max_outbound_connections    3      (adaptive)',
     '  outbound_throttle_messages  unset  (no limit)',
+    '  Adaptive: 4 rate or reputation deferrals, the last 2025-03-01T11:59:00Z; stepped down 2025-03-01T11:58:00Z',
     '',
   ].join('\n'));
 });

@@ -1,7 +1,7 @@
 // `impulse domain D`: everything the scheduler knows about one destination domain.
 import type { Command } from 'commander';
 import type { AddressMark, DaneView, DomainDetail, StsView } from '../../admin/protocol.js';
-import { fields, humanAge, humanMs, list, table, when } from '../format.js';
+import { fields, humanAge, humanMs, list, plural, table, when } from '../format.js';
 import { type AdminOptions, adminCommand, run } from './shared.js';
 import { actionText, scopeText } from './shaping.js';
 
@@ -39,7 +39,10 @@ function renderBindings(d: DomainDetail): string {
     const entries = Object.entries(b.limits);
     if (entries.length === 0) return '';
     const rows = entries.map(([key, l]) => [key, l.value === null ? 'unset' : String(l.value), `(${l.scope})`]);
-    return `\nLimits for binding ${b.binding}:\n${table([{ title: 'OPTION' }, { title: 'VALUE' }, { title: 'SCOPE' }], rows, '  ')}`;
+    const a = b.adaptive;
+    const adaptive = a ? `  Adaptive: ${plural(a.signals, 'rate or reputation deferral')}${a.last_signal ? `, the last ${a.last_signal}` : ''}`
+      + `${a.last_step_down ? `; stepped down ${a.last_step_down}` : ''}${a.last_step_up ? `; up ${a.last_step_up}` : ''}\n` : '';
+    return `\nLimits for binding ${b.binding}:\n${table([{ title: 'OPTION' }, { title: 'VALUE' }, { title: 'SCOPE' }], rows, '  ')}${adaptive}`;
   });
   return `\n${bindings}${phases.join('')}${limits.join('')}`;
 }
