@@ -11,15 +11,24 @@ import { type World, buildWorld, mxZone } from './world.js';
 
 const RATE = '4.7.28 [127.0.0.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.';
 
+const RP001 = '4.3.2 RP-001 (COL004-MC1F12) Unfortunately, some messages from [127.0.0.1] weren\'t sent. Please try again. We have limits for how many messages can be sent per hour and per day.';
+
 let world: World;
 let limited = true;
+let rpOnce = 1;
 
 before(async () => {
   world = await buildWorld({
-    zone: mxZone({ 'busy.test': '127.0.0.150', 'calm.test': '127.0.0.151' }),
+    zone: {
+      ...mxZone({ 'busy.test': '127.0.0.150', 'calm.test': '127.0.0.151' }),
+      'hotmail.test': { mx: [{ preference: 10, exchange: 'mx.olc.protection.outlook.test' }] },
+      'outlook.test': { mx: [{ preference: 10, exchange: 'mx.olc.protection.outlook.test' }] },
+      'mx.olc.protection.outlook.test': { a: ['127.0.0.152'] },
+    },
     sinks: {
       busy: { host: '127.0.0.150', behaviour: (ctx) => (limited && ctx.stage === 'data' ? { code: 421, message: RATE } : undefined) },
       calm: { host: '127.0.0.151' },
+      outlook: { host: '127.0.0.152', behaviour: (ctx) => (ctx.stage === 'data' && rpOnce-- > 0 ? { code: 421, message: RP001 } : undefined) },
     },
   });
 });
@@ -82,5 +91,30 @@ test('a 421 4.7.28 suspends its binding × domain for the duration, listed, show
     assert.match(none.stderr, /shaping clear needs --id, --rule, --domain, --binding or --site/);
   } finally {
     await second.stop();
+  }
+});
+
+test('a set rule on the site: after one RP-001 every domain on that MX host shares one budget of two messages a second, as the sink sees them', async () => {
+  const d = await world.start({
+    redis: { embedded: true, dir: join(world.dir, 'redis-site'), appendfsync: 'everysec' }, retry_interval: '1s',
+    shaping_rules: [{
+      name: 'microsoft-rate', match: 'RP-00[123]', mx_hosts: ['outlook.test'], scope: 'site', action: 'set', duration: '1h',
+      options: { max_outbound_connections: 1, outbound_throttle_messages: '2/1' },
+    }],
+  });
+  try {
+    await inject('first@hotmail.test');
+    const action = await d.waitForLog((r) => r.event === 'shaping_action');
+    assert.deepEqual([action.scope, action.mx_host, action.options?.max_outbound_connections], ['site', 'mx.olc.protection.outlook.test', 1]);
+    const to = [...Array.from({ length: 10 }, (_, i) => `h${i}@hotmail.test`), ...Array.from({ length: 10 }, (_, i) => `o${i}@outlook.test`)];
+    await Promise.all(to.map((r) => inject(r)));
+    const got = await world.sinks.outlook!.waitForRecipients(['first@hotmail.test', ...to], 30_000);
+    const times = got.map((m) => m.receivedAt).sort((a, b) => a - b);
+    // 21 messages at two a second take ten seconds at least; no one-second window holds more than two.
+    for (let i = 2; i < times.length; i++) assert.ok(times[i]! - times[i - 2]! >= 950, `three arrivals within a second: ${times.slice(i - 2, i + 1).join(', ')}`);
+    // max_outbound_connections counts per ready queue (or sibling pool), as configured caps do: one for each domain at most.
+    assert.ok(world.sinks.outlook!.peakConcurrency().total <= 2);
+  } finally {
+    await d.stop();
   }
 });
