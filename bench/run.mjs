@@ -16,6 +16,7 @@ import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
 import { INJECT_FROM_DOMAIN, inject } from './inject.mjs';
 import { cpuSeconds, peakRssKb, redisChildOf, rssKb } from './proc.mjs';
+import { eventCounts, logCommandstats, logTimeline, median } from './report.mjs';
 import { startSink } from './sink.mjs';
 import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workloads.mjs';
 
@@ -131,30 +132,6 @@ async function redisInfo(redis) {
 /** CPU and Redis counters of the daemon and its redis-server, for the difference between two moments. */
 async function sample(daemonPid, redisPid, redis) {
   return { at: Date.now(), daemonCpu: cpuSeconds(daemonPid), redisCpu: cpuSeconds(redisPid), ...(await redisInfo(redis)) };
-}
-
-function eventCounts(logs) {
-  const counts = {};
-  for (const r of logs) {
-    const key = r.event ?? (r.raw !== undefined ? 'non_json' : `level_${r.level}`);
-    counts[key] = (counts[key] ?? 0) + 1;
-  }
-  return counts;
-}
-
-function logTimeline(timeline) {
-  log('per second since the first injection: sent, arrived, connections they arrived on; latency of those sent p50 p99 max (ms)');
-  for (const t of timeline) log(`  ${t.second} ${t.n} ${t.arrived} ${t.conns} ${t.p50 ?? '-'} ${t.p99 ?? '-'} ${t.max ?? '-'}`);
-}
-
-/** Redis calls per delivered message by command, most frequent first (RESETSTAT also zeroes the INFO stats counters, so it runs before the first sample). */
-function logCommandstats(text, delivered) {
-  const rows = [...text.matchAll(/^cmdstat_(\S+):calls=(\d+),usec=(\d+)/gm)]
-    .map(([, cmd, calls, usec]) => ({ cmd, calls: Number(calls), usec: Number(usec) }))
-    .sort((a, b) => b.calls - a.calls);
-  for (const r of rows) {
-    log(`  ${r.cmd.padEnd(22)} ${(r.calls / Math.max(1, delivered)).toFixed(2).padStart(8)}/msg ${(r.usec / Math.max(1, delivered)).toFixed(1).padStart(8)} us/msg`);
-  }
 }
 
 /**
@@ -312,8 +289,8 @@ async function runOnce(run) {
 
     const { figures, summary } = await deliveryFigures(sink, prefix, injected, name === 'W4' ? opts.drainMs : opts.timeoutMs);
     const after = await sample(pid, redisPid, redis);
-    if (flags.commandstats) logCommandstats(await redis.info('commandstats'), summary.unique);
-    if (flags.timeline) logTimeline(summary.timeline);
+    if (flags.commandstats) logCommandstats(log, await redis.info('commandstats'), summary.unique);
+    if (flags.timeline) logTimeline(log, summary.timeline);
     const per1000 = (cpu) => round((cpu * 1000) / Math.max(1, summary.unique), 3);
     if (name === 'W3') {
       extra.slow_delivered = (await sink.summary(`${prefix}s`, [])).unique;
@@ -369,23 +346,6 @@ async function runOnce(run) {
   }
 }
 
-function median(results) {
-  const out = { workload: name, runs: results.length, median: true };
-  for (const key of Object.keys(results[0])) {
-    const values = results.map((r) => r[key]);
-    if (values.every((v) => typeof v === 'number')) {
-      const sorted = [...values].sort((a, b) => a - b);
-      out[key] = sorted[Math.floor((sorted.length - 1) / 2)];
-    } else if (key === 'warn_events' || key === 'inject_errors') {
-      const total = {};
-      for (const v of values) for (const [k, c] of Object.entries(v ?? {})) total[k] = (total[k] ?? 0) + c;
-      out[`${key}_all_runs`] = total;
-    } else if (values.every((v) => v === values[0])) out[key] = values[0];
-  }
-  delete out.run;
-  return out;
-}
-
 log(`${workload.about}; ${JSON.stringify(Object.fromEntries(Object.entries(opts).filter(([, v]) => Number.isFinite(v))))}`);
 const results = [];
 let failed = false;
@@ -400,5 +360,5 @@ for (let run = 1; run <= opts.runs; run++) {
     break;
   }
 }
-if (results.length > 1) console.log(JSON.stringify(median(results)));
+if (results.length > 1) console.log(JSON.stringify(median(name, results)));
 process.exit(failed ? 1 : 0);
