@@ -5,8 +5,12 @@
 //
 // Over IPC the parent asks: { op: 'wait', prefix, count, timeoutMs } (resolves when `count`
 // unique ids of that prefix have arrived, or at the timeout) and { op: 'summary', prefix,
-// accepted } (figures for that prefix; `accepted` is the list of sequence numbers the relay
-// acknowledged, to name the lost ones).
+// accepted, since } (figures for that prefix; `accepted` is the list of sequence numbers the relay
+// acknowledged, to name the lost ones; `since`, the injection's start, is where the delivery
+// curve's first bucket begins).
+//
+// Two behaviours make some addresses unlike a plain MX: `tarpit` holds every MAIL reply, and
+// `rateLimit` answers Gmail's 421 4.7.28 to a source address that sends faster than it allows.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SMTPServer } from 'smtp-server';
@@ -14,10 +18,15 @@ import { SMTPServer } from 'smtp-server';
 const SELF = fileURLToPath(import.meta.url);
 // The headers we need sit at the top; the daemon adds a Received header above them.
 const HEADER_SCAN_BYTES = 8192;
+// The delivery curve's resolution: coarse enough that a bucket at 50 msg/s holds hundreds of
+// messages, fine enough to show a sender stepping its rate down and back up.
+const CURVE_BUCKET_MS = 10_000;
+// Gmail's text, so that the daemon's bounce classes and shaping rules see what they would see there.
+const RATE_LIMITED = (ip) => `4.7.28 [${ip}] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.`;
 
 /** Starts the sink process; resolves once every address listens. */
-export function startSink({ hosts, port, tarpit = {} }) {
-  const child = fork(SELF, [JSON.stringify({ hosts, port, tarpit })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+export function startSink({ hosts, port, tarpit = {}, rateLimit = {} }) {
+  const child = fork(SELF, [JSON.stringify({ hosts, port, tarpit, rateLimit })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const pending = new Map();
   let nextId = 0;
   let onReady;
@@ -39,7 +48,7 @@ export function startSink({ hosts, port, tarpit = {} }) {
   return ready.then(() => ({
     pid: child.pid,
     waitFor: (prefix, count, timeoutMs) => ask({ op: 'wait', prefix, count, timeoutMs }),
-    summary: (prefix, accepted) => ask({ op: 'summary', prefix, accepted }),
+    summary: (prefix, accepted, since) => ask({ op: 'summary', prefix, accepted, since }),
     close: () => new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
@@ -57,8 +66,13 @@ function benchHeaders(head) {
   return { id, ts: ts === undefined ? NaN : Number(ts), signed: /^DKIM-Signature:/im.test(text) };
 }
 
-function serve({ hosts, port, tarpit }) {
+function serve({ hosts, port, tarpit, rateLimit }) {
   const tarpitHosts = new Set(tarpit.hosts ?? []);
+  const limitedHosts = new Set(rateLimit.hosts ?? []);
+  // Per source address, the times of the messages accepted in the last second, oldest first. One
+  // window per source over all the limited addresses, as a provider with several MX hosts
+  // counts a sending IP's mail wherever it lands.
+  const windows = new Map();
   // Per prefix: arrival records and the count of each sequence number seen.
   const byPrefix = new Map();
   const connections = new Map();
@@ -68,7 +82,7 @@ function serve({ hosts, port, tarpit }) {
 
   const bucket = (prefix) => {
     let b = byPrefix.get(prefix);
-    if (!b) byPrefix.set(prefix, (b = { seen: new Map(), arrivals: [] }));
+    if (!b) byPrefix.set(prefix, (b = { seen: new Map(), arrivals: [], deferred: [] }));
     return b;
   };
 
@@ -81,13 +95,37 @@ function serve({ hosts, port, tarpit }) {
     });
   };
 
-  const record = (session, head) => {
-    const at = Date.now();
+  /**
+   * Whether a message from this source would go beyond `rateLimit.perSecond` accepted in the
+   * last second; if not, it is counted as accepted. A sliding window, not a per-second counter,
+   * so that a burst straddling a second's boundary is not let through twice over.
+   */
+  const overLimit = (session, at) => {
+    if (!limitedHosts.has(session.localAddress)) return false;
+    let w = windows.get(session.remoteAddress);
+    if (!w) windows.set(session.remoteAddress, (w = []));
+    while (w.length && w[0] <= at - 1000) w.shift();
+    if (w.length >= rateLimit.perSecond) return true;
+    w.push(at);
+    return false;
+  };
+
+  const idOf = (head) => {
     const { id, ts, signed } = benchHeaders(head);
-    if (!id) return;
+    if (!id) return null;
     const dot = id.lastIndexOf('.');
-    const prefix = id.slice(0, dot);
-    const seq = Number(id.slice(dot + 1));
+    return { prefix: id.slice(0, dot), seq: Number(id.slice(dot + 1)), ts, signed };
+  };
+
+  const defer = (head, at) => {
+    const m = idOf(head);
+    if (m) bucket(m.prefix).deferred.push(at);
+  };
+
+  const record = (session, head, at) => {
+    const m = idOf(head);
+    if (!m) return;
+    const { prefix, seq, ts, signed } = m;
     const b = bucket(prefix);
     b.seen.set(seq, (b.seen.get(seq) ?? 0) + 1);
     b.arrivals.push({ at, ts, seq, signed, conn: session.id, local: session.localAddress, remote: session.remoteAddress });
@@ -130,7 +168,17 @@ function serve({ hosts, port, tarpit }) {
         }
       });
       stream.on('end', () => {
-        record(session, Buffer.concat(chunks));
+        const at = Date.now();
+        const head = Buffer.concat(chunks);
+        // Decided at the end of DATA, as Gmail does with 4.7.28: the sender has spent the
+        // transfer, as it would there, and the message's X-Bench-Id is known, so each 421 is
+        // counted for its run. Refused at RCPT, a 421 could not be told apart by run.
+        if (overLimit(session, at)) {
+          defer(head, at);
+          // smtp-server sends a 421 and then closes the session, as a real receiver does.
+          return cb(Object.assign(new Error(RATE_LIMITED(session.remoteAddress)), { responseCode: 421 }));
+        }
+        record(session, head, at);
         cb(null, 'Ok');
       });
     },
@@ -145,7 +193,38 @@ function serve({ hosts, port, tarpit }) {
     });
   });
 
-  const summary = (prefix, accepted) => {
+  /**
+   * Accepted (250, duplicates included) and deferred (421) per CURVE_BUCKET_MS since `since`,
+   * every bucket up to the last event present even when empty, and the accepted rate over the
+   * second half of [since, last acceptance]: where a sender that adapts should have settled.
+   */
+  const curveOf = (b, since) => {
+    // Loops, not Math.min(...list): a W4 run's million arrivals would overflow the call stack.
+    let first = Infinity;
+    let last = -Infinity;
+    let lastAccepted = -Infinity;
+    for (const a of b.arrivals) {
+      first = Math.min(first, a.at);
+      lastAccepted = Math.max(lastAccepted, a.at);
+    }
+    for (const at of b.deferred) {
+      first = Math.min(first, at);
+      last = Math.max(last, at);
+    }
+    last = Math.max(last, lastAccepted);
+    const t0 = Number.isFinite(since) ? since : first;
+    if (!Number.isFinite(last)) return { curve: [], steadyRate: null };
+    const curve = Array.from({ length: Math.floor((last - t0) / CURVE_BUCKET_MS) + 1 }, (_, i) => ({ t: (i * CURVE_BUCKET_MS) / 1000, accepted: 0, deferred: 0 }));
+    const slot = (at) => curve[Math.max(0, Math.floor((at - t0) / CURVE_BUCKET_MS))];
+    for (const a of b.arrivals) slot(a.at).accepted++;
+    for (const at of b.deferred) slot(at).deferred++;
+    const mid = t0 + (lastAccepted - t0) / 2;
+    let steady = 0;
+    for (const a of b.arrivals) if (a.at >= mid) steady++;
+    return { curve, steadyRate: lastAccepted > mid ? steady / ((lastAccepted - mid) / 1000) : null };
+  };
+
+  const summary = (prefix, accepted, since) => {
     const b = bucket(prefix);
     let duplicates = 0;
     for (const n of b.seen.values()) duplicates += n - 1;
@@ -186,6 +265,7 @@ function serve({ hosts, port, tarpit }) {
       if (firstArrival === null || a.at < firstArrival) firstArrival = a.at;
       if (lastArrival === null || a.at > lastArrival) lastArrival = a.at;
     }
+    const { curve, steadyRate } = curveOf(b, since);
     return {
       unique: b.seen.size,
       // Messages whose first copy carried a DKIM-Signature: shows a --dkim run signed them all.
@@ -203,6 +283,9 @@ function serve({ hosts, port, tarpit }) {
       connectionsOpened: connectionCount,
       perHost,
       sources: [...new Set(b.arrivals.map((a) => a.remote))],
+      rateLimited: b.deferred.length,
+      curve,
+      steadyRate,
       cpuS: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
     };
   };
@@ -210,7 +293,7 @@ function serve({ hosts, port, tarpit }) {
   Promise.all(servers).then((listening) => {
     process.on('message', (req) => {
       const reply = (result) => process.send({ id: req.id, result });
-      if (req.op === 'summary') return reply(summary(req.prefix, req.accepted ?? []));
+      if (req.op === 'summary') return reply(summary(req.prefix, req.accepted ?? [], req.since));
       if (req.op === 'wait') {
         const w = { prefix: req.prefix, count: req.count, reply };
         w.timer = setTimeout(() => {
