@@ -43,3 +43,13 @@ export function median(name, results) {
   delete out.run;
   return out;
 }
+
+/** W6's delivery curve as a table: what the rate-limited MX accepted and deferred per 10 s, against its limit. */
+export function logCurve(log, curve, limit) {
+  log(`delivery curve per 10 s since injection started: accepted (250) and deferred (421) by the MX; accepted msg/s and as a fraction of ${limit} msg/s`);
+  log('     t_s  accepted  deferred  msg_s  of_limit');
+  for (const b of curve) {
+    const rate = b.accepted / 10;
+    log(`  ${String(b.t).padStart(6)}  ${String(b.accepted).padStart(8)}  ${String(b.deferred).padStart(8)}  ${rate.toFixed(1).padStart(5)}  ${(rate / limit).toFixed(2).padStart(8)}`);
+  }
+}

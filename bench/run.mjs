@@ -1,4 +1,4 @@
-// The benchmark runner: `npm run bench -- <W0|W1|W2|W3|W4> [--runs 3] [--n 20000] ...`.
+// The benchmark runner: `npm run bench -- <W0|W1|W2|W3|W4|W6> [--runs 3] [--n 20000] ...`.
 // Each run gets a fresh temp dir, a DNS server and a counting sink on loopback, and a fresh
 // daemon (the built CLI, as an operator starts it) with an embedded Redis; it injects the
 // workload, waits for the sink to have every accepted message, and prints one JSON result line.
@@ -16,13 +16,14 @@ import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
 import { INJECT_FROM_DOMAIN, inject } from './inject.mjs';
 import { cpuSeconds, peakRssKb, redisChildOf, rssKb } from './proc.mjs';
-import { eventCounts, logCommandstats, logTimeline, median } from './report.mjs';
+import { eventCounts, logCommandstats, logCurve, logTimeline, median } from './report.mjs';
 import { startSink } from './sink.mjs';
 import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workloads.mjs';
 
 const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
   [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
-  [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--config '{"key": value}']
+  [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--limit-rate R] (W6)
+  [--config '{"key": value}']
   [--dkim rsa|ed25519|both] [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
 const { values: flags, positionals } = parseArgs({
@@ -35,11 +36,13 @@ const { values: flags, positionals } = parseArgs({
     domains: { type: 'string' },
     rate: { type: 'string', default: '0' },
     appendfsync: { type: 'string', default: 'always' },
-    'timeout-s': { type: 'string', default: '600' },
+    'timeout-s': { type: 'string' },
     backlog: { type: 'string' },
     'tarpit-ms': { type: 'string' },
     'drain-s': { type: 'string' },
     'hold-s': { type: 'string' },
+    // W6: messages per second its MX accepts from one source address; beyond that it answers 421 4.7.28.
+    'limit-rate': { type: 'string' },
     // W3: start W1 only once the consumer has parked the whole backlog (it sits in the queue).
     'settle-backlog': { type: 'boolean', default: false },
     // Daemon config keys over the bench defaults, as YAML-compatible JSON: compares settings.
@@ -83,18 +86,27 @@ function count(flag, fallback) {
   return v;
 }
 const d = workload.defaults;
+const n = count('n', d.n);
+const limitRate = count('limit-rate', d.limitRate);
+if (workload.rateLimitHosts && !(limitRate > 0)) {
+  console.error(`--limit-rate must be above 0, not ${flags['limit-rate']}`);
+  process.exit(2);
+}
 const opts = {
   runs: count('runs', 1),
-  n: count('n', d.n),
+  n,
   size: count('size', d.size),
   conns: count('conns', d.conns),
   domains: count('domains', d.domains),
   rate: count('rate', 0),
-  timeoutMs: count('timeout-s', 600) * 1000,
+  // A rate-limited MX takes n / R seconds at best: the wait scales with that, so a larger N is
+  // not cut short, and a sender that never gets through still ends the run.
+  timeoutMs: count('timeout-s', workload.rateLimitHosts ? 120 + (3 * n) / limitRate : 600) * 1000,
   backlog: count('backlog', d.backlog),
   tarpitMs: count('tarpit-ms', d.tarpitMs),
   drainMs: count('drain-s', d.drainS) * 1000,
   holdMs: count('hold-s', d.holdS) * 1000,
+  limitRate,
 };
 
 const log = (msg) => process.stderr.write(`[bench ${name} ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -156,7 +168,7 @@ async function deliveryFigures(sink, prefix, injected, timeoutMs) {
   if (arrived.timedOut) log(`timed out: ${arrived.arrived}/${injected.accepted.length} arrived`);
   // A duplicate delivered just after the last original still counts.
   await new Promise((r) => setTimeout(r, 500));
-  const s = await sink.summary(prefix, injected.accepted);
+  const s = await sink.summary(prefix, injected.accepted, injected.t0);
   if (s.lost) log(`lost (first ${s.lostSample.length}): ${s.lostSample.join(' ')}`);
   return {
     summary: s,
@@ -202,6 +214,7 @@ function daemonConfig(dir, dns, intakePort, sinkPort) {
     remote_smtp_port: sinkPort,
     shutdown_timeout: '5s',
     ...(flags.dkim ? { dkim: dkimKeys(dir, flags.dkim) } : {}),
+    ...workload.config,
     ...JSON.parse(flags.config),
   };
 }
@@ -214,7 +227,11 @@ async function runOnce(run) {
   const common = { size: opts.size, conns: opts.conns, rate: opts.rate };
   const dns = await startDns(workload.zone(opts.domains));
   const sinkPort = await freePort('127.0.0.2');
-  const sink = await startSink({ hosts: workload.sinkHosts, port: sinkPort, tarpit: { hosts: workload.tarpitHosts, ms: opts.tarpitMs } });
+  const sink = await startSink({
+    hosts: workload.sinkHosts, port: sinkPort,
+    tarpit: { hosts: workload.tarpitHosts, ms: opts.tarpitMs },
+    rateLimit: { hosts: workload.rateLimitHosts, perSecond: opts.limitRate },
+  });
   let daemon;
   let redis;
   let redisPid;
@@ -295,6 +312,16 @@ async function runOnce(run) {
     if (name === 'W3') {
       extra.slow_delivered = (await sink.summary(`${prefix}s`, [])).unique;
     }
+    if (workload.rateLimitHosts) {
+      // The limit holds per source address: with several bindings the MX takes R from each.
+      const limit = opts.limitRate * Math.max(1, summary.sources.length);
+      logCurve(log, summary.curve, limit);
+      extra.limit_rate = opts.limitRate;
+      extra.limit_sources = summary.sources.length;
+      extra.rate_limited = summary.rateLimited;
+      extra.deferred_pct = round((100 * summary.rateLimited) / Math.max(1, summary.deliveries + summary.rateLimited), 1);
+      extra.steady_rate = summary.steadyRate === null ? null : round(summary.steadyRate / limit, 2);
+    }
     if (name === 'W4') {
       extra.drain_msg_s = round(rateOf(summary.unique, extra.resumed_at, summary.lastArrival), 1);
       extra.first_after_resume_ms = summary.firstArrival === null ? null : summary.firstArrival - extra.resumed_at;
@@ -323,6 +350,8 @@ async function runOnce(run) {
       redis_latest_fork_ms: round(after.forkUsec / 1000, 1),
       sink_cpu_s: round(summary.cpuS, 2),
       warn_events: eventCounts(daemon.logs),
+      // Last, as it is the longest: per 10 s, what the rate-limited MX accepted and deferred.
+      ...(workload.rateLimitHosts ? { curve: summary.curve } : {}),
     };
   } finally {
     await redis?.quit().catch(() => {});

@@ -4,6 +4,7 @@
 // addresses answer, and its default figures; every default can be overridden by a flag.
 const SINK = '127.0.0.2';
 const TARPIT = '127.0.0.5';
+const LIMITED = '127.0.0.6';
 export const SLOW_DOMAIN = 'slow.test';
 export const HELD_DOMAIN = 'held.test';
 
@@ -63,5 +64,18 @@ export const WORKLOADS = {
       [HELD_DOMAIN]: { mx: [{ preference: 10, exchange: 'mx0.bench.test' }] },
       'mx0.bench.test': { a: [SINK] },
     }),
+  },
+  W6: {
+    about: 'adaptive: one domain, its MX on a sink address that accepts at most R msg/s per source address',
+    // 6,000 at 50 msg/s take two minutes at best: long enough for a sender to settle, short
+    // enough to run with and without a setting several times over.
+    defaults: { ...base, n: 6000, domains: 1, limitRate: 50 },
+    daemon: true,
+    sinkHosts: [LIMITED],
+    rateLimitHosts: [LIMITED],
+    // Mail a 421 deferred comes back in seconds rather than after the default 20 minutes, so the
+    // run ends with everything delivered; --config overrides these like any other key.
+    config: { retry_interval: '5s', max_retry_interval: '30s' },
+    zone: (domains) => zone(domains, () => 'mx0.bench.test', () => LIMITED, 1),
   },
 };
