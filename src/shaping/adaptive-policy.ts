@@ -64,7 +64,11 @@ export function stepUp(v: AdaptiveValues, b: AdaptiveBounds): AdaptiveValues {
   };
 }
 
-/** A rate in messages per second as a throttle: N per second from 1 up, else 1 per so many milliseconds. */
+/**
+ * A rate in messages per second as a throttle of one message per interval: evenly spaced, since
+ * "N per second" lets N go at once, and a receiver counting over its own sliding second then sees
+ * two bursts in one window and defers well below N.
+ */
 export function throttleOf(messagesPerSecond: number): Rate {
-  return messagesPerSecond >= 1 ? { count: Math.round(messagesPerSecond), perMs: 1000 } : { count: 1, perMs: Math.round(1000 / messagesPerSecond) };
+  return { count: 1, perMs: Math.max(1, Math.round(1000 / messagesPerSecond)) };
 }

@@ -36,7 +36,7 @@ test('limits start at the top of their bounds, step down by a quarter and up by 
   assert.deepEqual(stepUp({ connections: 2, deliveries: 10, perSecond: 1 }, bounds), { connections: 3, deliveries: 11, perSecond: 1.05 });
   assert.deepEqual(stepUp({ connections: 32, deliveries: 199, perSecond: 99 }, bounds), { connections: 32, deliveries: 200, perSecond: 100 });
   assert.deepEqual(stepDown({ connections: 5 }, { step_down_interval: 1, step_up_interval: 1 }), { connections: 5, deliveries: undefined, perSecond: undefined }, 'an unbounded option does not move');
-  assert.deepEqual([throttleOf(42.2), throttleOf(1), throttleOf(0.5)], [{ count: 42, perMs: 1000 }, { count: 1, perMs: 1000 }, { count: 1, perMs: 2000 }]);
+  assert.deepEqual([throttleOf(42.2), throttleOf(1), throttleOf(0.5), throttleOf(5000)], [{ count: 1, perMs: 24 }, { count: 1, perMs: 1000 }, { count: 1, perMs: 2000 }, { count: 1, perMs: 1 }]);
 });
 
 const LIMIT_PER_S = 10;
