@@ -332,7 +332,9 @@ export class Initiator {
   }
 
   private reportFailure(dr: DomainRecord, binding: Binding, target: Target | undefined, e: ConnectionError, now: number | null, phase?: ShapingPhase): void {
-    if (phase && target) this.deps.replies.observe({ binding: binding.name, domain: dr.domain, mxHost: target.host, phase, reply: e.reply });
+    if (phase && target) {
+      this.deps.replies.observe({ binding: binding.name, domain: dr.domain, mxHost: target.host, phase, reply: e.reply, connectionFailure: e.reply.text.startsWith('[internal]') });
+    }
     const addr = target ? { address: target.address, port: target.port, host: target.host } : null;
     // A lookup in flight or a full host is a wait, not a failed attempt: hooks see it, logs at debug.
     const level = e.flags & (CONN_ERROR_MX_LOOKUP_PENDING | CONN_ERROR_HOST_MAX_REACHED) ? 'debug' : 'info';

@@ -17,6 +17,8 @@ export interface ObservedReply {
   mxHost: string | undefined;
   phase: ShapingPhase;
   reply: Reply;
+  /** A connection that failed without a reply (refused, timed out): its reply is Impulse's own words, and rules may watch it. */
+  connectionFailure?: boolean;
 }
 
 /** What an action holds, named as operators see it. */
@@ -58,7 +60,10 @@ export function compileRules(rules: Config['shaping_rules']): CompiledRule[] {
   }));
 }
 
-/** Impulse's own replies start so: a rule never acts on them, so an action cannot feed itself. */
+/**
+ * Impulse's own replies start so: a rule never acts on them (but for a connection that failed
+ * without a reply, which has no other words), so an action cannot feed itself.
+ */
 const isSynthetic = (r: Reply) => r.text.startsWith('[internal]');
 
 const domainMatches = (patterns: Array<string | RegExp>, domain: string) =>
@@ -68,7 +73,7 @@ const hostMatches = (patterns: Array<string | RegExp>, host: string) =>
   patterns.some((p) => (typeof p === 'string' ? host === p || host.endsWith(`.${p}`) : p.test(host)));
 
 export function ruleWatches(rule: CompiledRule, o: ObservedReply): boolean {
-  if (isSynthetic(o.reply)) return false;
+  if (isSynthetic(o.reply) && !o.connectionFailure) return false;
   if (rule.phases && !rule.phases.has(o.phase)) return false;
   if (rule.domains && !domainMatches(rule.domains, o.domain)) return false;
   if (rule.mxHosts && (o.mxHost === undefined || !hostMatches(rule.mxHosts, o.mxHost.toLowerCase()))) return false;

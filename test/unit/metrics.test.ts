@@ -153,3 +153,13 @@ test('connectionFailed counts only the CONN_ERROR_* flags, by flag', async () =>
   assert.doesNotMatch(text, /CONN_ACTION_/);
   m.close();
 });
+
+test('adaptive limits that moved are gauges per binding, domain and option; none without', async () => {
+  const none = await scrape(new Metrics(sources()));
+  assert.equal(none.includes('impulse_adaptive_limit{'), false);
+  const m = new Metrics(sources({ adaptive: () => [{ binding: 'default', domain: 'outlook.com', values: { connections: 3, perSecond: 42.5 } }] }));
+  const text = await scrape(m);
+  assert.equal(sample(text, 'impulse_adaptive_limit{binding="default",domain="outlook.com",option="max_outbound_connections"}'), 3);
+  assert.equal(sample(text, 'impulse_adaptive_limit{binding="default",domain="outlook.com",option="outbound_throttle_messages"}'), 42.5);
+  assert.equal(text.includes('option="max_deliveries_per_connection"'), false);
+});

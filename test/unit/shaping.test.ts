@@ -37,6 +37,7 @@ test('a rule watches a reply when its pattern, phases, domains and MX hosts all 
     ['an MX host that only ends in the same letters', { mxHost: 'mx.notgoogle.com' }, false],
     ['no MX host reached', { mxHost: undefined }, false],
     ['Impulse\'s own reply', { reply: reply(451, '4.7.28', '[internal] failed by shaping rule x') }, false],
+    ['a connection that failed without a reply, in Impulse\'s words', { phase: 'connect', connectionFailure: true, reply: reply(421, '4.7.28', '[internal] gmail-smtp-in [192.0.2.9]:25: ECONNREFUSED') }, true],
     ['another reply', { reply: reply(421, '4.7.0', 'Try again later') }, false],
   ];
   for (const [name, more, want] of table) assert.equal(ruleWatches(r!, seen(GMAIL_RATE, more)), want, name);
@@ -223,4 +224,18 @@ test('the shipped provider rules load, and each provider\'s real replies meet th
     const o = seen(text, { mxHost, phase, domain: 'customer.example' });
     assert.deepEqual(compiled.filter((r) => ruleWatches(r, o)).map((r) => r.name), want, text);
   }
+});
+
+test('a connection refused without a reply reaches rules watching the connect phase, in Impulse\'s words', async () => {
+  const h = new Harness({
+    ...ownMx({ 'down.test': '192.0.2.7' }),
+    config: { shaping_rules: [{ name: 'refused', match: 'ECONNREFUSED', phase: 'connect', action: 'suspend', duration: '10m' }] },
+    servers: { '192.0.2.7': { refuse: true } },
+  });
+  h.submit('down.test', 3);
+  await h.clock.advance(1000);
+  const [action] = h.events('shaping_action');
+  assert.deepEqual([action?.rule, action?.domain], ['refused', 'down.test']);
+  assert.match(action?.reply, /^\d{3} \S+ \[internal\] .*ECONNREFUSED/);
+  await h.finish();
 });
