@@ -122,7 +122,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   });
   // Shaping's set actions are the most specific layer, over adaptive limits.
   const options: DeliveryOptions = new DeliveryOptions(config, layered(
-    (binding, domain) => adaptive.overlay(binding, domain),
+    (binding, domain, configured) => adaptive.overlay(binding, domain, configured.adaptive),
     (binding, domain) => shaper.overlay(binding, domain, (d) => scheduler?.mxHostsOf(d) ?? []),
   ));
   const replies = { observe: (o: ObservedReply) => { shaper.observe(o); adaptive.observe(o); } };

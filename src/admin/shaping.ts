@@ -1,5 +1,6 @@
 // The admin API's shaping side: the actions in force, as operators read them, and clearing them.
 import type { ShapingAction } from '../shaping/action.js';
+import { targetFields } from '../shaping/rule.js';
 import type { ShapingFilter } from '../shaping/shaper.js';
 import type { AdminContext } from './context.js';
 import type { ShapingCleared, ShapingList, ShapingView } from './protocol.js';
@@ -13,10 +14,8 @@ function shown(v: unknown): string | number | boolean {
 }
 
 export function shapingView(a: ShapingAction, now: number): ShapingView {
-  const t = a.target;
   return {
-    id: a.id, rule: a.rule, action: a.action, scope: t.scope,
-    ...('binding' in t ? { binding: t.binding } : {}), ...('domain' in t ? { domain: t.domain } : {}), ...(t.scope === 'site' ? { mx_host: t.mxHost } : {}),
+    id: a.id, rule: a.rule, action: a.action, ...targetFields(a.target),
     ...(a.options ? { options: Object.fromEntries(Object.entries(a.options).map(([k, v]) => [k, shown(v)])) } : {}),
     since: iso(a.since), until: iso(a.until), remaining_s: Math.max(0, Math.round((a.until - now) / 1000)), reply: a.reply,
   };

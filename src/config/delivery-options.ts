@@ -5,15 +5,21 @@ import { AddressSet } from '../core/cidr.js';
 import type { Config } from './schema.js';
 import { OptionScopes, type ScopedOption, type ScopedValues, hostOptions, largestScopedValue } from './scopes.js';
 
-/** Options in force over the configured ones for a binding × domain (adaptive limits, shaping's set actions), and the scope each comes from. */
-type OptionsOverlay = (binding: string, domain: string) => { values: Partial<ScopedValues>; from: Partial<Record<ScopedOption, string>> } | undefined;
+/** Options in force over the configured ones, and the scope each comes from (`adaptive …`, `shaping …`). */
+export interface OptionsLayer {
+  values: Partial<ScopedValues>;
+  from: Partial<Record<ScopedOption, string>>;
+}
+
+/** The layer over a binding × domain's configured options (adaptive limits, shaping's set actions), given those options. */
+type OptionsOverlay = (binding: string, domain: string, configured: ScopedValues) => OptionsLayer | undefined;
 
 /** Several overlays as one, each later one over the ones before it. */
 export function layered(...overlays: OptionsOverlay[]): OptionsOverlay {
-  return (binding, domain) => {
-    let out: ReturnType<OptionsOverlay>;
+  return (binding, domain, configured) => {
+    let out: OptionsLayer | undefined;
     for (const o of overlays) {
-      const next = o(binding, domain);
+      const next = o(binding, domain, configured);
       if (next) out = out ? { values: { ...out.values, ...next.values }, from: { ...out.from, ...next.from } } : next;
     }
     return out;
@@ -41,7 +47,7 @@ export class DeliveryOptions {
   /** The scoped options in force for a binding × domain: the configured ones under any overlay. */
   of(binding: string, domain: string): ScopedValues {
     const base = this.scopes.get(binding, domain);
-    const over = this.overlay(binding, domain);
+    const over = this.overlay(binding, domain, base);
     return over ? { ...base, ...over.values } : base;
   }
 
@@ -58,7 +64,7 @@ export class DeliveryOptions {
 
   /** The scope an option's value comes from: shared budgets (throttles, scope caps) are keyed by it. */
   scopeOf(binding: string, domain: string, key: ScopedOption): string {
-    return this.overlay(binding, domain)?.from[key] ?? this.scopes.scopeOf(binding, domain, key);
+    return this.overlay(binding, domain, this.scopes.get(binding, domain))?.from[key] ?? this.scopes.scopeOf(binding, domain, key);
   }
 
   /** max_outbound_connections of an MX host (`hosts:`), across bindings and domains; undefined: no limit. */

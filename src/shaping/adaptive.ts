@@ -2,7 +2,8 @@
 // connection, per-connection and message-rate limits down (at most once per step_down_interval),
 // a clean step_up_interval steps them back up, always within the scope's `adaptive` bounds.
 import type { Logger } from 'pino';
-import type { ScopedOption, ScopedValues } from '../config/scopes.js';
+import type { OptionsLayer } from '../config/delivery-options.js';
+import type { ScopedValues } from '../config/scopes.js';
 import type { Clock } from '../core/clock.js';
 import { type Reply, formatReply } from '../core/reply.js';
 import { type AdaptiveBounds, type AdaptiveValues, initialValues, isRateSignal, stepDown, stepUp, throttleOf } from './adaptive-policy.js';
@@ -66,15 +67,17 @@ export class AdaptiveLimits {
     this.logStep(o.binding, o.domain, 'down', s, formatReply(o.reply));
   }
 
-  /** The limits in force for the pair, stepping them up first when a clean step_up_interval has passed. */
-  overlay(binding: string, domain: string): { values: Partial<ScopedValues>; from: Partial<Record<ScopedOption, string>> } | undefined {
-    const b = this.deps.bounds(binding, domain);
+  /**
+   * The limits in force for the pair, stepping them up first when a clean step_up_interval has
+   * passed. `configured` is the pair's `adaptive` option, which the delivery options have at hand.
+   */
+  overlay(binding: string, domain: string, configured: ScopedValues['adaptive']): OptionsLayer | undefined {
+    const b = adaptiveBounds(configured);
     if (!b) return undefined;
     const s = this.states.get(key(binding, domain));
     if (s) this.maybeUp(binding, domain, s, b);
     const v = s?.values ?? initialValues(b);
-    const values: Partial<ScopedValues> = {};
-    const from: Partial<Record<ScopedOption, string>> = {};
+    const { values, from }: OptionsLayer = { values: {}, from: {} };
     const scope = `adaptive ${binding} :: ${domain}`;
     if (v.connections !== undefined) (values.max_outbound_connections = v.connections, from.max_outbound_connections = scope);
     if (v.deliveries !== undefined) (values.max_deliveries_per_connection = v.deliveries, from.max_deliveries_per_connection = scope);

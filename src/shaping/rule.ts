@@ -100,6 +100,13 @@ export function targetKey(t: ShapingTarget): string {
   }
 }
 
+/** A target's names as log records and the admin API carry them. */
+export function targetFields(t: ShapingTarget): { scope: ShapingTarget['scope']; binding?: string; domain?: string; mx_host?: string } {
+  return {
+    scope: t.scope, ...('binding' in t ? { binding: t.binding } : {}), ...('domain' in t ? { domain: t.domain } : {}), ...(t.scope === 'site' ? { mx_host: t.mxHost } : {}),
+  };
+}
+
 /** A ready queue as an action's scope sees it: its binding, its domain and the domain's MX hosts. */
 export interface ShapedQueue {
   binding: string;

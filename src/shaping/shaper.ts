@@ -2,12 +2,13 @@
 // is reached puts its action in force for its scope (kept in Redis, ended by a timer or an
 // operator), and the scheduler and the delivery options ask what is in force for a queue.
 import type { Logger } from 'pino';
-import type { ScopedOption, ScopedValues } from '../config/scopes.js';
+import type { OptionsLayer } from '../config/delivery-options.js';
+import type { ScopedOption } from '../config/scopes.js';
 import type { Config } from '../config/schema.js';
 import type { Clock, Timer } from '../core/clock.js';
 import { formatReply } from '../core/reply.js';
 import { type ShapingAction, triggered } from './action.js';
-import { type CompiledRule, type ObservedReply, type ShapedQueue, type ShapingTarget, compileRules, ruleWatches, targetCovers, targetKey, targetOf } from './rule.js';
+import { type CompiledRule, type ObservedReply, type ShapedQueue, type ShapingTarget, compileRules, ruleWatches, targetCovers, targetFields, targetKey, targetOf } from './rule.js';
 import type { ShapingStore } from './store.js';
 import { TriggerCounts } from './trigger.js';
 
@@ -118,13 +119,14 @@ export class Shaper {
    * Options set actions overlay on a binding × domain's, the latest started last (it wins), with
    * the action each comes from. `mxHostsOf` is asked only while a set action is in force.
    */
-  overlay(binding: string, domain: string, mxHostsOf: (domain: string) => readonly string[]): { values: Partial<ScopedValues>; from: Partial<Record<ScopedOption, string>> } | undefined {
+  overlay(binding: string, domain: string, mxHostsOf: (domain: string) => readonly string[]): OptionsLayer | undefined {
     if (this.overlays === 0) return undefined;
     const q: ShapedQueue = { binding, domain, mxHosts: mxHostsOf(domain) };
-    const sets = this.active().filter((a) => a.action === 'set' && targetCovers(a.target, q)).sort((a, b) => a.since - b.since);
+    const sets: ShapingAction[] = [];
+    for (const { action } of this.actions.values()) if (action.action === 'set' && targetCovers(action.target, q)) sets.push(action);
     if (sets.length === 0) return undefined;
-    const values: Partial<ScopedValues> = {};
-    const from: Partial<Record<ScopedOption, string>> = {};
+    sets.sort((a, b) => a.since - b.since);
+    const { values, from }: OptionsLayer = { values: {}, from: {} };
     for (const a of sets) {
       Object.assign(values, a.options);
       for (const k of Object.keys(a.options ?? {}) as ScopedOption[]) from[k] = `shaping ${a.id}`;
@@ -198,10 +200,8 @@ export class Shaper {
   }
 
   private fields(a: ShapingAction): Record<string, unknown> {
-    const t = a.target;
     return {
-      id: a.id, rule: a.rule, action: a.action, scope: t.scope,
-      ...('binding' in t ? { binding: t.binding } : {}), ...('domain' in t ? { domain: t.domain } : {}), ...(t.scope === 'site' ? { mx_host: t.mxHost } : {}), ...(a.options ? { options: a.options } : {}),
+      id: a.id, rule: a.rule, action: a.action, ...targetFields(a.target), ...(a.options ? { options: a.options } : {}),
       since: iso(a.since), until: iso(a.until), reply: a.reply,
     };
   }

@@ -173,7 +173,7 @@ export class Harness {
       bounds: (b, d) => adaptiveBounds(this.options.configured(b, d).adaptive), bounceClass: (r) => classes.classify(r), clock: this.clock, log,
     });
     this.options = new DeliveryOptions(config, layered(
-      (b, d) => this.adaptive.overlay(b, d),
+      (b, d, configured) => this.adaptive.overlay(b, d, configured.adaptive),
       (b, d) => this.shaper.overlay(b, d, (x) => this.scheduler.mxHostsOf(x)),
     ));
     const replies = { observe: (o: ObservedReply) => { this.shaper.observe(o); this.adaptive.observe(o); } };
