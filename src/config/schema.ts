@@ -5,8 +5,10 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { BOUNCE_CLASSES, type BounceClass, isBounceClass } from '../bounce/classes.js';
 import { parseCidr } from '../core/cidr.js';
-import { badRegexKeys, isRegex } from './regex-keys.js';
-import { parseDuration, parseRate, parseSize, parseTrigger } from './units.js';
+import { badRegexKeys } from './regex-keys.js';
+import { scopedOptions } from './scoped-schema.js';
+import { shapingRuleSchema } from './shaping-schema.js';
+import { parseDuration, parseRate, parseSize } from './units.js';
 
 const DEFAULT_PROHIBITED_HOSTS = [
   '0.0.0.0/8', '127.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10',
@@ -85,63 +87,10 @@ const plugin = z.strictObject({
   options: z.unknown().optional().describe('passed to the plugin as api.options'),
 });
 
-/** Delivery options that may be set per scope; see src/config/scopes.ts for the fallback order. */
-export const SCOPED_OPTIONS = [
-  'remote_smtp_port', 'connect_timeout', 'greeting_timeout', 'data_timeout', 'retry_interval', 'max_retry_interval',
-  'message_expiration', 'tls', 'tls_verify', 'tls_ifavailable_fallback', 'host_failure_retry', 'max_outbound_connections',
-  'scope_max_outbound_connections', 'connection_allocation_aggressiveness', 'outbound_throttle_messages', 'outbound_throttle_connections',
-  'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready', 'mta_sts', 'dane', 'adaptive',
-] as const;
-
 function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodType, R extends z.ZodType>(
   duration: (byDefault: string) => D, durationOpt: () => DO, size: (byDefault: string) => S, rateOpt: () => R,
 ) {
-  const scoped = {
-    remote_smtp_port: z.number().int().min(1).max(65535).optional().describe('TCP port of remote MX hosts'),
-    connect_timeout: durationOpt().describe('time allowed to establish an outbound TCP connection'),
-    greeting_timeout: durationOpt().describe('time allowed for the remote greeting after connecting'),
-    data_timeout: durationOpt().describe('inactivity allowed on an outbound session after the greeting; also each stage\'s share of a transaction\'s total deadline (MAIL, each RCPT, DATA, content, final reply), so a server trickling bytes cannot hold a session for ever'),
-    retry_interval: durationOpt().describe('wait after the first transient failure; doubles after each further one'),
-    max_retry_interval: durationOpt().describe('ceiling of the doubling retry interval'),
-    message_expiration: durationOpt().describe('age after which undelivered mail fails with 554 5.4.7'),
-    tls: z.enum(['ifavailable', 'required', 'no']).optional()
-      .describe('outbound STARTTLS: use when offered, insist on it (else defer), or never'),
-    tls_verify: z.enum(['no', 'ca', 'host']).optional()
-      .describe('what the certificate of a TLS session must prove: nothing, a chain to a trusted CA, or that and the MX host name; a failure defers the mail with 451 4.7.5, never falls back to plain text'),
-    tls_ifavailable_fallback: z.boolean().optional()
-      .describe('with tls: ifavailable, when STARTTLS is offered but the handshake fails: reconnect and deliver in plain text (true) or defer (false)'),
-    host_failure_retry: durationOpt().describe('how long an address that refused or timed out is skipped, per binding'),
-    max_outbound_connections: z.number().int().min(1).optional()
-      .describe('connections per binding × domain, or per sibling pool (domains sharing a first MX host) with migration on (in a hosts entry: per MX host across bindings)'),
-    scope_max_outbound_connections: z.number().int().min(1).optional()
-      .describe('connections to a domain across all bindings when set globally or per domain; per binding × domain when set in a binding scope'),
-    connection_allocation_aggressiveness: z.enum(['normal', 'high']).optional()
-      .describe('how fast the connection goal grows with the active queue: normal reaches 63% of the limit at 100 messages, high at 40'),
-    outbound_throttle_messages: rateOpt().describe('messages started per period, "N" (per second) or "N/S" (per S seconds); one budget shared by every pair that takes it from the same scope'),
-    outbound_throttle_connections: rateOpt().describe('connections opened per period, "N" or "N/S"; shared like outbound_throttle_messages'),
-    max_deliveries_per_connection: z.number().int().min(0).optional().describe('successful deliveries after which a connection is closed; 0 = unlimited'),
-    max_recipients_per_batch: z.number().int().min(1).optional().describe('recipients per SMTP transaction; a message with more is sent in several'),
-    idle_timeout: durationOpt().describe('how long a connection with nothing to send is held open for more mail'),
-    mx_failures_to_delay: z.number().int().min(0).optional()
-      .describe('consecutive connection failures across all MXs of a domain after which the whole domain is delayed; 0 = never'),
-    max_ready: z.number().int().min(1).optional()
-      .describe('messages held in memory ready for delivery per binding × domain; the rest wait in Redis'),
-    mta_sts: z.boolean().optional()
-      .describe('look up and apply the destination\'s MTA-STS policy (RFC 8461): enforce allows only its MX hosts with TLS whose certificate names them, else defers with 451 4.7.5; testing delivers as before and logs what would have failed'),
-    adaptive: z.strictObject({
-      max_outbound_connections: z.tuple([z.number().int().min(1), z.number().int().min(1)]).refine(([lo, hi]) => lo <= hi, { message: 'expected [lowest, highest]' }).optional()
-        .describe('bounds of max_outbound_connections: [lowest, highest]'),
-      max_deliveries_per_connection: z.tuple([z.number().int().min(1), z.number().int().min(1)]).refine(([lo, hi]) => lo <= hi, { message: 'expected [lowest, highest]' }).optional()
-        .describe('bounds of max_deliveries_per_connection: [lowest, highest]'),
-      outbound_throttle_messages: z.tuple([rateOpt(), rateOpt()]).refine(([lo, hi]) => lo !== undefined && hi !== undefined, { message: 'expected [lowest, highest] throttles, such as [\'1/1\', \'100/1\']' }).optional()
-        .describe('bounds of outbound_throttle_messages: [lowest, highest]'),
-      step_down_interval: durationOpt().describe('the least time between two steps down; default 1m'),
-      step_up_interval: durationOpt().describe('time without a rate or reputation deferral before a step up, and between steps up; default 1h'),
-    }).optional()
-      .describe('adaptive limits per binding × domain (Momentum\'s Adaptive Delivery): rate and reputation deferrals step the bounded options down by a quarter, a clean step_up_interval steps them up by a twentieth (connections by one); they start at the highest bound; off when unset'),
-    dane: z.boolean().optional()
-      .describe('look up TLSA records (RFC 7672) of MX hosts named by DNSSEC-signed MX records and require TLS matching them, else defer with 451 4.7.5; takes precedence over MTA-STS; needs a DNSSEC-validating resolver in dns.servers'),
-  };
+  const scoped = scopedOptions(durationOpt, rateOpt);
   const dkimKey = z.strictObject({
     domain: dnsName.transform((d) => d.toLowerCase())
       .describe('signing domain (d=): signs mail whose From: domain is this domain or a subdomain of it; the most specific domain wins'),
@@ -153,31 +102,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('header fields signed once more than they occur, so one added in transit breaks the signature'),
     expire: durationOpt().describe('signature lifetime, the x= tag; default: none'),
   });
-  const shapingPhase = z.enum(['connect', 'ehlo', 'mail', 'rcpt', 'data']);
-  const shapingRule = z.strictObject({
-    name: z.string().min(1).optional().describe('name in logs and `impulse shaping`; default: where the rule is written, such as shaping_rules[2]'),
-    match: z.string().refine(isRegex, { message: 'invalid regular expression' })
-      .describe('regular expression over the whole reply: code, enhanced status and text, as in "421 4.7.28 …"'),
-    trigger: z.union([z.number(), z.string()]).refine((v) => parseTrigger(v) !== undefined, { message: 'expected N or N/duration, such as 3/5m' }).default(1)
-      .describe('matching replies before the rule acts: N, or N within a period (N/duration)'),
-    action: z.enum(['suspend', 'set', 'bounce'])
-      .describe('suspend: no new connection for the scope; set: options overlaid on the scope; bounce: the scope\'s mail fails, with DSNs'),
-    duration: durationOpt().describe('how long the action lasts (suspend and set: required; bounce: mail arriving within it fails too, default none)'),
-    options: z.strictObject(scoped).refine((o) => Object.keys(o).length > 0, { message: 'set at least one option' }).optional().describe('for set: the delivery options in force for the scope while the action lasts'),
-    domains: z.array(z.string().min(1)).optional().describe('destination domains the rule watches, literal or /regex/; default: all'),
-    mx_hosts: z.array(z.string().min(1)).optional().describe('MX host names the rule watches, a suffix (google.com matches aspmx.l.google.com) or /regex/; default: all'),
-    phase: z.union([shapingPhase, z.array(shapingPhase).min(1)]).optional()
-      .describe('SMTP phases whose replies the rule watches: connect (greeting, connection failure), ehlo, mail, rcpt, data; default: all'),
-    scope: z.enum(['binding_domain', 'domain', 'binding', 'site']).default('binding_domain')
-      .describe('what the action holds: the binding × domain (Momentum\'s), the domain from every binding, the binding to every domain, or the site: every domain with that MX host, from that binding'),
-  }).superRefine((r, ctx) => {
-    if ((r.action === 'suspend' || r.action === 'set') && (r as { duration?: unknown }).duration === undefined) ctx.addIssue({ code: 'custom', path: ['duration'], message: `required for action ${r.action}` });
-    if (r.action === 'set' && r.options === undefined) ctx.addIssue({ code: 'custom', path: ['options'], message: 'required for action set: the options to overlay' });
-    if (r.action !== 'set' && r.options !== undefined) ctx.addIssue({ code: 'custom', path: ['options'], message: `only action set takes options, not ${r.action}` });
-    for (const key of ['domains', 'mx_hosts'] as const) {
-      for (const [i, v] of (r[key] ?? []).entries()) if (badRegexKeys({ [v]: true }).length > 0) ctx.addIssue({ code: 'custom', path: [key, i], message: `invalid regular expression ${v}` });
-    }
-  });
+  const shapingRule = shapingRuleSchema(scoped, durationOpt);
   const domainScopes = z.record(z.string(), z.strictObject(scoped)).optional()
     .describe('delivery options per destination domain; a key written /regex/ matches by pattern (literal keys win)');
 

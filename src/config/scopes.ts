@@ -3,7 +3,8 @@
 // key wins over patterns, and patterns are tried in the order they are written. The same walk
 // serves the daemon (runtime values) and check-config (values as written, with their scope).
 import { regexKey } from './regex-keys.js';
-import { type Config, SCOPED_OPTIONS } from './schema.js';
+import type { Config } from './schema.js';
+import { SCOPED_OPTIONS } from './scoped-schema.js';
 
 export type ScopedOption = (typeof SCOPED_OPTIONS)[number];
 
