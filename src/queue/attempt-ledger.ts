@@ -11,7 +11,9 @@ import type { DeliveryJobData } from './job.js';
  */
 export type JobUpdate =
   | { kind: 'complete'; record: string; landed(delayed: boolean): void }
-  | { kind: 'delay'; data: DeliveryJobData; until: number; landed(delayed: boolean): void };
+  | { kind: 'delay'; data: DeliveryJobData; until: number; landed(delayed: boolean): void }
+  /** Another copy holds the job's lock (another node took it): this one writes nothing. */
+  | { kind: 'abandon'; landed(delayed: boolean): void };
 
 interface Entry {
   /** The job's attempt counter when the attempt began: a copy with the same count is the same attempt. */

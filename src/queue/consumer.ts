@@ -155,6 +155,13 @@ export class Consumer {
     }
     // A newer copy took the lock: it writes the update, this one leaves Redis alone.
     if (!this.copies.holds(job)) throw new DelayedError();
+    if (u.kind === 'abandon') {
+      this.ledger.forget(job.id!);
+      u.landed(false);
+      this.deps.log.warn({ event: 'attempt_abandoned', qid: job.data.qid, domain: job.data.domain, job_id: job.id },
+        'job lock held by another node before the transaction: attempt abandoned, nothing sent or written here');
+      throw new DelayedError();
+    }
     if (u.kind === 'complete') {
       u.landed(false);
       return u.record;
@@ -165,6 +172,16 @@ export class Consumer {
     this.ledger.forget(job.id!);
     u.landed(true);
     throw new DelayedError();
+  }
+
+  /**
+   * Whether the job's lock in Redis is still the one this daemon's newest copy of the job took:
+   * one GET. Another value means the lock lapsed and another node (or a later fetch) holds it.
+   */
+  private async holdsLock(job: Job<DeliveryJobData, string | undefined>): Promise<boolean> {
+    const token = this.copies.newest.get(job.id!)?.job.token;
+    if (token === undefined) return false;
+    return (await this.deps.connection.get(`${this.deps.prefix}:${DELIVERY_QUEUE}:${job.id!}:lock`)) === token;
   }
 
   /** Hands the job to the scheduler, and the attempt it gets to the outcome path; returns what to write to the job. */
@@ -182,12 +199,13 @@ export class Consumer {
       ? { kind: 'attempted', attempt: chargedAttempt(data.recipients, doom.reply, 'admin_fail', undefined, doom.quiet) }
       : await new Promise<Outcome>((resolve) => this.deps.scheduler.admit({
         jobId: job.id!, qid: data.qid, domain: data.domain, binding, sender: data.sender, recipients: data.recipients,
-        params: data, attempts: data.attempts, returning: returningOf(job), body,
+        params: data, attempts: data.attempts, returning: returningOf(job), body, stillHeld: () => this.holdsLock(job),
         resolve: (o) => {
           resolve(o);
           return landing;
         },
       }));
+    if (outcome.kind === 'abandoned') return { kind: 'abandon', landed };
     if (outcome.kind === 'parked') return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until, landed };
     const next = await this.deps.outcomes.conclude({
       jobId: job.id!, qid: data.qid, domain: data.domain, binding: binding.name, sender: data.sender, recipients: data.recipients,

@@ -22,6 +22,8 @@ export interface DispatcherOwner {
   /** A message taken that this connection will not send (throttled past its idle time). */
   giveBack(d: Dispatcher, entry: Entry, retryInMs: number): void;
   complete(d: Dispatcher, entry: Entry, attempt: Attempt): void;
+  /** A message whose job this daemon no longer holds: it is neither sent nor written back. */
+  abandon(d: Dispatcher, entry: Entry): void;
   closed(d: Dispatcher): void;
   isStopping(): boolean;
 }
@@ -95,6 +97,10 @@ export class Dispatcher implements QueueConnection {
           wait = this.owner.throttleWait(this.current);
         }
         const attempt = await this.send(entry, opts.max_recipients_per_batch);
+        if (attempt === 'abandoned') {
+          this.owner.abandon(this, entry);
+          continue;
+        }
         this.owner.complete(this, entry, attempt);
         if (attempt.replies.some((r) => r.reply.code >= 200 && r.reply.code < 300)) this.deliveries++;
         if (opts.max_deliveries_per_connection > 0 && this.deliveries >= opts.max_deliveries_per_connection) break;
@@ -106,7 +112,8 @@ export class Dispatcher implements QueueConnection {
     }
   }
 
-  private async send(entry: Entry, batch: number): Promise<Attempt> {
+  /** The attempt, or 'abandoned' when the job's lock is no longer this daemon's before a transaction starts. */
+  private async send(entry: Entry, batch: number): Promise<Attempt | 'abandoned'> {
     const client = this.handle.client!;
     const body = await entry.body.get();
     if (!body) {
@@ -114,6 +121,9 @@ export class Dispatcher implements QueueConnection {
     }
     const replies: RecipientReply[] = [];
     for (const recipients of chunks(entry.recipients, batch)) {
+      // A later transaction of a message split in batches has recipients already sent: its
+      // attempt goes on, and the outcome write is refused if the lock has gone by then.
+      if (replies.length === 0 && !(await entry.stillHeld())) return 'abandoned';
       if (this.needsReset && !client.closed) {
         try {
           await client.reset();

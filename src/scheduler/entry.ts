@@ -10,7 +10,9 @@ export type ParkReason = 'active queue full' | 'suspended' | 'shaping suspended'
 
 export type Outcome =
   | { kind: 'attempted'; attempt: Attempt }
-  | { kind: 'parked'; until: number; reason: ParkReason };
+  | { kind: 'parked'; until: number; reason: ParkReason }
+  /** The job's lock was found held by another copy (another node, after this one's lapsed): nothing is written. */
+  | { kind: 'abandoned' };
 
 /** Why the job was in BullMQ's delayed set before this fetch: its retry, or a park (brought back by a promotion, or by its fallback time). */
 export type Returning = { from: 'retry' } | { from: 'park'; promoted: boolean };
@@ -27,6 +29,11 @@ export interface Entry {
   /** Attempts made so far. */
   readonly attempts: number;
   readonly returning?: Returning | undefined;
+  /**
+   * Whether this daemon still holds the job's lock in Redis: asked before each transaction, so a
+   * node whose lock lapsed (and whose job another node took) abandons the attempt before DATA.
+   */
+  stillHeld(): Promise<boolean>;
   /** The message, read from the store when first wanted, or ahead of its turn. */
   readonly body: Lazy<Buffer | undefined>;
   /**

@@ -3,12 +3,11 @@
 // (maintainer.ts) and the operator's commands. Every event marks queues for one pump, which runs
 // the maintainer once per queue per turn of the event loop.
 import type { Logger } from 'pino';
-import type { Binding, Bindings } from '../binding/registry.js';
+import type { Bindings } from '../binding/registry.js';
 import type { Clock, Timer } from '../core/clock.js';
 import { type Reply, isSuccess } from '../core/reply.js';
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { ScopedValues } from '../config/scopes.js';
-import { DomainRecords } from '../delivery/domain-record.js';
 import type { Initiator } from '../delivery/initiator.js';
 import { type Attempt, chargedAttempt } from '../outcome/attempt.js';
 import { Backlog, type ParkedIndex } from './backlog.js';
@@ -17,6 +16,7 @@ import type { Entry, ParkReason } from './entry.js';
 import { Maintainer, type SchedulerObserver } from './maintainer.js';
 import { admission } from './policy.js';
 import { Pump } from './pump.js';
+import { ReadyQueues } from './queues.js';
 import { type Holds, ReadyQueue, heldBy } from './ready-queue.js';
 import { Sites } from './site.js';
 import { type SchedulerView, domainView, queueView } from './views.js';
@@ -47,9 +47,8 @@ interface SchedulerDeps {
 const SWEEP_INTERVAL_MS = 60_000;
 
 export class Scheduler implements DispatcherOwner {
-  private readonly records = new DomainRecords();
-  /** Ready queues by domain, then binding name. */
-  private readonly queues = new Map<string, Map<string, ReadyQueue>>();
+  private readonly queues = new ReadyQueues();
+  private readonly records = this.queues.records;
   private readonly pump: Pump<ReadyQueue>;
   private readonly backlog: Backlog;
   private readonly sites: Sites;
@@ -73,7 +72,7 @@ export class Scheduler implements DispatcherOwner {
     this.sites = new Sites({
       clock, log, hooks, holds, options, observer,
       room: (q) => this.maintainer.room(q),
-      queueOf: (record, binding) => this.queues.get(record.domain)?.get(binding),
+      queueOf: (record, binding) => this.queues.find(record.domain, binding),
       moved: (src, dest) => {
         this.prefetch(dest);
         this.pump.mark(src);
@@ -81,7 +80,7 @@ export class Scheduler implements DispatcherOwner {
     });
     this.maintainer = new Maintainer({
       initiator: deps.initiator, options, holds, clock, log, observer, backlog: this.backlog, sites: this.sites, owner: this,
-      mark: (q) => this.pump.mark(q), queuesOf: (domain) => this.queuesOf(domain), stopping: () => this.stopping,
+      mark: (q) => this.pump.mark(q), queuesOf: (domain) => this.queues.ofDomain(domain), stopping: () => this.stopping,
     });
     this.sweeper = this.sweepLater();
   }
@@ -89,7 +88,7 @@ export class Scheduler implements DispatcherOwner {
   /** Takes a job into its ready queue, or parks it; `entry.resolve` reports which, once. */
   admit(entry: Entry): void {
     const now = this.deps.clock.now();
-    const q = this.queueOf(entry.domain, entry.binding);
+    const q = this.queues.of(entry.domain, entry.binding);
     this.backlog.arrived(q, entry);
     const bounce = this.stopping ? undefined : this.shapingHold(q, 'bounce');
     if (bounce) return void this.backlog.hold(q, entry).resolve({ kind: 'attempted', attempt: chargedAttempt(entry.recipients, bounceReply(bounce), 'shaping_bounce') });
@@ -121,30 +120,30 @@ export class Scheduler implements DispatcherOwner {
           'mail parked for a binding no longer configured comes back at its fallback time');
         continue;
       }
-      this.backlog.adopt(this.queueOf(domain, b));
+      this.backlog.adopt(this.queues.of(domain, b));
     }
   }
 
   suspendDomain(domain: string): void {
     this.records.get(domain).suspended = true;
-    this.parkAll(this.queuesOf(domain), 'suspended');
+    this.parkAll(this.queues.ofDomain(domain), 'suspended');
   }
 
   resumeDomain(domain: string): void {
     const record = this.records.find(domain);
     if (!record) return;
     record.suspended = false;
-    for (const q of this.queuesOf(domain)) this.pump.mark(q);
+    for (const q of this.queues.ofDomain(domain)) this.pump.mark(q);
   }
 
   suspendBinding(name: string): void {
     this.deps.bindings.suspend(name);
-    this.parkAll(this.queuesOfBinding(name), 'suspended');
+    this.parkAll(this.queues.ofBinding(name), 'suspended');
   }
 
   resumeBinding(name: string): void {
     this.deps.bindings.resume(name);
-    for (const q of this.queuesOfBinding(name)) this.pump.mark(q);
+    for (const q of this.queues.ofBinding(name)) this.pump.mark(q);
   }
 
   /** An operator's flush: the domain's delay and its queues' pacing end, so its mail goes now. */
@@ -153,7 +152,7 @@ export class Scheduler implements DispatcherOwner {
     const records = domain === undefined ? [...this.records.all()] : [this.records.find(domain)].filter((r) => r !== undefined);
     for (const record of records) {
       record.applyDelay({ kind: 'flush' });
-      for (const q of this.queuesOf(record.domain)) {
+      for (const q of this.queues.ofDomain(record.domain)) {
         q.to('flushed', now);
         this.pump.mark(q);
       }
@@ -166,26 +165,24 @@ export class Scheduler implements DispatcherOwner {
    */
   failHeld(match: (e: Entry) => boolean, why: Reply, quiet: boolean): number {
     let failed = 0;
-    for (const queues of this.queues.values()) {
-      for (const q of queues.values()) {
-        const keep: Entry[] = [];
-        for (const e of q.entries) {
-          if (!match(e)) {
-            keep.push(e);
-            continue;
-          }
-          failed++;
-          void e.resolve({ kind: 'attempted', attempt: chargedAttempt(e.recipients, why, 'admin_fail', undefined, quiet) });
+    for (const q of this.queues.all()) {
+      const keep: Entry[] = [];
+      for (const e of q.entries) {
+        if (!match(e)) {
+          keep.push(e);
+          continue;
         }
-        q.entries = keep;
+        failed++;
+        void e.resolve({ kind: 'attempted', attempt: chargedAttempt(e.recipients, why, 'admin_fail', undefined, quiet) });
       }
+      q.entries = keep;
     }
     return failed;
   }
 
   /** A reload changed the configuration: every queue with mail is looked at again under the new caps. */
   reconfigure(): void {
-    for (const queues of this.queues.values()) for (const q of queues.values()) if (q.entries.length > 0) this.pump.mark(q);
+    for (const q of this.queues.all()) if (q.entries.length > 0) this.pump.mark(q);
     this.maintainer.capacityFreed();
   }
 
@@ -196,15 +193,9 @@ export class Scheduler implements DispatcherOwner {
 
   /** The summary's figures, without building every domain's view. */
   totals(): { connections: number; connecting: number; held: number; activeDomains: number } {
-    let activeDomains = 0;
-    for (const queues of this.queues.values()) {
-      for (const q of queues.values()) {
-        if (q.backlog === 0) continue;
-        activeDomains++;
-        break;
-      }
-    }
-    return { connections: this.maintainer.connections.size, connecting: this.maintainer.connecting, held: this.backlog.heldCount, activeDomains };
+    const activeDomains = new Set<string>();
+    for (const q of this.queues.all()) if (q.backlog > 0) activeDomains.add(q.domain);
+    return { connections: this.maintainer.connections.size, connecting: this.maintainer.connecting, held: this.backlog.heldCount, activeDomains: activeDomains.size };
   }
 
   /** Open connections per binding. */
@@ -234,7 +225,7 @@ export class Scheduler implements DispatcherOwner {
       held: this.backlog.heldCount,
       domains: picked.map((r) => domainView(
         r,
-        [...this.queuesOf(r.domain)].map((q) => queueView(q, this.deps.bindings, (key) => this.maintainer.throttleWait(q, key, now))),
+        [...this.queues.ofDomain(r.domain)].map((q) => queueView(q, this.deps.bindings, (key) => this.maintainer.throttleWait(q, key, now))),
         all.filter((o) => r.isSiblingOf(o)).map((o) => o.domain),
         now,
       )),
@@ -245,7 +236,7 @@ export class Scheduler implements DispatcherOwner {
   close(): void {
     this.stopping = true;
     this.sweeper.cancel();
-    for (const queues of this.queues.values()) this.parkAll(queues.values(), 'stopping');
+    this.parkAll(this.queues.all(), 'stopping');
     for (const c of this.maintainer.connections) c.nudge();
   }
 
@@ -293,6 +284,11 @@ export class Scheduler implements DispatcherOwner {
     void entry.resolve({ kind: 'attempted', attempt });
   }
 
+  abandon(d: Dispatcher, entry: Entry): void {
+    d.queue.inFlight--;
+    void entry.resolve({ kind: 'abandoned' });
+  }
+
   closed(d: Dispatcher): void {
     this.maintainer.connections.delete(d);
     d.queue.connections.delete(d);
@@ -335,7 +331,7 @@ export class Scheduler implements DispatcherOwner {
    * has the queues looked at again under the options it overlays, as does any action's end.
    */
   private shaped(a: ShapingAction, change: ShapingChange): void {
-    const covered = [...this.queues.values()].flatMap((m) => [...m.values()]).filter((q) => targetCovers(a.target, shapedQueue(q)));
+    const covered = [...this.queues.all()].filter((q) => targetCovers(a.target, shapedQueue(q)));
     if (change === 'started' && a.action === 'suspend') this.parkAll(covered, 'shaping suspended', a.until);
     if (change === 'started' && a.action === 'bounce') {
       const why = bounceReply(a);
@@ -345,28 +341,6 @@ export class Scheduler implements DispatcherOwner {
     }
     for (const q of covered) this.pump.mark(q);
     this.maintainer.capacityFreed();
-  }
-
-  private queueOf(domain: string, binding: Binding): ReadyQueue {
-    let byBinding = this.queues.get(domain);
-    if (!byBinding) this.queues.set(domain, byBinding = new Map());
-    let q = byBinding.get(binding.name);
-    if (!q) {
-      q = new ReadyQueue(this.records.get(domain), binding);
-      byBinding.set(binding.name, q);
-    }
-    return q;
-  }
-
-  private queuesOf(domain: string): IterableIterator<ReadyQueue> {
-    return (this.queues.get(domain) ?? new Map<string, ReadyQueue>()).values();
-  }
-
-  private *queuesOfBinding(binding: string): IterableIterator<ReadyQueue> {
-    for (const queues of this.queues.values()) {
-      const q = queues.get(binding);
-      if (q) yield q;
-    }
   }
 
   private sweepLater(): Timer {
@@ -379,19 +353,16 @@ export class Scheduler implements DispatcherOwner {
   /** Forgets queues and domains with nothing held, open, parked or delayed, so memory follows the live set. */
   private sweep(): void {
     const now = this.deps.clock.now();
-    for (const [domain, queues] of this.queues) {
-      for (const [binding, q] of queues) {
-        if (!q.empty || this.backlog.hasParked(q) || q.wake) continue;
-        queues.delete(binding);
-        this.sites.forgetQueue(q);
-        this.backlog.forget(q);
-      }
-      if (queues.size === 0) this.queues.delete(domain);
-    }
-    for (const record of [...this.records.all()]) {
-      if (this.queues.has(record.domain) || record.suspended || record.delayedJobs > 0 || record.isDelayed(now) || record.mx.phase === 'resolving') continue;
-      this.sites.leave(record);
-      this.records.delete(record.domain);
-    }
+    this.queues.sweep(
+      (q) => !q.empty || this.backlog.hasParked(q) || q.wake !== undefined,
+      (r) => r.suspended || r.delayedJobs > 0 || r.isDelayed(now) || r.mx.phase === 'resolving',
+      {
+        queue: (q) => {
+          this.sites.forgetQueue(q);
+          this.backlog.forget(q);
+        },
+        record: (r) => this.sites.leave(r),
+      },
+    );
   }
 }

@@ -130,6 +130,8 @@ class ScriptedClient extends EventEmitter implements SmtpClient {
 export class Harness {
   readonly clock = new FakeClock();
   readonly resolved: Resolved[] = [];
+  /** Jobs whose lock another node holds now: their attempt is abandoned before its transaction. */
+  readonly locksLost = new Set<string>();
   readonly logs: Array<Record<string, any>> = [];
   readonly hookCalls: Array<{ hook: string; args: unknown[] }> = [];
   readonly servers = new Map<string, ServerLog>();
@@ -245,8 +247,10 @@ export class Harness {
     const entry: Entry = {
       ...job, binding, sender: 's@sender.test', params: {},
       body: new Lazy(async () => Buffer.from(`Subject: ${job.qid}\r\n\r\nbody\r\n`)),
+      stillHeld: async () => !this.locksLost.has(job.jobId),
       resolve: (outcome) => {
         this.resolved.push({ qid: job.qid, domain: job.domain, binding: binding.name, outcome, at: this.clock.now() });
+        if (outcome.kind === 'abandoned') return Promise.resolve(false);
         if (outcome.kind === 'parked') {
           this.delay(job, outcome.until);
           return Promise.resolve(true);
@@ -374,6 +378,7 @@ function plain(v: unknown): unknown {
 }
 
 export function replyOf(r: Resolved): string {
+  if (r.outcome.kind === 'abandoned') return 'abandoned';
   if (r.outcome.kind !== 'attempted') return `parked: ${r.outcome.reason}`;
   const x = r.outcome.attempt.replies[0]!.reply;
   return `${x.code} ${x.enhanced}`;
