@@ -9,6 +9,9 @@ import type { Logger } from 'pino';
 import type { ReloadOutcome } from './admin/context.js';
 import { AdminServer } from './admin/server.js';
 import { Bindings } from './binding/registry.js';
+import { ClusterBus } from './cluster/bus.js';
+import { localNode } from './cluster/local.js';
+import { ClusterState } from './cluster/state.js';
 import { BounceClassifier } from './bounce/classify.js';
 import { systemClock } from './core/clock.js';
 import { DeliveryOptions, layered } from './config/delivery-options.js';
@@ -99,6 +102,8 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const prefix = config.redis.prefix;
   const intakeRedis = connectRedis(target, 'intake', 'intake');
   const queueRedis = connectRedis(target, 'queue', 'worker');
+  // Pub/sub takes a connection of its own: a subscribed connection runs no other command.
+  const subscriber = connectRedis(target, 'queue', 'subscriber');
   watchRedis(intakeRedis, 'intake', log);
   watchRedis(queueRedis, 'worker', log);
   const deliveryQueue = (connection: Redis) => {
@@ -112,9 +117,13 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
 
   // Built before the scheduler whose MX knowledge its site-scoped actions need; asked only once one is in force.
   let scheduler: Scheduler | undefined;
+  const bus = new ClusterBus({ redis: queueRedis, subscriber, prefix, node: config.node_name, log });
+  // Built once the parts it acts on exist; the shaper and the scheduler only tell it of changes made here.
+  let cluster: ClusterState | undefined;
   const shaper = new Shaper({
     rules: config.shaping_rules, store: new RedisShapingStore(queueRedis, prefix), clock: systemClock, log,
     counter: { shapingAction: (rule, action, scope) => metrics.shapingAction(rule, action, scope) },
+    peers: { shaped: (change, action) => cluster?.shaped(change, action) },
   });
   const bounceClasses = new BounceClassifier(config.bounce_class_rules);
   const adaptive: AdaptiveLimits = new AdaptiveLimits({
@@ -174,6 +183,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   scheduler = new Scheduler({
     initiator, parked: new RedisParkedIndex(queueRedis, dsnQueue, prefix), options, bindings, hooks, clock: systemClock, log,
     observer: metrics, maxHeld: config.max_active_messages, shaping: shaper, replies,
+    delays: { delayed: (domain, until, why, failures) => cluster?.delayed(domain, until, why, failures) },
   });
   const outcomes = new Outcomes({
     clock: systemClock, log, hooks, counter: metrics, reportingMta: config.hostname, bounceClass: (r) => bounceClasses.classify(r),
@@ -189,6 +199,10 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     connection: queueRedis, prefix, concurrency: config.max_active_messages, lockDuration: config.job_lock_timeout,
     store, scheduler, outcomes, bindings, clock: systemClock, log,
     historyRetention: () => options.global.message_history_retention,
+  });
+  cluster = new ClusterState({
+    redis: queueRedis, bus, prefix, node: config.node_name, clock: systemClock, log,
+    local: localNode({ scheduler, bindings, consumer, shaper, health, log }),
   });
   const dkim = new DkimSigner({ keys: dkimKeys.keys, hooks, log, counter: metrics });
   intake = new Intake({
@@ -210,7 +224,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     },
   });
   const admin = new AdminServer({
-    scheduler, shaping: shaper, adaptive, consumer, queue, inspector, store, health, bindings, counts: metrics,
+    scheduler, shaping: shaper, adaptive, cluster, queue, inspector, store, health, bindings, counts: metrics,
     inbound: () => intake!.sessions,
     config: () => ({ config: reloader.current.config, document: reloader.current.document }),
     reload: () => reloader.reload(), clock: systemClock, startedAt: systemClock.now(), version: VERSION,
@@ -229,11 +243,14 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     await dsnQueue.close();
     intakeRedis.disconnect();
     queueRedis.disconnect();
+    subscriber.disconnect();
     await embedded?.stop();
   }
 
   if (embedded) await returnOrphanedJobs(queue, log);
+  await bus.start();
   await shaper.restore();
+  await cluster.restore();
   consumer.start();
   await scheduler.adoptParked();
   try {

@@ -12,9 +12,7 @@ function failureReply(note: string | undefined): Reply {
 }
 
 export async function flush(ctx: AdminContext, domain: string | undefined): Promise<FlushResult> {
-  ctx.scheduler.flush(domain);
-  const views = ctx.scheduler.state(domain).domains;
-  ctx.health.clearAddresses(views.flatMap((d) => (d.mx.hosts ?? []).map((h) => h.address)), ctx.bindings.names());
+  await ctx.cluster.flush(domain);
   if (domain === undefined) {
     const { delayed } = await ctx.inspector.counts();
     await ctx.queue.promoteJobs();
@@ -27,24 +25,21 @@ export async function flush(ctx: AdminContext, domain: string | undefined): Prom
 /** Everything queued for the domain fails: held mail now, mail in Redis as it comes off the queue. */
 export async function failDomain(ctx: AdminContext, domain: string, quiet: boolean, note: string | undefined): Promise<FailResult> {
   const why = failureReply(note);
-  const held = ctx.scheduler.failHeld((e) => e.domain === domain, why, quiet);
   const { delayed, waiting, active } = await ctx.inspector.idsOf(domain);
-  // A job on a connection now finishes its transaction; should it be deferred, it fails on return.
-  ctx.consumer.failOnArrival([...delayed, ...waiting, ...active], why, quiet);
+  const held = await ctx.cluster.fail({ domain }, [...delayed, ...waiting, ...active], why, quiet);
   await promoteDelayed(ctx.queue, delayed);
   return { failed: held + delayed.length + waiting.length };
 }
 
-export function suspend(ctx: AdminContext, target: { domain?: string; binding?: string }, on: boolean): SuspendResult {
+/** A suspension or resume, kept in Redis and in force on every node of the cluster. */
+export async function suspend(ctx: AdminContext, target: { domain?: string; binding?: string }, on: boolean): Promise<SuspendResult> {
   if (target.binding !== undefined) {
     if (!ctx.bindings.get(target.binding)) throw new NotFound(`no binding named ${target.binding}`);
-    if (on) ctx.scheduler.suspendBinding(target.binding);
-    else ctx.scheduler.resumeBinding(target.binding);
+    await ctx.cluster.suspend({ binding: target.binding }, on);
     return { binding: target.binding, suspended: on };
   }
   const domain = target.domain!;
-  if (on) ctx.scheduler.suspendDomain(domain);
-  else ctx.scheduler.resumeDomain(domain);
+  await ctx.cluster.suspend({ domain }, on);
   return { domain, suspended: on };
 }
 
@@ -75,9 +70,7 @@ export async function retryMessage(ctx: AdminContext, id: string): Promise<Retry
 export async function failMessage(ctx: AdminContext, id: string, quiet: boolean, note: string | undefined): Promise<FailResult> {
   const jobs = await liveJobs(ctx, id);
   const why = failureReply(note);
-  const held = ctx.scheduler.failHeld((e) => e.qid === jobs.qid, why, quiet);
-  // A job on a connection now finishes its transaction; should it be deferred, it fails on return.
-  ctx.consumer.failOnArrival([...jobs.delayed, ...jobs.waiting, ...jobs.active], why, quiet);
+  const held = await ctx.cluster.fail({ qid: jobs.qid }, [...jobs.delayed, ...jobs.waiting, ...jobs.active], why, quiet);
   await promoteDelayed(ctx.queue, jobs.delayed);
   return { failed: held + jobs.delayed.length + jobs.waiting.length };
 }

@@ -3,8 +3,8 @@ import type { Queue } from 'bullmq';
 import type { Bindings } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
 import type { Config, ConfigDocument } from '../config/schema.js';
+import type { ClusterState } from '../cluster/state.js';
 import type { AddressHealth } from '../delivery/address-health.js';
-import type { Consumer } from '../queue/consumer.js';
 import type { QueueInspector } from '../queue/inspect.js';
 import type { DeliveryJobData } from '../queue/job.js';
 import type { MessageStore } from '../store/message-store.js';
@@ -20,7 +20,8 @@ export interface AdminContext {
   scheduler: Scheduler;
   shaping: Pick<Shaper, 'active' | 'covering' | 'clear'>;
   adaptive: Pick<AdaptiveLimits, 'view'>;
-  consumer: Consumer;
+  /** Operator commands that act on every node of the cluster. */
+  cluster: Pick<ClusterState, 'suspend' | 'flush' | 'fail'>;
   queue: Queue<DeliveryJobData>;
   inspector: QueueInspector;
   store: MessageStore;

@@ -192,6 +192,8 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
 
   return z.strictObject({
     hostname: z.string().default(hostname()).describe('name of this MTA in Received headers and DSNs'),
+    node_name: name('node').default(hostname().replace(/[^A-Za-z0-9_.-]/g, '-'))
+      .describe('this daemon\'s name among the nodes sharing its Redis (heartbeats, impulse summary, leases); unique per running daemon; default: the host name'),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('least severe log level written'),
     redis: redis.prefault({ embedded: true }).describe('where the queue lives'),
     listen: z.array(listener).min(1).prefault([{}] as z.input<typeof listener>[]).describe('SMTP intake listeners'),

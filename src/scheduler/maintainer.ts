@@ -45,6 +45,8 @@ interface MaintainerDeps {
   /** The domain's ready queues, all bindings. */
   queuesOf(domain: string): Iterable<ReadyQueue>;
   stopping(): boolean;
+  /** Told of each domain this node delays, so the other nodes of a cluster hold it too. */
+  delayed(domain: string, until: number, reply: Reply, failures: number): void;
 }
 
 export class Maintainer {
@@ -262,12 +264,18 @@ export class Maintainer {
     const held = queues.flatMap((q) => q.entries.map((e) => ({ attempts: e.attempts, policy: policy(q) })));
     const first = queues.find((q) => q.entries.length > 0) ?? queues[0];
     const until = delayEnd(now, held, retryPolicyOf(options.of(first?.binding.name ?? DEFAULT_BINDING, record.domain)));
-    record.applyDelay({ kind: 'delay', until, reason: why });
     this.deps.log.warn({
       event: 'domain_delayed', domain: record.domain, consecutive_failures: failures, messages: held.length, until: new Date(until).toISOString(),
       last_error: record.lastError ? `${record.lastError.reply.code} ${record.lastError.reply.text}` : undefined,
     }, 'domain delayed after consecutive connection failures');
-    for (const q of queues) {
+    this.holdDomain(record, until, why, now);
+    this.deps.delayed(record.domain, until, why, failures);
+  }
+
+  /** The domain is delayed until `until` (here or on another node): its held mail is deferred, no connection before then. */
+  holdDomain(record: DomainRecord, until: number, why: Reply, now: number): void {
+    record.applyDelay({ kind: 'delay', until, reason: why });
+    for (const q of this.deps.queuesOf(record.domain)) {
       this.drain(q, 'delay_domain', why, record.lastError?.flags);
       q.to({ phase: 'held', by: 'domain_delayed' }, now);
       this.wakeAt(q, until);

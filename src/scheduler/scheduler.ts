@@ -41,6 +41,8 @@ interface SchedulerDeps {
   replies: { observe(o: ObservedReply): void };
   /** The window: jobs held at most (max_active_messages), fixed until restart. */
   maxHeld: number;
+  /** Told of each domain this node delays (mx_failures_to_delay), so the other nodes of a cluster hold it too. */
+  delays: { delayed(domain: string, until: number, reply: Reply, failures: number): void };
 }
 
 /** Domains idle this long with nothing queued are forgotten (their MX state is looked up again). */
@@ -81,6 +83,7 @@ export class Scheduler implements DispatcherOwner {
     this.maintainer = new Maintainer({
       initiator: deps.initiator, options, holds, clock, log, observer, backlog: this.backlog, sites: this.sites, owner: this,
       mark: (q) => this.pump.mark(q), queuesOf: (domain) => this.queues.ofDomain(domain), stopping: () => this.stopping,
+      delayed: (domain, until, why, failures) => deps.delays.delayed(domain, until, why, failures),
     });
     this.sweeper = this.sweepLater();
   }
@@ -144,6 +147,14 @@ export class Scheduler implements DispatcherOwner {
   resumeBinding(name: string): void {
     this.deps.bindings.resume(name);
     for (const q of this.queues.ofBinding(name)) this.pump.mark(q);
+  }
+
+  /** Another node of the cluster delayed the domain (mx_failures_to_delay): it is held here too until `until`. */
+  delayDomain(domain: string, until: number, why: Reply): void {
+    const now = this.deps.clock.now();
+    if (until <= now) return;
+    this.deps.log.info({ event: 'domain_delayed', domain, until: new Date(until).toISOString(), by: 'cluster' }, 'domain delayed by another node');
+    this.maintainer.holdDomain(this.records.get(domain), until, why, now);
   }
 
   /** An operator's flush: the domain's delay and its queues' pacing end, so its mail goes now. */

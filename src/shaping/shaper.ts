@@ -22,10 +22,12 @@ interface ShaperDeps {
   log: Logger;
   /** Counts actions started, by rule and kind (the metrics). */
   counter: { shapingAction(rule: string, action: string, scope: string): void };
+  /** The other nodes of a cluster: told of each action started or extended here, and of each an operator clears here. */
+  peers: { shaped(change: ShapingChange, action: ShapingAction): void };
 }
 
-/** How an action ended: its time ran out, or an operator cleared it. */
-type EndedBy = 'expiry' | 'operator';
+/** How an action ended: its time ran out, an operator cleared it, or another node said it ended. */
+type EndedBy = 'expiry' | 'operator' | 'cluster';
 
 /** Which actions an operator's clear ends; every given field must match. */
 export interface ShapingFilter {
@@ -78,6 +80,24 @@ export class Shaper {
       this.deps.log.info({ event: 'shaping_action_restored', ...this.fields(a) }, 'shaping action in force from before the restart');
       this.emit(a, 'started');
     }
+  }
+
+  /** An action another node put in force or extended: it holds here alike (trigger counts stay per node). */
+  adopt(a: ShapingAction): void {
+    const existing = this.actions.get(a.id);
+    if (a.until > this.deps.clock.now()) this.put(a);
+    if (existing) {
+      this.deps.log.info({ event: 'shaping_action_extended', ...this.fields(a), by: 'cluster' }, `shaping rule ${a.rule}: ${a.action} extended by another node`);
+      return;
+    }
+    this.deps.log.warn({ event: 'shaping_action', ...this.fields(a), by: 'cluster' }, `shaping rule ${a.rule}: ${a.action}, from another node`);
+    this.emit(a, 'started');
+  }
+
+  /** An action another node's operator cleared. */
+  drop(id: string): void {
+    const entry = this.actions.get(id);
+    if (entry) this.end(entry.action, 'cluster');
   }
 
   /** A reply a receiver gave: each rule watching it counts it, and acts once its trigger is reached. */
@@ -153,11 +173,13 @@ export class Shaper {
       // Fails what is queued now; nothing stays in force.
       this.deps.log.warn({ event: 'shaping_action', ...this.fields(next) }, `shaping rule ${rule.name}: ${rule.action}`);
       this.deps.counter.shapingAction(rule.name, rule.action, target.scope);
+      this.deps.peers.shaped('started', next);
       this.emit(next, 'started');
       return;
     }
     this.put(next);
     this.persist(next);
+    this.deps.peers.shaped('started', next);
     if (existing) {
       this.deps.log.info({ event: 'shaping_action_extended', ...this.fields(next) }, `shaping rule ${rule.name}: ${rule.action} extended`);
       return;
@@ -181,7 +203,9 @@ export class Shaper {
     entry.timer.cancel();
     this.actions.delete(a.id);
     if (a.action === 'set') this.overlays--;
-    this.deps.store.remove(a.id).catch((err: Error) => this.storeFailed(a, err));
+    // The node that cleared it removed it from Redis; an expiry ends it on every node by its own timer.
+    if (by !== 'cluster') this.deps.store.remove(a.id).catch((err: Error) => this.storeFailed(a, err));
+    if (by === 'operator') this.deps.peers.shaped('ended', entry.action);
     this.deps.log.info({ event: 'shaping_action_ended', ...this.fields(entry.action), by }, `shaping action of rule ${a.rule} ended`);
     this.emit(entry.action, 'ended');
   }

@@ -1,6 +1,6 @@
 // Parked mail comes back because its queue has room, not because a timer ran out: a burst many
 // times the window is delivered with every park's fallback an hour away; a suspended domain's
-// mail leaves at resume; mail parked before a restart leaves after it. Each case would hang until
+// mail leaves at resume; mail parked before a restart stays suspended and leaves at resume after it. Each case would hang until
 // the test's timeout if promotion did not work, since nothing else brings parked mail back within
 // the hour.
 import assert from 'node:assert/strict';
@@ -68,7 +68,7 @@ test('a burst two hundred times its queues\' size is delivered once each, parked
   }
 });
 
-test('a suspended domain\'s parked mail leaves at resume, and mail parked before a restart leaves after it', async () => {
+test('a suspended domain\'s parked mail leaves at resume, and mail parked before a restart stays suspended after it and leaves at resume', async () => {
   const name = 'suspend';
   const overrides = { redis: { embedded: true, dir: join(world.dir, `redis-${name}`), appendfsync: 'everysec' } };
   const first = await world.start(overrides);
@@ -89,9 +89,13 @@ test('a suspended domain\'s parked mail leaves at resume, and mail parked before
   }
   const count = (rcpts: string[]) => world.sinks.main!.messages.filter((m) => m.rcptTo.some((r) => rcpts.includes(r))).length;
   assert.equal(count(before), 0, 'nothing left while suspended');
-  // A restart lifts the suspension (it lives in memory); the new daemon finds the parked pairs itself.
+  // The suspension outlasts the restart (it is kept in Redis); at resume the new daemon finds the
+  // pairs parked before the restart itself.
   const second = await world.start(overrides);
   try {
+    assert.match((await cli(second, 'summary')).stdout, /^Suspended domains:\s+held\.test$/m);
+    assert.equal(count(before), 0, 'nothing left while still suspended');
+    assert.equal((await cli(second, 'resume', 'held.test')).code, 0);
     await world.sinks.main!.waitForRecipients(before, 20_000);
     assert.equal(count(resumed) + count(before), resumed.length + before.length, 'each message once');
   } finally {

@@ -130,6 +130,10 @@ class ScriptedClient extends EventEmitter implements SmtpClient {
 export class Harness {
   readonly clock = new FakeClock();
   readonly resolved: Resolved[] = [];
+  /** Shaping actions started or cleared here, as the other nodes of a cluster are told. */
+  readonly shapingAnnounced: Array<{ change: string; id: string }> = [];
+  /** Domains this node delayed, as the other nodes of a cluster are told. */
+  readonly delaysAnnounced: Array<{ domain: string; until: number }> = [];
   /** Jobs whose lock another node holds now: their attempt is abandoned before its transaction. */
   readonly locksLost = new Set<string>();
   readonly logs: Array<Record<string, any>> = [];
@@ -164,6 +168,7 @@ export class Harness {
     const stored = this.shapingStored;
     this.shaper = new Shaper({
       rules: config.shaping_rules, clock: this.clock, log, counter: { shapingAction: () => {} },
+      peers: { shaped: (change, action) => void this.shapingAnnounced.push({ change, id: action.id }) },
       store: {
         load: async (now) => [...stored.values()].filter((a) => a.until > now),
         save: async (a) => void stored.set(a.id, a),
@@ -188,6 +193,7 @@ export class Harness {
     this.scheduler = new Scheduler({
       initiator, parked: this.parkedIndex(), options: this.options, bindings: this.bindings, hooks, clock: this.clock, log,
       observer: { connectionFailed: () => {}, migrated: () => {} }, maxHeld: config.max_active_messages, shaping: this.shaper, replies,
+      delays: { delayed: (domain, until) => void this.delaysAnnounced.push({ domain, until }) },
     });
   }
 
