@@ -11,6 +11,7 @@ import { AdminServer } from './admin/server.js';
 import { Bindings } from './binding/registry.js';
 import { ClusterBus } from './cluster/bus.js';
 import { localNode } from './cluster/local.js';
+import { NodeRegistry, queueFigures } from './cluster/nodes.js';
 import { ClusterState } from './cluster/state.js';
 import { BounceClassifier } from './bounce/classify.js';
 import { systemClock } from './core/clock.js';
@@ -223,8 +224,16 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
       log.level = next.config.log_level;
     },
   });
+  const nodes = new NodeRegistry({
+    redis: queueRedis, prefix, name: config.node_name, version: VERSION, clock: systemClock, log,
+    report: () => {
+      const t = scheduler!.totals();
+      return { connections: { outbound: t.connections, connecting: t.connecting, inbound: intake!.sessions }, held: t.held, rates: metrics.rates() };
+    },
+    queues: () => queueFigures(scheduler!.state()),
+  });
   const admin = new AdminServer({
-    scheduler, shaping: shaper, adaptive, cluster, queue, inspector, store, health, bindings, counts: metrics,
+    scheduler, nodes, shaping: shaper, adaptive, cluster, queue, inspector, store, health, bindings, counts: metrics,
     inbound: () => intake!.sessions,
     config: () => ({ config: reloader.current.config, document: reloader.current.document }),
     reload: () => reloader.reload(), clock: systemClock, startedAt: systemClock.now(), version: VERSION,
@@ -232,6 +241,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   let status: StatusServer | undefined;
 
   async function stop(): Promise<void> {
+    await nodes.stop();
     await intake!.close();
     await admin.close();
     await consumer.close();
@@ -247,6 +257,12 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     await embedded?.stop();
   }
 
+  try {
+    await nodes.start();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   if (embedded) await returnOrphanedJobs(queue, log);
   await bus.start();
   await shaper.restore();

@@ -1,6 +1,7 @@
 // What the admin API reaches in a running daemon. main.ts builds it from the real objects.
 import type { Queue } from 'bullmq';
 import type { Bindings } from '../binding/registry.js';
+import type { NodeRegistry } from '../cluster/nodes.js';
 import type { Clock } from '../core/clock.js';
 import type { Config, ConfigDocument } from '../config/schema.js';
 import type { ClusterState } from '../cluster/state.js';
@@ -18,6 +19,8 @@ export type ReloadOutcome = ({ ok: true } & ReloadResult) | { ok: false; errors:
 
 export interface AdminContext {
   scheduler: Scheduler;
+  /** This node's name and every node's last heartbeat, for the cluster-wide figures. */
+  nodes: Pick<NodeRegistry, 'name' | 'list'>;
   shaping: Pick<Shaper, 'active' | 'covering' | 'clear'>;
   adaptive: Pick<AdaptiveLimits, 'view'>;
   /** Operator commands that act on every node of the cluster. */
