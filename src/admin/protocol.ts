@@ -34,9 +34,30 @@ export interface ApiError {
 }
 
 
+/** A daemon sharing this one's Redis, as its last heartbeat told; this daemon is among them. */
+export interface NodeSummary {
+  name: string;
+  host: string;
+  pid: number;
+  version: string;
+  started_at: string;
+  /** Its last heartbeat is younger than three of its heartbeat intervals; a silent node's figures are its last. */
+  alive: boolean;
+  /** At Redis's clock, the one every node is judged by. */
+  last_heartbeat: string;
+  age_s: number;
+  connections: { outbound: number; connecting: number; inbound: number };
+  /** Messages held in memory. */
+  held: number;
+  /** Per second over the node's last 60 seconds. */
+  rates: Counts;
+}
+
 export interface Summary {
   version: string;
   hostname: string;
+  /** This daemon's node_name; every other field but `nodes` is this daemon's alone. */
+  node: string;
   started_at: string;
   uptime_s: number;
   connections: { inbound: number; outbound: number; connecting: number };
@@ -49,6 +70,8 @@ export interface Summary {
   /** Per second over the last 60 seconds. */
   rates: Counts;
   suspended: { domains: string[]; bindings: string[] };
+  /** Every node with a heartbeat in Redis, silent ones for a day, by name. */
+  nodes: NodeSummary[];
 }
 
 interface LastError {
@@ -57,12 +80,14 @@ interface LastError {
   at: string;
 }
 
-/** GET /v1/mailq?domain=D&binding=B&limit=N */
+/** GET /v1/mailq?domain=D&binding=B&limit=N: the whole cluster, other live nodes' memory as their last heartbeat told. */
 export interface MailqRow {
   domain: string;
   binding: string;
+  /** Held in memory by any live node, or in Redis due now. */
   active: number;
   delayed: number;
+  /** Open on any live node. */
   connections: number;
   /** Age of the oldest message of the row, active or delayed. */
   oldest_age_s?: number;
@@ -98,9 +123,15 @@ export interface DomainDetail {
   shaping: ShapingView[];
   consecutive_failures: number;
   last_error?: LastError;
+  /** Held in memory by any live node, or in Redis due now. */
   active: number;
   delayed: number;
-  /** The scheduler's view of each binding with mail for the domain, plus the limits in force. */
+  /** What other live nodes hold for the domain and connections they have open, per binding, as their last heartbeat told. */
+  other_nodes: Array<{ node: string; binding: string; ready: number; in_flight: number; connections: number; connecting: number }>;
+  /**
+   * The scheduler's view of each binding with mail for the domain, plus the limits in force;
+   * ready, in_flight, connections and connecting add the other live nodes' figures to this daemon's.
+   */
   bindings: Array<Omit<ReadyQueueView, 'oldest'> & {
     /** Connection and throttle options in force for this pair, with the scope each comes from. */
     limits: Record<string, { value: string | number | null; scope: string }>;

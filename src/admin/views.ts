@@ -1,25 +1,42 @@
 // The read side of the admin API: summary, mailq and one domain, joined from the scheduler's
-// memory (what is held and connected now) and Redis (what waits there).
+// memory (what is held and connected now), Redis (what waits there) and the other nodes'
+// heartbeats (what they hold and have open).
+import type { NodeStatus, QueueFigures } from '../cluster/nodes.js';
 import { queueIdTime } from '../core/ids.js';
 import { explainOptions } from '../config/scopes.js';
 import { flagNames } from '../delivery/flags.js';
 import type { DomainView } from '../scheduler/views.js';
 import { targetCovers } from '../shaping/rule.js';
 import type { AdminContext } from './context.js';
-import type { DomainDetail, Mailq, MailqRow, Summary } from './protocol.js';
+import type { DomainDetail, Mailq, MailqRow, NodeSummary, Summary } from './protocol.js';
 import { shapingView } from './shaping.js';
 
 export class NotFound extends Error {}
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+function nodeSummary(n: NodeStatus): NodeSummary {
+  return {
+    name: n.name, host: n.host, pid: n.pid, version: n.version, started_at: iso(n.startedAt), alive: n.alive,
+    last_heartbeat: iso(n.heartbeatAt), age_s: Math.round(n.ageMs / 100) / 10, connections: n.connections, held: n.held, rates: n.rates,
+  };
+}
+
+/** The ready queues other live nodes reported at their last heartbeat; this node's own come from its memory, never twice. */
+async function otherNodes(ctx: AdminContext, domain: string | undefined): Promise<Array<QueueFigures & { node: string }>> {
+  return (await ctx.nodes.list()).filter((n) => n.alive && !n.self)
+    .flatMap((n) => n.queues.filter((q) => domain === undefined || q.domain === domain).map((q) => ({ node: n.name, ...q })));
+}
+
 export async function summary(ctx: AdminContext): Promise<Summary> {
   const now = ctx.clock.now();
   const totals = ctx.scheduler.totals();
   const queued = await ctx.inspector.counts();
+  const nodes = await ctx.nodes.list();
   return {
     version: ctx.version,
     hostname: ctx.config().config.hostname,
+    node: ctx.nodes.name,
     started_at: iso(ctx.startedAt),
     uptime_s: Math.round((now - ctx.startedAt) / 1000),
     connections: { inbound: ctx.inbound(), outbound: totals.connections, connecting: totals.connecting },
@@ -28,6 +45,7 @@ export async function summary(ctx: AdminContext): Promise<Summary> {
     counts: ctx.counts.counts(),
     rates: ctx.counts.rates(),
     suspended: { domains: ctx.scheduler.suspendedDomains(), bindings: ctx.bindings.suspendedNames() },
+    nodes: nodes.map(nodeSummary),
   };
 }
 
@@ -68,6 +86,11 @@ export async function mailq(ctx: AdminContext, filter: { domain?: string; bindin
     r.delayed += t.delayed;
     r.oldest = older(r.oldest, t.oldestId);
   }
+  for (const o of await otherNodes(ctx, filter.domain)) {
+    const r = row(o.domain, o.binding);
+    r.active += o.ready + o.in_flight;
+    r.connections += o.connections;
+  }
   for (const r of rows.values()) {
     const last = lastErrors.get(r.domain);
     if (last) r.last_error = last;
@@ -95,7 +118,8 @@ export async function domainDetail(ctx: AdminContext, domain: string): Promise<D
   const all = ctx.scheduler.state().domains;
   const view = all.find((d) => d.domain === domain);
   const queued = (await ctx.inspector.tally(domain));
-  if (!view && queued.length === 0) throw new NotFound(`no mail queued for ${domain} and no state kept for it`);
+  const others = await otherNodes(ctx, domain);
+  if (!view && queued.length === 0 && others.length === 0) throw new NotFound(`no mail queued for ${domain} and no state kept for it`);
   const { document } = ctx.config();
   const hosts = new Map<string, { host: string; preference: number; addresses: string[] }>();
   for (const h of view?.mx.hosts ?? []) {
@@ -107,13 +131,24 @@ export async function domainDetail(ctx: AdminContext, domain: string): Promise<D
   const mxHosts = [...hosts.keys()].map((h) => h.toLowerCase());
   const covering = [...new Map(bindingNames.flatMap((b) => ctx.shaping.covering({ binding: b, domain, mxHosts })).map((a) => [a.id, a])).values()];
   const bindings = new Map((view?.bindings ?? []).map((b) => [b.binding, b]));
-  for (const t of queued) {
-    if (!bindings.has(t.binding)) {
-      bindings.set(t.binding, {
-        binding: t.binding, suspended: ctx.bindings.isSuspended(t.binding), phase: 'idle', ready: 0, in_flight: 0, connections: 0, connecting: 0, idle: 0,
+  const pair = (binding: string) => {
+    let b = bindings.get(binding);
+    if (!b) {
+      b = {
+        binding, suspended: ctx.bindings.isSuspended(binding), phase: 'idle', ready: 0, in_flight: 0, connections: 0, connecting: 0, idle: 0,
         throttled_ms: { messages: 0, connections: 0 },
-      });
+      };
+      bindings.set(binding, b);
     }
+    return b;
+  };
+  for (const t of queued) pair(t.binding);
+  for (const o of others) {
+    const b = pair(o.binding);
+    b.ready += o.ready;
+    b.in_flight += o.in_flight;
+    b.connections += o.connections;
+    b.connecting += o.connecting;
   }
   return {
     domain,
@@ -140,8 +175,9 @@ export async function domainDetail(ctx: AdminContext, domain: string): Promise<D
     shaping: covering.map((a) => shapingView(a, now)),
     consecutive_failures: view?.consecutive_failures ?? 0,
     ...(view?.last_error ? { last_error: view.last_error } : {}),
-    active: (view?.active ?? 0) + queued.reduce((n, t) => n + t.waiting, 0),
+    active: (view?.active ?? 0) + queued.reduce((n, t) => n + t.waiting, 0) + others.reduce((n, o) => n + o.ready + o.in_flight, 0),
     delayed: queued.reduce((n, t) => n + t.delayed, 0),
+    other_nodes: others.map(({ domain: _domain, ...o }) => o),
     bindings: [...bindings.values()].map(({ oldest: _oldest, ...b }) => {
       const limits: Record<string, { value: string | number | null; scope: string }> = Object.fromEntries(Object.entries(explainOptions(document, b.binding, domain))
         .filter(([k]) => k !== 'adaptive')

@@ -52,6 +52,7 @@ test('table columns align, numbers to the right, with no trailing blanks', () =>
 const summary: Summary = {
   version: '0.1.0',
   hostname: 'mta1.example.net',
+  node: 'mta1',
   started_at: '2025-02-26T08:00:00.000Z',
   uptime_s: 273_600,
   connections: { inbound: 12, outbound: 40, connecting: 3 },
@@ -60,11 +61,24 @@ const summary: Summary = {
   counts: { received: 123_456, delivered: 120_000, transient: 3000, failed: 45 },
   rates: { received: 10.5, delivered: 10.123, transient: 0.2, failed: 0 },
   suspended: { domains: ['example.com', 'foo.test'], bindings: [] },
+  nodes: [
+    {
+      name: 'mta1', host: 'h1.example.net', pid: 812, version: '0.1.0', started_at: '2025-02-26T08:00:00.000Z', alive: true,
+      last_heartbeat: '2025-03-01T11:59:59.600Z', age_s: 0.4, connections: { inbound: 12, outbound: 40, connecting: 3 }, held: 1200,
+      rates: { received: 10.5, delivered: 10.123, transient: 0.2, failed: 0 },
+    },
+    {
+      name: 'mta2', host: 'h2.example.net', pid: 9041, version: '0.1.0', started_at: '2025-02-27T08:00:00.000Z', alive: false,
+      last_heartbeat: '2025-03-01T11:58:48Z', age_s: 72, connections: { inbound: 3, outbound: 17, connecting: 0 }, held: 310,
+      rates: { received: 4, delivered: 3.5, transient: 0, failed: 0 },
+    },
+  ],
 };
 
 test('summary rendering', () => {
   assert.equal(renderSummary(summary), [
     'Version:         0.1.0',
+    'Node:            mta1',
     'Host:            mta1.example.net',
     'Uptime:          3d4h (since 2025-02-26T08:00:00Z)',
     'Connections:     12 inbound, 40 outbound (+3 connecting)',
@@ -79,6 +93,10 @@ test('summary rendering', () => {
     '',
     'Suspended domains:   example.com, foo.test',
     'Suspended bindings:  none',
+    '',
+    'NODE  STATUS  HOST            INBOUND  OUTBOUND  CONNECTING  HELD  DELIVERED/S  HEARTBEAT',
+    'mta1  alive   h1.example.net       12        40           3  1200        10.12   0.4s ago',
+    'mta2  silent  h2.example.net        -         -           -     -            -  1m12s ago',
     '',
   ].join('\n'));
 });
@@ -122,6 +140,7 @@ test('domain rendering', () => {
     consecutive_failures: 3,
     last_error: { reply: '421 4.7.0 Try again later', at: '2025-03-01T11:57:50Z', flags: ['CONN_ERROR_CONNECT', 'CONN_ACTION_REQUEUE1'] },
     active: 12, delayed: 30,
+    other_nodes: [{ node: 'mta2', binding: 'default', ready: 1, in_flight: 2, connections: 2, connecting: 1 }],
     shaping: [{
       id: 'gmail-rate|site:default:mx1.example.com', rule: 'gmail-rate', action: 'set', scope: 'site', binding: 'default', mx_host: 'mx1.example.com',
       options: { max_outbound_connections: 1, outbound_throttle_messages: '1/60' }, since: '2025-03-01T11:58:00Z', until: '2025-03-01T13:00:00Z',
@@ -161,6 +180,10 @@ test('domain rendering', () => {
     '  max_outbound_connections    3      (adaptive)',
     '  outbound_throttle_messages  unset  (no limit)',
     '  Adaptive: 4 rate or reputation deferrals, the last 2025-03-01T11:59:00Z; stepped down 2025-03-01T11:58:00Z',
+    '',
+    'Held on other nodes (counted above):',
+    '  NODE  BINDING  READY  IN-FLIGHT  CONN  CONNECTING',
+    '  mta2  default      1          2     2           1',
     '',
   ].join('\n'));
 });

@@ -47,6 +47,17 @@ function renderBindings(d: DomainDetail): string {
   return `\n${bindings}${phases.join('')}${limits.join('')}`;
 }
 
+function renderOtherNodes(d: DomainDetail): string {
+  // A daemon started before an upgrade answers the newer CLI without other_nodes.
+  if (!d.other_nodes?.length) return '';
+  const right = { align: 'right' } as const;
+  const rows = d.other_nodes.map((o) => [o.node, o.binding, String(o.ready), String(o.in_flight), String(o.connections), String(o.connecting)]);
+  return `\nHeld on other nodes (counted above):\n${table([
+    { title: 'NODE' }, { title: 'BINDING' }, { title: 'READY', ...right }, { title: 'IN-FLIGHT', ...right }, { title: 'CONN', ...right },
+    { title: 'CONNECTING', ...right },
+  ], rows, '  ')}`;
+}
+
 const TLSA_STATE: Record<string, string> = {
   'secure-unusable': 'TLSA records, none usable: TLS mandatory, certificate not checked',
   none: 'no TLSA records (signed denial)',
@@ -95,12 +106,13 @@ export function renderDomain(d: DomainDetail, now: number): string {
   if (d.mta_sts) head.push(...renderSts(d.mta_sts, now));
   for (const a of d.shaping) head.push(['Shaping', `${actionText(a)} on ${scopeText(a)} until ${when(a.until, now)} (rule ${a.rule}, after: ${a.reply.replace(/\s+/g, ' ')})`]);
   if (d.bindings.length === 0) head.push(['Bindings', 'none holding mail']);
-  return fields(head) + renderMx(d, now) + renderBindings(d);
+  return fields(head) + renderMx(d, now) + renderBindings(d) + renderOtherNodes(d);
 }
 
 export function register(program: Command): void {
   adminCommand(program, 'domain <domain>', 'show one destination domain: phase, MX hosts and their addresses, '
-    + 'failures, and per binding the ready queue\'s phase, the mail held, connections, throttle waits and limits in force')
+    + 'failures, and per binding the ready queue\'s phase, the mail held, connections, throttle waits and limits in force; '
+    + 'held mail and connections count every live node sharing the Redis')
     .action((domain: string, opts: AdminOptions) => run(
       opts,
       (c) => c.call('domain', { params: { domain: domain.toLowerCase() } }),

@@ -35,7 +35,7 @@ interface MailqOptions extends AdminOptions {
 }
 
 export function register(program: Command): void {
-  adminCommand(program, 'mailq', 'list queued mail per domain and binding, largest queues first')
+  adminCommand(program, 'mailq', 'list queued mail per domain and binding, largest queues first; held mail and connections count every live node sharing the Redis')
     .option('-d, --domain <domain>', 'only this destination domain')
     .option('-b, --binding <name>', 'only this binding')
     .option('-n, --limit <rows>', 'rows to show at most', positiveInteger, 100)

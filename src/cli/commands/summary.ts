@@ -1,16 +1,33 @@
 // `impulse summary`: the daemon at a glance, after Momentum's `summary`.
 import type { Command } from 'commander';
-import type { Counts, Summary } from '../../admin/protocol.js';
-import { fields, formatTime, humanAge, list, table } from '../format.js';
+import type { Counts, NodeSummary, Summary } from '../../admin/protocol.js';
+import { type Column, fields, formatTime, humanAge, list, table } from '../format.js';
 import { type AdminOptions, adminCommand, run } from './shared.js';
 
 const COUNTS: ReadonlyArray<readonly [keyof Counts, string]> = [
   ['received', 'Received'], ['delivered', 'Delivered'], ['transient', 'Transient'], ['failed', 'Failed'],
 ];
 
+const right = { align: 'right' } as const;
+const NODE_COLUMNS: Column[] = [
+  { title: 'NODE' }, { title: 'STATUS' }, { title: 'HOST' }, { title: 'INBOUND', ...right }, { title: 'OUTBOUND', ...right },
+  { title: 'CONNECTING', ...right }, { title: 'HELD', ...right }, { title: 'DELIVERED/S', ...right }, { title: 'HEARTBEAT', ...right },
+];
+
+/** A silent node's figures are its last, not its present: shown as '-'. */
+function nodeRow(n: NodeSummary): string[] {
+  const live = (v: string) => (n.alive ? v : '-');
+  return [
+    n.name, n.alive ? 'alive' : 'silent', n.host, live(String(n.connections.inbound)), live(String(n.connections.outbound)),
+    live(String(n.connections.connecting)), live(String(n.held)), live(n.rates.delivered.toFixed(2)),
+    `${n.age_s < 10 ? `${n.age_s.toFixed(1)}s` : humanAge(n.age_s)} ago`,
+  ];
+}
+
 export function renderSummary(s: Summary): string {
   const head = fields([
     ['Version', s.version],
+    ['Node', s.node],
     ['Host', s.hostname],
     ['Uptime', `${humanAge(s.uptime_s)} (since ${formatTime(s.started_at)})`],
     ['Connections', `${s.connections.inbound} inbound, ${s.connections.outbound} outbound (+${s.connections.connecting} connecting)`],
@@ -22,10 +39,12 @@ export function renderSummary(s: Summary): string {
     COUNTS.map(([key, label]) => [label, String(s.counts[key]), s.rates[key].toFixed(2)]),
   );
   const suspended = fields([['Suspended domains', list(s.suspended.domains)], ['Suspended bindings', list(s.suspended.bindings)]]);
-  return `${head}\n${counts}\n${suspended}`;
+  // A daemon started before an upgrade answers the newer CLI without nodes.
+  const nodes = s.nodes ? `\n${table(NODE_COLUMNS, s.nodes.map(nodeRow))}` : '';
+  return `${head}\n${counts}\n${suspended}${nodes}`;
 }
 
 export function register(program: Command): void {
-  adminCommand(program, 'summary', 'show version, uptime, connections, queue sizes, delivery counts and rates, and what is suspended')
+  adminCommand(program, 'summary', 'show version, uptime, connections, queue sizes, delivery counts and rates, what is suspended, and every node sharing the Redis')
     .action((opts: AdminOptions) => run(opts, (c) => c.call('summary'), renderSummary));
 }
