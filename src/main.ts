@@ -11,7 +11,7 @@ import { AdminServer } from './admin/server.js';
 import { Bindings } from './binding/registry.js';
 import { ClusterBus } from './cluster/bus.js';
 import { localNode } from './cluster/local.js';
-import { NodeRegistry, queueFigures } from './cluster/nodes.js';
+import { NodeRegistry } from './cluster/nodes.js';
 import { ClusterState } from './cluster/state.js';
 import { BounceClassifier } from './bounce/classify.js';
 import { systemClock } from './core/clock.js';
@@ -230,7 +230,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
       const t = scheduler!.totals();
       return { connections: { outbound: t.connections, connecting: t.connecting, inbound: intake!.sessions }, held: t.held, rates: metrics.rates() };
     },
-    queues: () => queueFigures(scheduler!.state()),
+    queues: () => scheduler!.queueFigures(),
   });
   const admin = new AdminServer({
     scheduler, nodes, shaping: shaper, adaptive, cluster, queue, inspector, store, health, bindings, counts: metrics,

@@ -9,7 +9,6 @@ import type { Logger } from 'pino';
 import type { Clock, Timer } from '../core/clock.js';
 import { withTimeout } from '../core/timeout.js';
 import type { Counts } from '../observability/metrics.js';
-import type { SchedulerView } from '../scheduler/views.js';
 
 /** How often a node writes its heartbeat. */
 const HEARTBEAT_INTERVAL_MS = 2000;
@@ -152,13 +151,6 @@ function pidRuns(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-/** The ready queues of the scheduler's view that hold mail or connections. */
-export function queueFigures(view: SchedulerView): QueueFigures[] {
-  return view.domains.flatMap((d) => d.bindings
-    .filter((b) => b.ready + b.in_flight + b.connections + b.connecting > 0)
-    .map((b) => ({ domain: d.domain, binding: b.binding, ready: b.ready, in_flight: b.in_flight, connections: b.connections, connecting: b.connecting })));
 }
 
 const weight = (q: QueueFigures) => q.ready + q.in_flight + q.connections + q.connecting;

@@ -209,6 +209,16 @@ export class Scheduler implements DispatcherOwner {
     return { connections: this.maintainer.connections.size, connecting: this.maintainer.connecting, held: this.backlog.heldCount, activeDomains: activeDomains.size };
   }
 
+  /** The ready queues with mail or connections, as figures (what a heartbeat tells the other nodes); no view is built. */
+  queueFigures(): Array<{ domain: string; binding: string; ready: number; in_flight: number; connections: number; connecting: number }> {
+    const out = [];
+    for (const q of this.queues.all()) {
+      if (q.entries.length + q.inFlight + q.connections.size + q.connecting === 0) continue;
+      out.push({ domain: q.domain, binding: q.binding.name, ready: q.entries.length, in_flight: q.inFlight, connections: q.connections.size, connecting: q.connecting });
+    }
+    return out;
+  }
+
   /** Open connections per binding. */
   connectionsByBinding(): Map<string, number> {
     const out = new Map<string, number>();
