@@ -197,7 +197,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     }),
   });
   const consumer = new Consumer({
-    connection: queueRedis, prefix, concurrency: config.max_active_messages, lockDuration: config.job_lock_timeout,
+    connection: queueRedis, prefix, concurrency: config.max_active_messages, jobLockTimeout: config.job_lock_timeout,
     store, scheduler, outcomes, bindings, clock: systemClock, log,
     historyRetention: () => options.global.message_history_retention,
   });

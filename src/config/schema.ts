@@ -265,7 +265,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     max_active_messages: z.number().int().min(1).default(10000)
       .describe('messages held in memory ready for delivery, all domains together; the rest wait in Redis'),
     job_lock_timeout: duration('60s')
-      .describe('how long a job held by a daemon that died stays claimed before another start (or daemon) takes it up (the embedded Redis frees them at the next start); renewed every half of it'),
+      .describe('longest a job held by a daemon that died stays claimed before any daemon of the cluster (or the next start) can take it up; the embedded Redis frees them at the next start at once. The claim lasts three quarters of it, renewed every three eighths, and every daemon looks for lapsed claims every quarter'),
     suspended_recheck_interval: duration('1h').describe('how long mail parked by a suspended domain or binding waits before it is looked at again, if no resume (or daemon start) promotes it first'),
     shutdown_timeout: duration('30s').describe('time sessions in flight get to finish on SIGTERM'),
   }).superRefine((cfg, ctx) => {

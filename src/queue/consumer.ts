@@ -27,8 +27,8 @@ interface ConsumerDeps {
   connection: Redis;
   prefix: string;
   concurrency: number;
-  /** BullMQ lock duration: a crashed daemon's jobs return to the queue this long after its last renewal. */
-  lockDuration: number;
+  /** job_lock_timeout: a crashed daemon's jobs are back in the queue at most this long after it died. */
+  jobLockTimeout: number;
   store: MessageStore;
   scheduler: Admitter;
   outcomes: Outcomes;
@@ -64,6 +64,17 @@ const RENEWAL_FAILED = /^could not renew lock for job /;
 /** BullMQ's wording for a write refused because the job's lock lapsed (the job is handed out again). */
 const WRITE_REFUSED = /^Missing lock for job (\S+)\. (\w+)/;
 
+/**
+ * BullMQ's lock and stalled check within job_lock_timeout: a lock lapses at most its duration after
+ * the daemon's last renewal (so after its death), and the next stalled check, run by any daemon,
+ * puts the job back in the queue; three quarters plus a quarter keep the sum within the timeout.
+ * BullMQ renews a lock every half of its duration.
+ */
+function lockTimes(jobLockTimeout: number): { lockDuration: number; stalledInterval: number } {
+  const stalledInterval = Math.max(250, Math.round(jobLockTimeout / 4));
+  return { lockDuration: Math.max(500, jobLockTimeout - stalledInterval), stalledInterval };
+}
+
 function returningOf(job: Job<DeliveryJobData, string | undefined>): Returning | undefined {
   if (job.data.waiting === 'retry') return { from: 'retry' };
   // A promoted job's delay is 0; one that came back on its park's fallback time keeps its delay.
@@ -89,8 +100,7 @@ export class Consumer {
         prefix: this.deps.prefix,
         concurrency,
         maxStalledCount: MAX_STALLED,
-        lockDuration: this.deps.lockDuration,
-        stalledInterval: Math.max(1000, Math.round(this.deps.lockDuration / 2)),
+        ...lockTimes(this.deps.jobLockTimeout),
         // One stalled-job check serves the whole queue.
         skipStalledCheck: i > 0,
       }, this.copies);
@@ -106,6 +116,8 @@ export class Consumer {
       this.deps.store.release(job.data.qid, job.id!, record, this.deps.historyRetention()).catch((err: Error) =>
         log.warn({ event: 'store_release_failed', qid: job.data.qid, err: err.message }, 'body kept until its TTL'));
     });
+    worker.on('stalled', (jobId: string) =>
+      log.info({ event: 'job_stalled', job_id: jobId }, 'job lock lapsed (its daemon died or stalled): back in the queue for any daemon'));
     worker.on('failed', (job, err) =>
       log.error({ event: 'job_error', qid: job?.data.qid, domain: job?.data.domain, err: err.message }, 'delivery job error; it will be retried'));
     const lockLost = 'job locks lapsed; those jobs are handed out again and their attempts are not made twice here';

@@ -115,15 +115,17 @@ export class Dispatcher implements QueueConnection {
   /** The attempt, or 'abandoned' when the job's lock is no longer this daemon's before a transaction starts. */
   private async send(entry: Entry, batch: number): Promise<Attempt | 'abandoned'> {
     const client = this.handle.client!;
+    if (!(await entry.stillHeld())) return 'abandoned';
     const body = await entry.body.get();
     if (!body) {
+      // The node that took the job over may have delivered it and released its body meanwhile.
+      if (!(await entry.stillHeld())) return 'abandoned';
       return { replies: entry.recipients.map((recipient) => ({ recipient, reply: reply(554, '5.3.0', '[internal] message body missing from the store') })) };
     }
     const replies: RecipientReply[] = [];
+    // A message split in batches is checked once: after its first transaction its attempt goes
+    // on, and the outcome's write is refused should the lock have gone by then.
     for (const recipients of chunks(entry.recipients, batch)) {
-      // A later transaction of a message split in batches has recipients already sent: its
-      // attempt goes on, and the outcome write is refused if the lock has gone by then.
-      if (replies.length === 0 && !(await entry.stillHeld())) return 'abandoned';
       if (this.needsReset && !client.closed) {
         try {
           await client.reset();
