@@ -1,0 +1,56 @@
+// cluster_outbound_throttle_messages / _connections: one budget for the whole cluster, kept in Redis as GCRA.
+// The state is one number per key, the theoretical arrival time (TAT), judged by Redis's clock
+// since the nodes' clocks may differ. An event is allowed when the TAT it would leave is at most
+// one window (perMs) ahead of now, so `count` can go at once after idleness, then one per
+// perMs / count. Right after idleness a window can so hold up to 2 × count − 1 events (the burst,
+// then the pace), where the node-local sliding log (scheduler/throttle.ts) holds count; the
+// long-run rate is the same. The key expires when its TAT passes: it would read as absent anyway.
+// One EVALSHA per take or wait.
+import type { Redis } from 'ioredis';
+import type { Rate } from '../config/units.js';
+
+// KEYS[1] the TAT in µs; ARGV: emission interval in µs, window in µs (interval × count), '1' to
+// take an event or '0' only to ask. 0 when allowed, else the ms until an event is, rounded up so
+// that asking again then is never too early. Whole microseconds keep the sums exact in Lua's
+// doubles (about 1.7e15 now, under 2^53): fractional milliseconds would refuse the last event of
+// a burst for a rounding error. PX is formatted as an integer, which Redis requires.
+const GCRA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1])) or now, now) + interval
+local allowedAt = tat - tonumber(ARGV[2])
+if allowedAt > now then return math.ceil((allowedAt - now) / 1000) end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', math.ceil((tat - now) / 1000)))
+end
+return 0`;
+
+/** The script's ioredis command: EVALSHA, so its text is not sent and hashed at every call. */
+const GCRA_COMMAND = 'impulseClusterThrottle';
+
+type GcraCommand = (key: string, intervalUs: number, windowUs: number, take: '0' | '1') => Promise<number>;
+
+export class ClusterThrottles {
+  constructor(private readonly redis: Redis, private readonly prefix: string) {
+    if (!(GCRA_COMMAND in redis)) redis.defineCommand(GCRA_COMMAND, { numberOfKeys: 1, lua: GCRA });
+  }
+
+  /** Takes one event of `key` under `rate` if one is allowed now: resolves 0; else the ms until one is, taking nothing. */
+  take(key: string, rate: Rate): Promise<number> {
+    return this.run(key, rate, '1');
+  }
+
+  /** Ms until an event is allowed, taking nothing. */
+  wait(key: string, rate: Rate): Promise<number> {
+    return this.run(key, rate, '0');
+  }
+
+  private run(key: string, rate: Rate, take: '0' | '1'): Promise<number> {
+    // Rounded up to a whole µs: when perMs does not divide by count the rate comes out a hair
+    // slower, never faster, and a window stays exactly `count` intervals.
+    const intervalUs = Math.ceil((rate.perMs * 1000) / rate.count);
+    const gcra = (this.redis as unknown as Record<typeof GCRA_COMMAND, GcraCommand>)[GCRA_COMMAND];
+    return gcra.call(this.redis, `${this.prefix}:throttle:${key}`, intervalUs, intervalUs * rate.count, take);
+  }
+}
