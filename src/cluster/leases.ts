@@ -224,11 +224,20 @@ export class ClusterLeases {
     // Nodes configured with different TTLs can name different earliest lapses; the soonest wins.
     const at = performance.now() + waitMs;
     if (at < waiter.at) {
-      clearTimeout(waiter.timer);
       waiter.at = at;
-      waiter.timer = setTimeout(() => this.wake(key), waitMs).unref();
+      this.armTimer(key, waiter);
     }
     return waiter.promise;
+  }
+
+  // Node counts a timer from the event loop's cached clock, which lags when the process was busy
+  // or descheduled, so a timer can fire that much early; a waiter woken before the lease lapsed
+  // would only be refused again, so the rest is waited out.
+  private armTimer(key: string, waiter: Waiter): void {
+    const left = Math.ceil(waiter.at - performance.now());
+    clearTimeout(waiter.timer);
+    if (left > 0) waiter.timer = setTimeout(() => this.armTimer(key, waiter), left).unref();
+    else this.wake(key);
   }
 
   private wake(key: string): void {
