@@ -1,15 +1,14 @@
 // cluster_outbound_throttle_messages / _connections: one budget for the whole cluster, kept in Redis as GCRA.
 // The state is one number per key, the theoretical arrival time (TAT), judged by Redis's clock
-// since the nodes' clocks may differ. An event is allowed when the TAT it would leave is at most
-// one window (perMs) ahead of now, so `count` can go at once after idleness, then one per
-// perMs / count. Right after idleness a window can so hold up to 2 × count − 1 events (the burst,
-// then the pace), where the node-local sliding log (scheduler/throttle.ts) holds count; the
-// long-run rate is the same. The key expires when its TAT passes: it would read as absent anyway.
-// One EVALSHA per take or wait.
+// since the nodes' clocks may differ. The burst tolerance is one event: events are paced one per
+// perMs / count, so no window of perMs ever holds more than count, as with the node-local sliding
+// log (scheduler/throttle.ts); a burst of count would let a window hold 2 × count − 1 right after
+// idleness, and receivers count over their own sliding windows. The key expires when its TAT
+// passes: it would read as absent anyway. One EVALSHA per take or wait.
 import type { Redis } from 'ioredis';
 import type { Rate } from '../config/units.js';
 
-// KEYS[1] the TAT in µs; ARGV: emission interval in µs, window in µs (interval × count), '1' to
+// KEYS[1] the TAT in µs; ARGV: emission interval in µs, burst tolerance in µs, '1' to
 // take an event or '0' only to ask. 0 when allowed, else the ms until an event is, rounded up so
 // that asking again then is never too early. Whole microseconds keep the sums exact in Lua's
 // doubles (about 1.7e15 now, under 2^53): fractional milliseconds would refuse the last event of
@@ -29,7 +28,7 @@ return 0`;
 /** The script's ioredis command: EVALSHA, so its text is not sent and hashed at every call. */
 const GCRA_COMMAND = 'impulseClusterThrottle';
 
-type GcraCommand = (key: string, intervalUs: number, windowUs: number, take: '0' | '1') => Promise<number>;
+type GcraCommand = (key: string, intervalUs: number, toleranceUs: number, take: '0' | '1') => Promise<number>;
 
 export class ClusterThrottles {
   constructor(private readonly redis: Redis, private readonly prefix: string) {
@@ -48,9 +47,9 @@ export class ClusterThrottles {
 
   private run(key: string, rate: Rate, take: '0' | '1'): Promise<number> {
     // Rounded up to a whole µs: when perMs does not divide by count the rate comes out a hair
-    // slower, never faster, and a window stays exactly `count` intervals.
+    // slower, never faster.
     const intervalUs = Math.ceil((rate.perMs * 1000) / rate.count);
     const gcra = (this.redis as unknown as Record<typeof GCRA_COMMAND, GcraCommand>)[GCRA_COMMAND];
-    return gcra.call(this.redis, `${this.prefix}:throttle:${key}`, intervalUs, intervalUs * rate.count, take);
+    return gcra.call(this.redis, `${this.prefix}:throttle:${key}`, intervalUs, intervalUs, take);
   }
 }
