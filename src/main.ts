@@ -10,6 +10,9 @@ import type { ReloadOutcome } from './admin/context.js';
 import { AdminServer } from './admin/server.js';
 import { Bindings } from './binding/registry.js';
 import { ClusterBus } from './cluster/bus.js';
+import { ClusterGate } from './cluster/gate.js';
+import { ClusterThrottles } from './cluster/gcra.js';
+import { ClusterLeases } from './cluster/leases.js';
 import { localNode } from './cluster/local.js';
 import { NodeRegistry } from './cluster/nodes.js';
 import { ClusterState } from './cluster/state.js';
@@ -119,6 +122,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   // Built before the scheduler whose MX knowledge its site-scoped actions need; asked only once one is in force.
   let scheduler: Scheduler | undefined;
   const bus = new ClusterBus({ redis: queueRedis, subscriber, prefix, node: config.node_name, log });
+  const leases = new ClusterLeases({ redis: queueRedis, subscriber, prefix, node: config.node_name, ttlMs: config.cluster_lease_ttl, log });
   // Built once the parts it acts on exist; the shaper and the scheduler only tell it of changes made here.
   let cluster: ClusterState | undefined;
   const shaper = new Shaper({
@@ -171,10 +175,11 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     resolver, fetch: httpsPolicyFetcher({ resolver, trust, timeoutMs: STS_FETCH_TIMEOUT_MS }),
     cache: new RedisPolicyCache(queueRedis, prefix, systemClock.now), now: systemClock.now, log,
   });
+  const gate = new ClusterGate({ leases, throttles: new ClusterThrottles(queueRedis, prefix), options });
   const initiator = new Initiator({
     resolver, connector: smtpConnector(trust), health, hosts, hooks, clock: systemClock, log, options, isLocalAddress,
     policies: new DestinationPolicies({ sts, dnssec: createDnsClient({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }) }),
-    observer: metrics, replies,
+    observer: metrics, replies, gate,
   });
   const store = new MessageStore(queueRedis, prefix, config.redis.compress_bodies);
   // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a
@@ -184,7 +189,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   scheduler = new Scheduler({
     initiator, parked: new RedisParkedIndex(queueRedis, dsnQueue, prefix), options, bindings, hooks, clock: systemClock, log,
     observer: metrics, maxHeld: config.max_active_messages, shaping: shaper, replies,
-    delays: { delayed: (domain, until, why, failures) => cluster?.delayed(domain, until, why, failures) },
+    delays: { delayed: (domain, until, why, failures) => cluster?.delayed(domain, until, why, failures) }, gate,
   });
   const outcomes = new Outcomes({
     clock: systemClock, log, hooks, counter: metrics, reportingMta: config.hostname, bounceClass: (r) => bounceClasses.classify(r),
@@ -245,6 +250,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     await intake!.close();
     await admin.close();
     await consumer.close();
+    await leases.close();
     await hooks.idle();
     shaper.close();
     await status?.close();
@@ -265,6 +271,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   }
   if (embedded) await returnOrphanedJobs(queue, log);
   await bus.start();
+  await leases.start();
   await shaper.restore();
   await cluster.restore();
   consumer.start();

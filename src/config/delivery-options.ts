@@ -72,6 +72,11 @@ export class DeliveryOptions {
     return hostOptions(this.current, host)?.max_outbound_connections;
   }
 
+  /** cluster_max_outbound_connections of an MX host (`hosts:`), across bindings, domains and nodes; undefined: no limit. */
+  hostClusterLimit(host: string): number | undefined {
+    return hostOptions(this.current, host)?.cluster_max_outbound_connections;
+  }
+
   /** The global options: server-wide caps and switches. */
   get global(): Readonly<Config> {
     return this.current;

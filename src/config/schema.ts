@@ -69,6 +69,8 @@ const bounceClassRule = z.strictObject({
 const hostOptions = z.strictObject({
   max_outbound_connections: z.number().int().min(1).optional()
     .describe('connections to this MX host across all bindings and domains; default: unlimited'),
+  cluster_max_outbound_connections: z.number().int().min(1).optional()
+    .describe('connections to this MX host across all bindings, domains and nodes of the cluster (leases in Redis); default: unlimited'),
 });
 
 /** RFC 6376 §5.4.1's list, narrowed to what identifies and frames a message and its unsubscribe headers (RFC 8058). */
@@ -235,6 +237,11 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     mta_sts: scoped.mta_sts.unwrap().default(true),
     dane: scoped.dane.unwrap().default(false),
     adaptive: scoped.adaptive,
+    cluster_max_outbound_connections: scoped.cluster_max_outbound_connections,
+    cluster_outbound_throttle_messages: scoped.cluster_outbound_throttle_messages,
+    cluster_outbound_throttle_connections: scoped.cluster_outbound_throttle_connections,
+    cluster_lease_ttl: duration('30s')
+      .describe('how long a cluster connection lease lasts unless renewed (every third of it while its connection is open): the longest a dead node\'s connections still count against cluster_max_outbound_connections'),
     server_max_outbound_connections: z.number().int().min(1).default(20000).describe('outbound connections open at once, all bindings and domains'),
     migrate_connections_between_sibling_domains: z.boolean().default(true)
       .describe('a connection with nothing left for its domain moves on to another domain sharing that MX host'),

@@ -8,6 +8,7 @@ export const SCOPED_OPTIONS = [
   'message_expiration', 'tls', 'tls_verify', 'tls_ifavailable_fallback', 'host_failure_retry', 'max_outbound_connections',
   'scope_max_outbound_connections', 'connection_allocation_aggressiveness', 'outbound_throttle_messages', 'outbound_throttle_connections',
   'max_deliveries_per_connection', 'max_recipients_per_batch', 'idle_timeout', 'mx_failures_to_delay', 'max_ready', 'mta_sts', 'dane', 'adaptive',
+  'cluster_max_outbound_connections', 'cluster_outbound_throttle_messages', 'cluster_outbound_throttle_connections',
 ] as const;
 
 /** The scoped options' schemas, with durations and throttles parsed as the caller's schema does. */
@@ -57,5 +58,9 @@ export function scopedOptions<DO extends z.ZodType, R extends z.ZodType>(duratio
       .describe('adaptive limits per binding × domain (Momentum\'s Adaptive Delivery): rate and reputation deferrals step the bounded options down by a quarter, a clean step_up_interval steps them up by a twentieth (connections by one); they start at the highest bound; off when unset'),
     dane: z.boolean().optional()
       .describe('look up TLSA records (RFC 7672) of MX hosts named by DNSSEC-signed MX records and require TLS matching them, else defer with 451 4.7.5; takes precedence over MTA-STS; needs a DNSSEC-validating resolver in dns.servers'),
+    cluster_max_outbound_connections: z.number().int().min(1).optional()
+      .describe('connections per binding × domain counted across every node of the cluster (leases in Redis), under each node\'s own max_outbound_connections; a connection of a pair with it set never migrates to another pair; default: unlimited'),
+    cluster_outbound_throttle_messages: rateOpt().describe('messages started per period across every node of the cluster, "N" or "N/S", paced one per S/N by Redis\'s clock; one budget shared by every pair that takes it from the same scope'),
+    cluster_outbound_throttle_connections: rateOpt().describe('connections opened per period across every node of the cluster, "N" or "N/S"; paced and shared like cluster_outbound_throttle_messages'),
   };
 }

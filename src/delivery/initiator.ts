@@ -14,6 +14,7 @@ import type { DnsResolver } from '../dns/resolver.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookAddress, HookConnection, HookReadyQueue } from '../hooks/signatures.js';
 import type { ObservedReply, ShapingPhase } from '../shaping/rule.js';
+import type { ClusterGate, ClusterPermit } from '../cluster/gate.js';
 import type { AddressHealth } from './address-health.js';
 import { type AttemptRequirement, type ConnectError, type Connector, type SmtpClient, classifyConnectError } from './connector.js';
 import type { DestinationPolicies } from './destination-tls.js';
@@ -42,6 +43,8 @@ interface ConnectionPolicy extends TlsPolicy {
 export interface ConnectionError {
   flags: number;
   reply: Reply;
+  /** Set when the refusal is a wait on a cluster limit: settles when asking again is worth it. */
+  retry?: Promise<void>;
 }
 
 /** A handle, or the refusal; `retry` is set when the refusal is a wait, resolving when it is worth asking again. */
@@ -62,12 +65,16 @@ interface InitiatorDeps {
   observer: { tlsPolicy(check: PolicyCheck): void };
   /** Hears every reply a server gave while a connection was being set up (shaping rules). */
   replies: { observe(o: ObservedReply): void };
+  /** The cluster's shared limits, asked before each connection; absent on a node alone. */
+  gate?: Pick<ClusterGate, 'enter'> | undefined;
 }
 
 export class ConnectionHandle implements HookConnection {
   readonly id = randomUUID();
   phase: 'connecting' | 'ready' | 'closed' = 'connecting';
   client: SmtpClient | undefined;
+  /** The cluster leases the connection holds until it closes. */
+  permit: ClusterPermit | undefined;
   private counted = false;
 
   constructor(
@@ -101,13 +108,24 @@ export class ConnectionHandle implements HookConnection {
     this.counted = false;
   }
 
-  /** Ends the session politely and frees its place under the host limit. */
+  /** Gives back the connection's cluster leases. */
+  dropPermit(): void {
+    this.permit?.release();
+    this.permit = undefined;
+  }
+
+  /**
+   * Ends the session politely and frees its place under the host limits; its cluster leases once
+   * the socket has closed, so the receiver never sees more than the cluster's limit.
+   */
   close(): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
     this.release();
+    if (!this.client || this.client.closed) this.dropPermit();
     if (this.client) {
       const client = this.client;
+      client.onClose(() => this.dropPermit());
       client.quit();
       // QUIT is a courtesy: a peer that never answers it must not hold the socket open.
       setTimeout(() => client.close(), 5000).unref();
@@ -253,7 +271,32 @@ export class Initiator {
     });
   }
 
+  /** Asks the cluster's limits first, if any apply; a wait ends the attempt as a refusal that says when to ask again. */
   private attempt(
+    handle: ConnectionHandle,
+    policy: ConnectionPolicy,
+    onConnected: (handle: ConnectionHandle, error?: ConnectionError) => void,
+    onTimeout: (handle: ConnectionHandle, error: ConnectionError) => void,
+  ): void {
+    const target = handle.target;
+    const entering = this.deps.gate?.enter(handle.binding, handle.domain.domain, target.host);
+    if (!entering) return this.connect(handle, policy, onConnected, onTimeout);
+    // Counted under the local host limits while the cluster is asked.
+    handle.occupy(target);
+    void entering.then((answer) => {
+      if ('permit' in answer) {
+        handle.permit = answer.permit;
+        return this.connect(handle, policy, onConnected, onTimeout);
+      }
+      handle.release();
+      handle.phase = 'closed';
+      const e = { flags: CONN_ERROR_HOST_MAX_REACHED, reply: answer.reply, retry: answer.retry };
+      this.reportFailure(handle.domain, handle.bindingInfo, target, e, this.deps.clock.now());
+      onConnected(handle, e);
+    });
+  }
+
+  private connect(
     handle: ConnectionHandle,
     policy: ConnectionPolicy,
     onConnected: (handle: ConnectionHandle, error?: ConnectionError) => void,
@@ -286,6 +329,7 @@ export class Initiator {
     }, (err: ConnectError) => {
       const now = clock.now();
       handle.release();
+      handle.dropPermit();
       handle.domain.recordFailure();
       if (err instanceof TlsError && 'policy' in requirement) {
         this.notePolicy(handle, { policy: requirement.policy, mode: 'enforce', result: err.resultType, reason: err.reason });

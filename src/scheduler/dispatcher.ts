@@ -17,8 +17,8 @@ export interface DispatcherOwner {
   take(d: Dispatcher): Entry | undefined;
   /** Moves the dispatcher to a sibling domain's queue; false when none has work and room. */
   migrate(d: Dispatcher): boolean;
-  /** Milliseconds until the message throttle allows a message on the queue; 0 takes one. */
-  throttleWait(queue: ReadyQueue): number;
+  /** Milliseconds until the message throttles (this node's, the cluster's) allow a message on the queue; 0 takes one. */
+  throttleWait(queue: ReadyQueue): number | Promise<number>;
   /** A message taken that this connection will not send (throttled past its idle time). */
   giveBack(d: Dispatcher, entry: Entry, retryInMs: number): void;
   complete(d: Dispatcher, entry: Entry, attempt: Attempt): void;
@@ -87,14 +87,14 @@ export class Dispatcher implements QueueConnection {
           continue;
         }
         const opts = this.owner.options(this.current);
-        let wait = this.owner.throttleWait(this.current);
+        let wait = await this.owner.throttleWait(this.current);
         while (wait > 0) {
           if (wait > opts.idle_timeout) {
             this.owner.giveBack(this, entry, wait);
             return;
           }
           await new Promise<void>((resolve) => this.clock.after(wait, resolve));
-          wait = this.owner.throttleWait(this.current);
+          wait = await this.owner.throttleWait(this.current);
         }
         const attempt = await this.send(entry, opts.max_recipients_per_batch);
         if (attempt === 'abandoned') {

@@ -209,6 +209,13 @@ export class Maintainer {
     q.connecting--;
     this.connecting--;
     const now = this.deps.clock.now();
+    if (err?.retry) {
+      // A cluster limit is a wait, not a failure: looked at again once a lease frees or the throttle allows.
+      q.to({ phase: 'waiting', on: 'cluster_limit' }, now);
+      this.wakeOn(q, err.retry);
+      this.capacityFreed();
+      return;
+    }
     if (err) {
       this.failed(q, err.flags, err.reply, now);
       this.capacityFreed();

@@ -35,7 +35,7 @@ export type QueuePhase =
   | { phase: 'paced'; until: number; reason: Reply }
   | { phase: 'throttled'; until: number; throttle: Throttle }
   /** Waits for a lookup in flight, a place at an MX host at its limit, or room under a shared cap. */
-  | { phase: 'waiting'; on: 'mx_lookup' | 'host_limit' | 'connection_cap' }
+  | { phase: 'waiting'; on: 'mx_lookup' | 'host_limit' | 'connection_cap' | 'cluster_limit' }
   /** Its site is at its connection goal: waits for a sibling's connection, then opens its own. */
   | { phase: 'awaiting_sibling'; since: number }
   /** Its domain or binding is suspended (by an operator or a shaping rule), or its domain delayed. */

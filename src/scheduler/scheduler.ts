@@ -8,6 +8,7 @@ import type { Clock, Timer } from '../core/clock.js';
 import { type Reply, isSuccess } from '../core/reply.js';
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { ScopedValues } from '../config/scopes.js';
+import type { ClusterGate } from '../cluster/gate.js';
 import type { Initiator } from '../delivery/initiator.js';
 import { type Attempt, chargedAttempt } from '../outcome/attempt.js';
 import { Backlog, type ParkedIndex } from './backlog.js';
@@ -41,6 +42,8 @@ interface SchedulerDeps {
   replies: { observe(o: ObservedReply): void };
   /** The window: jobs held at most (max_active_messages), fixed until restart. */
   maxHeld: number;
+  /** The cluster's message throttle, asked after this node's allows a message; absent on a node alone. */
+  gate?: Pick<ClusterGate, 'message'> | undefined;
   /** Told of each domain this node delays (mx_failures_to_delay), so the other nodes of a cluster hold it too. */
   delays: { delayed(domain: string, until: number, reply: Reply, failures: number): void };
 }
@@ -285,8 +288,10 @@ export class Scheduler implements DispatcherOwner {
     return !this.stopping && this.sites.migrate(d);
   }
 
-  throttleWait(q: ReadyQueue): number {
-    return this.maintainer.takeMessage(q);
+  throttleWait(q: ReadyQueue): number | Promise<number> {
+    const local = this.maintainer.takeMessage(q);
+    if (local > 0) return local;
+    return this.deps.gate?.message(q.binding.name, q.domain) ?? 0;
   }
 
   giveBack(d: Dispatcher, entry: Entry, retryInMs: number): void {

@@ -156,9 +156,16 @@ export class Sites {
     return moved;
   }
 
-  /** A connection may serve a sibling only if it reaches one of its MXs the way the sibling's own options ask. */
+  /**
+   * A connection may serve a sibling only if it reaches one of its MXs the way the sibling's own
+   * options ask, and neither counts its connections across the cluster (the connection's lease
+   * is its own pair's).
+   */
   canCarry(conn: Dispatcher, queue: ReadyQueue): boolean {
     const o = this.deps.options.of(queue.binding.name, queue.domain);
+    const from = conn.queue;
+    if (from !== queue && (o.cluster_max_outbound_connections !== undefined
+      || this.deps.options.of(from.binding.name, from.domain).cluster_max_outbound_connections !== undefined)) return false;
     const target = conn.handle.target;
     const mx = queue.record.mx;
     // What the sibling's policy asks of its own MX behind this connection: by name, else by address.
