@@ -149,6 +149,8 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('SMTP AUTH (PLAIN, LOGIN) after STARTTLS for clients outside relay_from; needs tls; without it those clients are refused'),
     max_unauthenticated_commands: z.number().int().min(1).default(10)
       .describe('commands (AUTH itself excepted) a client that must authenticate may send before AUTH; the next gets 421 and the session is closed'),
+    reuse_port: z.boolean().default(false)
+      .describe('listen with SO_REUSEPORT, so several daemons on one host (impulse@.service, one per core) share this address and port and the kernel spreads connections over them; needs Node.js 22.12 or later'),
     max_clients: z.number().int().min(1).default(10000)
       .describe('intake sessions open at once on this listener; further connections get 421 4.7.0 and are closed'),
     max_command_length: z.number().int().min(512).default(4096)

@@ -10,6 +10,7 @@ import { headerFields, parseHeaders, removeHeaders } from '../core/headers.js';
 import type { Clock } from '../core/clock.js';
 import { newQueueId } from '../core/ids.js';
 import type { ListenerConfig } from '../config/schema.js';
+import { supportsReusePort } from './reuse-port.js';
 import type { DkimSigner } from '../dkim/signer.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
@@ -88,9 +89,12 @@ export class Intake {
       const policy = new ListenerPolicy(l, this.deps.log);
       this.policies.push(policy);
       const server = this.createServer(l, policy);
+      if (l.reuse_port && !supportsReusePort(process.versions.node)) {
+        throw new Error(`listener ${l.address}:${l.port}: reuse_port needs Node.js 22.12 or later (SO_REUSEPORT); this is ${process.version}`);
+      }
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(l.port, l.address, () => {
+        server.listen({ port: l.port, host: l.address, ...(l.reuse_port ? { reusePort: true } : {}) }, () => {
           server.removeListener('error', reject);
           resolve();
         });

@@ -1,10 +1,10 @@
 // Running the daemon as an operator does: SIGHUP and `impulse reload` apply a changed limit
 // without a restart and refuse a broken file; the metrics scrape counts what the sink saw; a
 // second SIGTERM stops at once and loses nothing; the admin API over loopback wants its token;
-// the systemd unit passes systemd-analyze.
+// the systemd unit and its one-per-core template pass systemd-analyze.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -211,9 +211,15 @@ test('the admin API over a loopback port answers only requests carrying the toke
   }
 });
 
-test('the systemd unit passes systemd-analyze verify', () => {
+test('the systemd unit and its template for one daemon per core pass systemd-analyze verify', () => {
   const unit = fileURLToPath(new URL('../../../systemd/impulse.service', import.meta.url));
-  const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stderr.trim(), '');
+  // A template is verified as one of its instances, so %i stands for something.
+  const instance = join(world.dir, 'impulse@2.service');
+  copyFileSync(fileURLToPath(new URL('../../../systemd/impulse@.service', import.meta.url)), instance);
+  for (const file of [unit, instance]) {
+    const r = spawnSync('systemd-analyze', ['verify', file], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr.trim(), '');
+  }
+  assert.match(readFileSync(instance, 'utf8'), /^ExecStart=.* start -c \/etc\/impulse\/%i\.yaml$/m);
 });
