@@ -169,6 +169,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     },
     redisPing,
     adaptive: () => adaptive.moved(),
+    leases: () => leases.held(),
   });
   const resolver = createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries });
   const sts = new StsDiscovery({

@@ -29,6 +29,8 @@ export interface MetricsSources {
   redisPing(): Promise<number>;
   /** Adaptive limits that have moved from the top of their bounds, per binding × domain (the throttle in messages per second). */
   adaptive?(): Array<{ binding: string; domain: string; values: { connections?: number | undefined; deliveries?: number | undefined; perSecond?: number | undefined } }>;
+  /** Cluster leases this node holds, per lease key (`pair:<binding>:<domain>`, `host:<mx host>`). */
+  leases?(): ReadonlyMap<string, number>;
 }
 
 const WINDOW_S = 60;
@@ -208,6 +210,14 @@ export class Metrics {
           if (v.deliveries !== undefined) this.set({ binding, domain, option: 'max_deliveries_per_connection' }, v.deliveries);
           if (v.perSecond !== undefined) this.set({ binding, domain, option: 'outbound_throttle_messages' }, v.perSecond);
         }
+      },
+    });
+    new Gauge({
+      name: 'impulse_cluster_leases', registers, labelNames: ['lease'],
+      help: 'Connections this node holds cluster leases for (cluster_max_outbound_connections), per lease key: pair:<binding>:<domain> or host:<mx host>.',
+      collect() {
+        this.reset();
+        for (const [lease, n] of attempt(() => sources.leases?.()) ?? []) this.set({ lease }, n);
       },
     });
     new Gauge({

@@ -163,3 +163,12 @@ test('adaptive limits that moved are gauges per binding, domain and option; none
   assert.equal(sample(text, 'impulse_adaptive_limit{binding="default",domain="outlook.com",option="outbound_throttle_messages"}'), 42.5);
   assert.equal(text.includes('option="max_deliveries_per_connection"'), false);
 });
+
+test('cluster leases this node holds are a gauge per lease key; none without', async () => {
+  const none = await new Metrics(sources()).registry.metrics();
+  assert.equal(none.includes('impulse_cluster_leases{'), false);
+  const m = new Metrics(sources({ leases: () => new Map([['pair:default:gmail.com', 3], ['host:mx.example.net', 1]]) }));
+  const text = await m.registry.metrics();
+  assert.equal(sample(text, 'impulse_cluster_leases{lease="pair:default:gmail.com"}'), 3);
+  assert.equal(sample(text, 'impulse_cluster_leases{lease="host:mx.example.net"}'), 1);
+});
