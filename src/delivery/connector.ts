@@ -39,6 +39,7 @@ export interface SmtpClient {
   readonly extensions: readonly string[];
   /** True once the session has ended, by either side. */
   readonly closed: boolean;
+  /** Calls the listener once the socket has closed, both ways: a receiver counting sessions no longer counts it. */
   onClose(listener: () => void): void;
   offClose(listener: () => void): void;
   send(envelope: RelayEnvelope, body: Buffer): Promise<SMTPConnection.SentMessageInfo>;
@@ -180,8 +181,17 @@ function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boo
         get closed() {
           return closed;
         },
-        onClose: (listener) => conn.once('end', listener),
-        offClose: (listener) => conn.off('end', listener),
+        // nodemailer says 'end' as soon as it closes its side; the socket's own 'close' comes once
+        // both sides have (the socket is replaced at STARTTLS, so it is read now, not earlier).
+        onClose: (listener) => {
+          const socket = conn._socket;
+          if (socket && !socket.closed) socket.once('close', listener);
+          else conn.once('end', listener);
+        },
+        offClose: (listener) => {
+          if (conn._socket) conn._socket.off('close', listener);
+          conn.off('end', listener);
+        },
         send: (envelope, body) => new Promise((res, rej) => conn.send(envelope, body, (e, info) => (e ? rej(e) : res(info)))),
         reset: () => new Promise((res, rej) => conn.reset((e) => (e ? rej(e) : res()))),
         quit: () => conn.quit(),
