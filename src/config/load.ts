@@ -82,7 +82,6 @@ export function parseConfigText(text: string, path: string): LoadResult {
   if (config.admin.token_file) config.admin.token_file = resolve(base, config.admin.token_file);
   for (const k of config.dkim) k.key_file = resolve(base, k.key_file);
   if (config.tls_ca_file) config.tls_ca_file = resolve(base, config.tls_ca_file);
-  if (!config.redis.url) config.redis.embedded = true;
   const shapingErrors = loadShapingRules(config, base);
   if (shapingErrors.length > 0) return { ok: false, path, errors: shapingErrors };
   return { ok: true, config, document, path };

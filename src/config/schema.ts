@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { BOUNCE_CLASSES, type BounceClass, isBounceClass } from '../bounce/classes.js';
 import { parseCidr } from '../core/cidr.js';
+import { redisSchema } from './redis-schema.js';
 import { badRegexKeys } from './regex-keys.js';
 import { scopedOptions } from './scoped-schema.js';
 import { shapingRuleSchema } from './shaping-schema.js';
@@ -161,17 +162,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     message: 'auth needs tls: AUTH is accepted only after STARTTLS, so set tls: { cert, key } on this listener', path: ['auth'],
   });
 
-  const redis = z.strictObject({
-    url: z.string().optional().describe('redis:// or rediss:// URL of an external Redis; excludes embedded'),
-    embedded: z.boolean().optional().describe('start and stop a private redis-server under dir'),
-    dir: z.string().default('var/redis').describe('data directory of the embedded Redis (relative to the config file)'),
-    appendfsync: z.enum(['always', 'everysec', 'no']).default('always')
-      .describe('embedded Redis fsync policy: always makes every 250 reply survive a power loss'),
-    binary: z.string().default('redis-server').describe('redis-server executable for the embedded Redis'),
-    prefix: z.string().default('impulse').describe('key prefix of every Impulse key in Redis'),
-    compress_bodies: z.boolean().default(true)
-      .describe('store message bodies Brotli-compressed (fastest quality) when that saves at least 1/16 of a body: less Redis memory and AOF, some CPU'),
-  }).refine((r) => !(r.url && r.embedded), { message: 'set either url or embedded: true, not both' });
+  const redis = redisSchema(durationOpt);
 
   const admin = z.strictObject({
     socket: z.string().default('var/impulse.sock')
@@ -199,7 +190,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     node_name: name('node').default(hostname().replace(/[^A-Za-z0-9_.-]/g, '-'))
       .describe('this daemon\'s name among the nodes sharing its Redis (heartbeats, impulse summary, leases); unique per running daemon; default: the host name'),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('least severe log level written'),
-    redis: redis.prefault({ embedded: true }).describe('where the queue lives'),
+    redis: redis.prefault({ embedded: true } as z.input<typeof redis>).describe('where the queue lives'),
     listen: z.array(listener).min(1).prefault([{}] as z.input<typeof listener>[]).describe('SMTP intake listeners'),
     dns: dns.prefault({} as z.input<typeof dns>).describe('resolvers for MX, address and MTA-STS TXT lookups, and for DANE\'s DNSSEC questions (TLSA records, the AD bit): with dane on, they must validate DNSSEC'),
     admin: admin.prefault({} as z.input<typeof admin>).describe('the admin API the impulse CLI talks to'),
