@@ -3,7 +3,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Queue, isNotConnectionError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ReloadOutcome } from './admin/context.js';
@@ -49,9 +48,10 @@ import { retryPolicyOf } from './outcome/retry.js';
 import { Consumer } from './queue/consumer.js';
 import { Enqueuer } from './queue/enqueue.js';
 import { QueueInspector } from './queue/inspect.js';
-import { DELIVERY_QUEUE, type DeliveryJobData, domainOf } from './queue/job.js';
+import { domainOf } from './queue/job.js';
 import { RedisParkedIndex } from './queue/parked-index.js';
 import { returnOrphanedJobs } from './queue/reclaim.js';
+import { ShardLayout, openShards } from './queue/shards.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { AdaptiveLimits, adaptiveBounds } from './shaping/adaptive.js';
 import type { AdaptiveBounds } from './shaping/adaptive-policy.js';
@@ -59,14 +59,11 @@ import type { ObservedReply } from './shaping/rule.js';
 import { Shaper } from './shaping/shaper.js';
 import { RedisShapingStore } from './shaping/store.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from './store/embedded-redis.js';
-import { MessageStore } from './store/message-store.js';
-import { type RedisTarget, connectRedis } from './store/redis.js';
+import { type RedisTarget, connectRedis, externalTarget } from './store/redis.js';
 import { watchRedis } from './store/redis-watch.js';
 
 /** An MTA-STS policy fetch, DNS to last byte (RFC 8461 §3.3 asks for a timeout, leaving its length open). */
 const STS_FETCH_TIMEOUT_MS = 30_000;
-/** Events kept in BullMQ's stream: nobody reads them, so keep it from growing. */
-const EVENTS_MAX_LEN = 1000;
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** A running daemon: what tests and the admin API reach, and how it stops. */
@@ -96,33 +93,27 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   for (const warning of dkimKeys.warnings) log.warn({ event: 'dkim_key_weak', warning }, warning);
 
   let embedded: EmbeddedRedis | undefined;
-  let target: RedisTarget;
-  if (config.redis.url) {
-    target = { url: config.redis.url };
-  } else {
+  let target = externalTarget(config.redis);
+  if (!target) {
     embedded = await startEmbeddedRedis({ dir: config.redis.dir, binary: config.redis.binary, appendfsync: config.redis.appendfsync }, log);
-    target = { path: embedded.socketPath };
+    target = { path: embedded.socketPath } satisfies RedisTarget;
   }
   const prefix = config.redis.prefix;
+  const layout = new ShardLayout(prefix, config.redis.shards, 'cluster' in target);
   const intakeRedis = connectRedis(target, 'intake', 'intake');
   const queueRedis = connectRedis(target, 'queue', 'worker');
   // Pub/sub takes a connection of its own: a subscribed connection runs no other command.
   const subscriber = connectRedis(target, 'queue', 'subscriber');
+  // cluster/ and nodes type their connection as Redis; they send single-key commands, MULTIs on one
+  // key and pub/sub, which a Cluster client runs alike.
+  const shared = queueRedis as Redis;
   watchRedis(intakeRedis, 'intake', log);
   watchRedis(queueRedis, 'worker', log);
-  const deliveryQueue = (connection: Redis) => {
-    const q = new Queue<DeliveryJobData>(DELIVERY_QUEUE, { connection, prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } });
-    // Without a listener BullMQ prints each reconnection attempt to stderr; watchRedis logs the outage once.
-    q.on('error', (err) => {
-      if (isNotConnectionError(err)) log.error({ event: 'queue_error', err: err.message }, 'queue error');
-    });
-    return q;
-  };
 
   // Built before the scheduler whose MX knowledge its site-scoped actions need; asked only once one is in force.
   let scheduler: Scheduler | undefined;
-  const bus = new ClusterBus({ redis: queueRedis, subscriber, prefix, node: config.node_name, log });
-  const leases = new ClusterLeases({ redis: queueRedis, subscriber, prefix, node: config.node_name, ttlMs: config.cluster_lease_ttl, log });
+  const bus = new ClusterBus({ redis: shared, subscriber: subscriber as Redis, prefix, node: config.node_name, log });
+  const leases = new ClusterLeases({ redis: shared, subscriber: subscriber as Redis, prefix, node: config.node_name, ttlMs: config.cluster_lease_ttl, log });
   // Built once the parts it acts on exist; the shaper and the scheduler only tell it of changes made here.
   let cluster: ClusterState | undefined;
   const shaper = new Shaper({
@@ -140,8 +131,8 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     (binding, domain) => shaper.overlay(binding, domain, (d) => scheduler?.mxHostsOf(d) ?? []),
   ));
   const replies = { observe: (o: ObservedReply) => { shaper.observe(o); adaptive.observe(o); } };
-  const queue = deliveryQueue(intakeRedis);
-  const enqueuer = new Enqueuer(new MessageStore(intakeRedis, prefix, config.redis.compress_bodies), queue, () => options.longestExpiration());
+  const intakeShards = openShards(intakeRedis, layout, config.redis.compress_bodies, log);
+  const enqueuer = new Enqueuer(intakeShards, () => options.longestExpiration());
   const pluginContext = { log, baseDir: dirname(resolve(loaded.path)) };
   const hooks = new HookRegistry({ log, defaultTimeoutMs: config.hook_timeout });
   await loadPlugins(config.plugins, hooks, pluginContext);
@@ -155,7 +146,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     await intakeRedis.ping();
     return performance.now() - t0;
   };
-  const inspector = new QueueInspector(intakeRedis, prefix, bindings);
+  const inspector = new QueueInspector(intakeRedis, layout, bindings);
   // Built before the parts it counts; its sources read them only when scraped.
   let intake: Intake | undefined;
   const metrics = new Metrics({
@@ -176,19 +167,18 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     resolver, fetch: httpsPolicyFetcher({ resolver, trust, timeoutMs: STS_FETCH_TIMEOUT_MS }),
     cache: new RedisPolicyCache(queueRedis, prefix, systemClock.now), now: systemClock.now, log,
   });
-  const gate = new ClusterGate({ leases, throttles: new ClusterThrottles(queueRedis, prefix), options });
+  const gate = new ClusterGate({ leases, throttles: new ClusterThrottles(shared, prefix), options });
   const initiator = new Initiator({
     resolver, connector: smtpConnector(trust), health, hosts, hooks, clock: systemClock, log, options, isLocalAddress,
     policies: new DestinationPolicies({ sts, dnssec: createDnsClient({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }) }),
     observer: metrics, replies, gate,
   });
-  const store = new MessageStore(queueRedis, prefix, config.redis.compress_bodies);
   // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a
   // Redis outage, where intake's fail fast and would make the attempt be made again.
-  const dsnQueue = deliveryQueue(queueRedis);
-  const dsnEnqueuer = new Enqueuer(store, dsnQueue, () => options.longestExpiration());
+  const queueShards = openShards(queueRedis, layout, config.redis.compress_bodies, log);
+  const dsnEnqueuer = new Enqueuer(queueShards, () => options.longestExpiration());
   scheduler = new Scheduler({
-    initiator, parked: new RedisParkedIndex(queueRedis, dsnQueue, prefix), options, bindings, hooks, clock: systemClock, log,
+    initiator, parked: new RedisParkedIndex(queueRedis, queueShards), options, bindings, hooks, clock: systemClock, log,
     observer: metrics, maxHeld: config.max_active_messages, shaping: shaper, replies,
     delays: { delayed: (domain, until, why, failures) => cluster?.delayed(domain, until, why, failures) }, gate,
   });
@@ -203,12 +193,12 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     }),
   });
   const consumer = new Consumer({
-    connection: queueRedis, prefix, concurrency: config.max_active_messages, jobLockTimeout: config.job_lock_timeout,
-    store, scheduler, outcomes, bindings, clock: systemClock, log,
+    connection: queueRedis, shards: queueShards, concurrency: config.max_active_messages, jobLockTimeout: config.job_lock_timeout,
+    scheduler, outcomes, bindings, clock: systemClock, log,
     historyRetention: () => options.global.message_history_retention,
   });
   cluster = new ClusterState({
-    redis: queueRedis, bus, prefix, node: config.node_name, clock: systemClock, log,
+    redis: shared, bus, prefix, node: config.node_name, clock: systemClock, log,
     local: localNode({ scheduler, bindings, consumer, shaper, health, log }),
   });
   const dkim = new DkimSigner({ keys: dkimKeys.keys, hooks, log, counter: metrics });
@@ -231,7 +221,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     },
   });
   const nodes = new NodeRegistry({
-    redis: queueRedis, prefix, name: config.node_name, version: VERSION, clock: systemClock, log,
+    redis: shared, prefix, name: config.node_name, version: VERSION, clock: systemClock, log,
     report: () => {
       const t = scheduler!.totals();
       return { connections: { outbound: t.connections, connecting: t.connecting, inbound: intake!.sessions }, held: t.held, rates: metrics.rates() };
@@ -239,7 +229,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     queues: () => scheduler!.queueFigures(),
   });
   const admin = new AdminServer({
-    scheduler, nodes, shaping: shaper, adaptive, cluster, queue, inspector, store, health, bindings, counts: metrics,
+    scheduler, nodes, shaping: shaper, adaptive, cluster, shards: intakeShards, inspector, health, bindings, counts: metrics,
     inbound: () => intake!.sessions,
     config: () => ({ config: reloader.current.config, document: reloader.current.document }),
     reload: () => reloader.reload(), clock: systemClock, startedAt: systemClock.now(), version: VERSION,
@@ -256,8 +246,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     shaper.close();
     await status?.close();
     metrics.close();
-    await queue.close();
-    await dsnQueue.close();
+    await Promise.all([...intakeShards.all, ...queueShards.all].map((p) => p.queue.close()));
     intakeRedis.disconnect();
     queueRedis.disconnect();
     subscriber.disconnect();
@@ -265,12 +254,13 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   }
 
   try {
+    await layout.claim(queueRedis);
     await nodes.start();
   } catch (err) {
     await stop();
     throw err;
   }
-  if (embedded) await returnOrphanedJobs(queue, log);
+  if (embedded) await returnOrphanedJobs(intakeShards.all.map((p) => p.queue), log);
   await bus.start();
   await leases.start();
   await shaper.restore();

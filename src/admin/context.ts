@@ -1,5 +1,4 @@
 // What the admin API reaches in a running daemon. main.ts builds it from the real objects.
-import type { Queue } from 'bullmq';
 import type { Bindings } from '../binding/registry.js';
 import type { NodeRegistry } from '../cluster/nodes.js';
 import type { Clock } from '../core/clock.js';
@@ -7,8 +6,7 @@ import type { Config, ConfigDocument } from '../config/schema.js';
 import type { ClusterState } from '../cluster/state.js';
 import type { AddressHealth } from '../delivery/address-health.js';
 import type { QueueInspector } from '../queue/inspect.js';
-import type { DeliveryJobData } from '../queue/job.js';
-import type { MessageStore } from '../store/message-store.js';
+import type { ShardQueue, Sharded } from '../queue/shards.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { AdaptiveLimits } from '../shaping/adaptive.js';
 import type { Shaper } from '../shaping/shaper.js';
@@ -25,9 +23,9 @@ export interface AdminContext {
   adaptive: Pick<AdaptiveLimits, 'view'>;
   /** Operator commands that act on every node of the cluster. */
   cluster: Pick<ClusterState, 'suspend' | 'flush' | 'fail'>;
-  queue: Queue<DeliveryJobData>;
+  /** Each shard's queue and message store. */
+  shards: Sharded<ShardQueue>;
   inspector: QueueInspector;
-  store: MessageStore;
   health: AddressHealth;
   bindings: Bindings;
   counts: { counts(): Counts; rates(): Counts };

@@ -1,7 +1,7 @@
 // MTA-STS policies cached in Redis, shared by every daemon on the same Redis, each kept until its
 // max_age runs out (RFC 8461 §5.1), so a policy fetched once protects later deliveries even while
 // its HTTPS host is unreachable.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { StsPolicy } from './policy.js';
 
 export interface PolicyCache {
@@ -17,7 +17,7 @@ function isPolicy(v: unknown): v is StsPolicy {
 }
 
 export class RedisPolicyCache implements PolicyCache {
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly now: () => number) {}
+  constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly now: () => number) {}
 
   private key(domain: string): string {
     return `${this.prefix}:mta-sts:${domain}`;

@@ -2,7 +2,6 @@
 // scheduler and the outcome path decide is written back to the job. A job never fails in BullMQ's
 // sense: it completes when nothing is left to try, or waits in the delayed set for its next attempt.
 import { DelayedError, type Job, isNotConnectionError } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Bindings } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
@@ -12,9 +11,11 @@ import { chargedAttempt } from '../outcome/attempt.js';
 import type { Outcomes } from '../outcome/conclude.js';
 import type { Entry, Outcome, Returning } from '../scheduler/entry.js';
 import type { MessageStore } from '../store/message-store.js';
+import type { RedisClient } from '../store/redis.js';
 import { AttemptLedger, type JobUpdate } from './attempt-ledger.js';
 import { DeliveryWorker, JobCopies } from './delivery-worker.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './job.js';
+import type { ShardQueue, Sharded } from './shards.js';
 
 /** The scheduler as the consumer sees it. */
 interface Admitter {
@@ -24,12 +25,12 @@ interface Admitter {
 }
 
 interface ConsumerDeps {
-  connection: Redis;
-  prefix: string;
+  connection: RedisClient;
+  /** Each shard's queue and store on `connection`: Workers take jobs from every shard. */
+  shards: Sharded<ShardQueue>;
   concurrency: number;
   /** job_lock_timeout: a crashed daemon's jobs are back in the queue at most this long after it died. */
   jobLockTimeout: number;
-  store: MessageStore;
   scheduler: Admitter;
   outcomes: Outcomes;
   bindings: Bindings;
@@ -42,7 +43,8 @@ interface ConsumerDeps {
 /**
  * Workers fetching jobs side by side: each fetch is one round trip that waits for Redis's fsync
  * (see delivery-worker.ts), so one alone falls behind intake while nothing completes yet. Four
- * fell behind intake at 2,000 msg/s on two cores; sixteen spent more in empty fetches.
+ * fell behind intake at 2,000 msg/s on two cores; sixteen spent more in empty fetches. With
+ * shards they are shared out among them, and every shard has at least one.
  */
 const FETCHERS = 8;
 
@@ -92,28 +94,34 @@ export class Consumer {
     this.ledger = new AttemptLedger(() => deps.clock.now());
   }
 
+  /**
+   * The window (concurrency) is shared evenly by the shards, so held mail stays within
+   * max_active_messages; a shard, and so any one domain, holds at most its share at once.
+   */
   start(): void {
-    const concurrency = Math.ceil(this.deps.concurrency / FETCHERS);
-    this.workers = Array.from({ length: FETCHERS }, (_, i) => {
-      const worker: DeliveryWorker = new DeliveryWorker(DELIVERY_QUEUE, (job, token) => this.process(worker, job, token), {
+    const shards = this.deps.shards.all;
+    const perShard = Math.max(1, Math.round(FETCHERS / shards.length));
+    const concurrency = Math.ceil(this.deps.concurrency / (shards.length * perShard));
+    this.workers = shards.flatMap((part) => Array.from({ length: perShard }, (_, i) => {
+      const worker: DeliveryWorker = new DeliveryWorker(DELIVERY_QUEUE, (job, token) => this.process(worker, part, job, token), {
         connection: this.deps.connection,
-        prefix: this.deps.prefix,
+        prefix: part.shard.prefix,
         concurrency,
         maxStalledCount: MAX_STALLED,
         ...lockTimes(this.deps.jobLockTimeout),
-        // One stalled-job check serves the whole queue.
+        // One stalled-job check serves the whole queue of a shard.
         skipStalledCheck: i > 0,
       }, this.copies);
-      this.listen(worker);
+      this.listen(worker, part.store);
       return worker;
-    });
+    }));
   }
 
-  private listen(worker: DeliveryWorker): void {
+  private listen(worker: DeliveryWorker, store: MessageStore): void {
     const { log } = this.deps;
     worker.on('completed', (job, record: string | undefined) => {
       this.ledger.forget(job.id!);
-      this.deps.store.release(job.data.qid, job.id!, record, this.deps.historyRetention()).catch((err: Error) =>
+      store.release(job.data.qid, job.id!, record, this.deps.historyRetention()).catch((err: Error) =>
         log.warn({ event: 'store_release_failed', qid: job.data.qid, err: err.message }, 'body kept until its TTL'));
     });
     worker.on('stalled', (jobId: string) =>
@@ -152,8 +160,8 @@ export class Consumer {
    * One attempt of the job, or the update of an attempt already made here for an earlier copy of
    * it (see attempt-ledger.ts), written to Redis by the copy that holds the job's lock.
    */
-  private async process(worker: DeliveryWorker, job: Job<DeliveryJobData, string | undefined>, token: string | undefined): Promise<string | undefined> {
-    const { update, again } = this.ledger.join(job.id!, job.data, () => this.attempt(job));
+  private async process(worker: DeliveryWorker, part: ShardQueue, job: Job<DeliveryJobData, string | undefined>, token: string | undefined): Promise<string | undefined> {
+    const { update, again } = this.ledger.join(job.id!, job.data, () => this.attempt(part, job));
     if (again) {
       this.deps.log.warn({ event: 'job_reclaimed', qid: job.data.qid, domain: job.data.domain, job_id: job.id, attempt: job.data.attempts + 1 },
         'job handed out again after its lock lapsed; recording the outcome of the attempt already made');
@@ -190,17 +198,17 @@ export class Consumer {
    * Whether the job's lock in Redis is still the one this daemon's newest copy of the job took:
    * one GET. Another value means the lock lapsed and another node (or a later fetch) holds it.
    */
-  private async holdsLock(job: Job<DeliveryJobData, string | undefined>): Promise<boolean> {
+  private async holdsLock(prefix: string, job: Job<DeliveryJobData, string | undefined>): Promise<boolean> {
     const token = this.copies.newest.get(job.id!)?.job.token;
     if (token === undefined) return false;
-    return (await this.deps.connection.get(`${this.deps.prefix}:${DELIVERY_QUEUE}:${job.id!}:lock`)) === token;
+    return (await this.deps.connection.get(`${prefix}:${DELIVERY_QUEUE}:${job.id!}:lock`)) === token;
   }
 
   /** Hands the job to the scheduler, and the attempt it gets to the outcome path; returns what to write to the job. */
-  private async attempt(job: Job<DeliveryJobData, string | undefined>): Promise<JobUpdate> {
+  private async attempt(part: ShardQueue, job: Job<DeliveryJobData, string | undefined>): Promise<JobUpdate> {
     const data = job.data;
     const binding = this.deps.bindings.resolve({ binding: data.binding, group: data.bindingGroup }, data.qid);
-    const body = new Lazy(() => this.deps.store.get(data.qid));
+    const body = new Lazy(() => part.store.get(data.qid));
     let landed!: (delayed: boolean) => void;
     const landing = new Promise<boolean>((resolve) => {
       landed = resolve;
@@ -211,7 +219,7 @@ export class Consumer {
       ? { kind: 'attempted', attempt: chargedAttempt(data.recipients, doom.reply, 'admin_fail', undefined, doom.quiet) }
       : await new Promise<Outcome>((resolve) => this.deps.scheduler.admit({
         jobId: job.id!, qid: data.qid, domain: data.domain, binding, sender: data.sender, recipients: data.recipients,
-        params: data, attempts: data.attempts, returning: returningOf(job), body, stillHeld: () => this.holdsLock(job),
+        params: data, attempts: data.attempts, returning: returningOf(job), body, stillHeld: () => this.holdsLock(part.shard.prefix, job),
         resolve: (o) => {
           resolve(o);
           return landing;

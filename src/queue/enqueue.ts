@@ -1,5 +1,6 @@
-// Puts an accepted message into Redis: the body once, then one job per destination domain. Only
-// when all of it succeeded may intake answer 250.
+// Puts an accepted message into Redis: the body once per shard its jobs go to (once, for mail to
+// one domain or on an unsharded queue), then one job per destination domain. Only when all of it
+// succeeded may intake answer 250.
 //
 // The body's write and the jobs' adds leave together and share Redis's fsync: with appendfsync
 // always, waiting for the body before adding the jobs cost intake a second fsync per message.
@@ -11,12 +12,12 @@
 //
 // The jobs are added one by one: BullMQ's addBulk is a pipeline (not a transaction either), and
 // building one on its connection costs ioredis some 28 µs.
-import type { Queue } from 'bullmq';
+
 import type { BindingChoice } from '../binding/assign.js';
 import { jobIdFor } from '../core/ids.js';
 import type { EnvelopeParams } from '../delivery/envelope.js';
-import type { MessageStore } from '../store/message-store.js';
 import type { DeliveryJobData } from './job.js';
+import type { ShardQueue, Sharded } from './shards.js';
 
 /** One job of a message: its recipients at one destination domain. */
 interface NewJob {
@@ -39,10 +40,15 @@ interface NewMessage extends Omit<EnvelopeParams, 'dsn'> {
 /** Body TTL beyond message_expiration: time for the final attempt and its bounce. */
 const BODY_GRACE_MS = 7 * 86_400_000;
 
+interface Job {
+  name: string;
+  data: DeliveryJobData;
+  opts: { jobId: string };
+}
+
 export class Enqueuer {
   constructor(
-    private readonly store: MessageStore,
-    private readonly queue: Queue<DeliveryJobData>,
+    private readonly shards: Sharded<ShardQueue>,
     private readonly messageExpiration: () => number,
   ) {}
 
@@ -51,29 +57,37 @@ export class Enqueuer {
       ...(msg.ret ? { ret: msg.ret } : {}), ...(msg.envid ? { envid: msg.envid } : {}),
       ...(msg.eightBit ? { eightBit: msg.eightBit } : {}), ...(msg.smtputf8 ? { smtputf8: msg.smtputf8 } : {}),
     };
-    const jobs = msg.jobs.map(({ domain, recipients, binding: choice, dsn }, i) => ({
-      name: domain,
-      data: {
-        qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
-        messageId: msg.messageId, ...params,
-        ...(choice && 'binding' in choice ? { binding: choice.binding } : {}),
-        ...(choice && 'group' in choice ? { bindingGroup: choice.group } : {}),
-        ...(dsn ? { dsn } : {}),
-      } satisfies DeliveryJobData,
-      opts: { jobId: jobIdFor(msg.qid, i) },
-    }));
-    const writes = [
-      this.store.put(msg.qid, msg.body, jobs.map((j) => j.opts.jobId), this.messageExpiration() + BODY_GRACE_MS),
-      ...jobs.map((j) => this.queue.add(j.name, j.data, j.opts)),
-    ];
-    const results = await Promise.allSettled(writes);
-    const failed = results.find((w) => w.status === 'rejected');
+    // Each shard taking jobs of the message gets its own copy of the body, so a shard never reads another's slot.
+    const byShard = new Map<ShardQueue, Job[]>();
+    msg.jobs.forEach(({ domain, recipients, binding: choice, dsn }, i) => {
+      const part = this.shards.of(domain);
+      const list = byShard.get(part) ?? [];
+      byShard.set(part, list);
+      list.push({
+        name: domain,
+        data: {
+          qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
+          messageId: msg.messageId, ...params,
+          ...(choice && 'binding' in choice ? { binding: choice.binding } : {}),
+          ...(choice && 'group' in choice ? { bindingGroup: choice.group } : {}),
+          ...(dsn ? { dsn } : {}),
+        } satisfies DeliveryJobData,
+        opts: { jobId: jobIdFor(msg.qid, i) },
+      });
+    });
+    const parts = [...byShard];
+    const ttl = this.messageExpiration() + BODY_GRACE_MS;
+    const writes = parts.flatMap(([part, jobs]): Array<{ part: ShardQueue; job?: Job; write: Promise<unknown> }> => [
+      { part, write: part.store.put(msg.qid, msg.body, jobs.map((j) => j.opts.jobId), ttl) },
+      ...jobs.map((job) => ({ part, job, write: part.queue.add(job.name, job.data, job.opts) })),
+    ]);
+    const results = await Promise.allSettled(writes.map((w) => w.write));
+    const failed = results.find((r) => r.status === 'rejected');
     if (!failed) return;
-    const added = results.slice(1);
     // The client is told to try again, so nothing of this copy may stay to be delivered.
     await Promise.allSettled([
-      this.store.discard(msg.qid),
-      ...jobs.flatMap((j, i) => (added[i].status === 'fulfilled' ? [this.queue.remove(j.opts.jobId)] : [])),
+      ...parts.map(([part]) => part.store.discard(msg.qid)),
+      ...writes.flatMap((w, i) => (w.job && results[i]!.status === 'fulfilled' ? [w.part.queue.remove(w.job.opts.jobId)] : [])),
     ]);
     throw failed.reason;
   }

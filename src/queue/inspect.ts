@@ -1,11 +1,12 @@
 // Reads what waits in Redis for operators: per domain and binding counts of the delayed set and
-// the wait list, and the job ids of one domain. The scan runs in short Lua chunks so a queue of a
+// the wait list, and the job ids of one domain, over every shard (a domain's jobs are in one). The scan runs in short Lua chunks so a queue of a
 // million jobs never blocks Redis for long; it reads only each job's name (its domain) and the
 // binding fields of its data, so the delivery path pays nothing for it.
-import type { Redis } from 'ioredis';
 import type { Bindings } from '../binding/registry.js';
 import { qidOfJob } from '../core/ids.js';
+import type { RedisClient } from '../store/redis.js';
 import { DELIVERY_QUEUE } from './job.js';
+import type { Shard, ShardLayout } from './shards.js';
 
 /** Jobs read per Lua call: a few milliseconds of Redis time. */
 const CHUNK = 2000;
@@ -76,32 +77,39 @@ interface QueuedTally {
 }
 
 type Field = 'delayed' | 'waiting' | 'active';
-type Source<F extends Field = Field> = { key: string; kind: 'zset' | 'list'; field: F };
+type Source<F extends Field = Field> = { base: string; key: string; kind: 'zset' | 'list'; field: F };
+
+/** The key prefix of a shard's queue: its jobs' hashes and lists. */
+function baseOf(shard: Shard): string {
+  return `${shard.prefix}:${DELIVERY_QUEUE}:`;
+}
 
 export class QueueInspector {
-  private readonly base: string;
+  constructor(private readonly redis: RedisClient, private readonly layout: ShardLayout, private readonly bindings: Bindings) {}
 
-  constructor(private readonly redis: Redis, prefix: string, private readonly bindings: Bindings) {
-    this.base = `${prefix}:${DELIVERY_QUEUE}:`;
+  /** Where mail waits in Redis: what mailq counts; of the shard holding `domain`'s mail, or of all. */
+  private sources(domain: string | undefined): Array<Source<'delayed' | 'waiting'>> {
+    return (domain === undefined ? this.layout.shards : [this.layout.of(domain)]).flatMap((shard) => {
+      const base = baseOf(shard);
+      return [
+        { base, key: `${base}delayed`, kind: 'zset' as const, field: 'delayed' as const },
+        { base, key: `${base}wait`, kind: 'list' as const, field: 'waiting' as const },
+      ];
+    });
   }
 
-  /** Where mail waits in Redis: what mailq counts. */
-  private get sources(): Array<Source<'delayed' | 'waiting'>> {
-    return [
-      { key: `${this.base}delayed`, kind: 'zset', field: 'delayed' },
-      { key: `${this.base}wait`, kind: 'list', field: 'waiting' },
-    ];
-  }
-
-  /** Jobs due now (wait list) and waiting for a time (delayed set). */
+  /** Jobs due now (wait lists) and waiting for a time (delayed sets), all shards together. */
   async counts(): Promise<{ waiting: number; delayed: number }> {
-    const [delayed, waiting] = await Promise.all([this.redis.zcard(`${this.base}delayed`), this.redis.llen(`${this.base}wait`)]);
-    return { waiting, delayed };
+    const per = await Promise.all(this.layout.shards.map(async (shard) => {
+      const [delayed, waiting] = await Promise.all([this.redis.zcard(`${baseOf(shard)}delayed`), this.redis.llen(`${baseOf(shard)}wait`)]);
+      return { delayed, waiting };
+    }));
+    return { waiting: per.reduce((n, p) => n + p.waiting, 0), delayed: per.reduce((n, p) => n + p.delayed, 0) };
   }
 
-  /** When a delayed job is due, or undefined when it is not in the delayed set. */
-  async dueAt(jobId: string): Promise<number | undefined> {
-    const score = await this.redis.zscore(`${this.base}delayed`, jobId);
+  /** When a delayed job of the shard is due, or undefined when it is not in the delayed set. */
+  async dueAt(shard: Shard, jobId: string): Promise<number | undefined> {
+    const score = await this.redis.zscore(`${baseOf(shard)}delayed`, jobId);
     // BullMQ scores delayed jobs as timestamp × 0x1000 plus a tie-breaking counter.
     return score === null ? undefined : Math.floor(Number(score) / 0x1000);
   }
@@ -116,7 +124,7 @@ export class QueueInspector {
       if (id < row.oldestId) row.oldestId = id;
       rows.set(key, row);
     };
-    for (const src of this.sources) {
+    for (const src of this.sources(domain)) {
       await this.walk(src, domain, 'tally', (chunk) => {
         const [flat, groups] = chunk as [Array<string | number>, string[]];
         for (let i = 0; i < flat.length; i += 4) add(String(flat[i]), String(flat[i + 1]), src.field, Number(flat[i + 2]), String(flat[i + 3]));
@@ -129,11 +137,12 @@ export class QueueInspector {
     return [...rows.values()];
   }
 
-  /** Ids of the delayed, waiting and active (held by a worker) jobs of one domain, or of all. */
-  async idsOf(domain: string | undefined): Promise<{ delayed: string[]; waiting: string[]; active: string[] }> {
+  /** Ids of the delayed, waiting and active (held by a worker) jobs of one domain, all in the domain's shard. */
+  async idsOf(domain: string): Promise<{ delayed: string[]; waiting: string[]; active: string[] }> {
     const out = { delayed: new Set<string>(), waiting: new Set<string>(), active: new Set<string>() };
-    const active: Source = { key: `${this.base}active`, kind: 'list', field: 'active' };
-    for (const src of [...this.sources, active]) {
+    const base = baseOf(this.layout.of(domain));
+    const active: Source = { base, key: `${base}active`, kind: 'list', field: 'active' };
+    for (const src of [...this.sources(domain), active]) {
       await this.walk(src, domain, 'ids', ([ids]) => {
         for (const id of ids as string[]) out[src.field].add(id);
       });
@@ -144,7 +153,7 @@ export class QueueInspector {
   private async walk(src: Source, domain: string | undefined, mode: 'tally' | 'ids', take: (chunk: unknown[]) => void): Promise<void> {
     let cursor = src.kind === 'zset' ? '-inf' : '0';
     for (;;) {
-      const [scanned, next, ...chunk] = await this.redis.eval(SCAN, 1, src.key, src.kind, cursor, CHUNK, this.base, domain ?? '', mode) as [number, string, ...unknown[]];
+      const [scanned, next, ...chunk] = await this.redis.eval(SCAN, 1, src.key, src.kind, cursor, CHUNK, src.base, domain ?? '', mode) as [number, string, ...unknown[]];
       take(chunk);
       if (scanned < CHUNK) return;
       cursor = next;

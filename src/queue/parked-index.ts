@@ -3,13 +3,13 @@
 // sorted set of its binding × domain ready queue. When the queue has room the scheduler promotes
 // the oldest ids (BullMQ's own promote), so a backlog moves as fast as its queue drains and costs
 // nothing while it waits. The fallback delay only matters if an id is lost (a crash between the
-// two writes): the job then comes back on its own.
-import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+// two writes): the job then comes back on its own. Each shard keeps the index of its own domains'
+// queues, in its slot, beside the jobs the ids name.
 import type { ParkedIndex } from '../scheduler/backlog.js';
 import type { ReadyQueueId } from '../scheduler/ready-queue.js';
-import type { DeliveryJobData } from './job.js';
+import type { RedisClient } from '../store/redis.js';
 import { promoteDelayed } from './promote.js';
+import type { ShardQueue, Sharded } from './shards.js';
 
 // Pops the oldest ids and reports how many stay; an emptied queue leaves the index of queues.
 const POP = `
@@ -21,34 +21,33 @@ for i = 1, #ids, 2 do out[#out + 1] = ids[i] end
 return out`;
 
 export class RedisParkedIndex implements ParkedIndex {
-  constructor(
-    private readonly redis: Redis,
-    private readonly queue: Queue<DeliveryJobData>,
-    private readonly prefix: string,
-  ) {}
+  constructor(private readonly redis: RedisClient, private readonly shards: Sharded<ShardQueue>) {}
 
-  private get indexKey(): string {
-    return `${this.prefix}:parked-pairs`;
+  private indexKey(prefix: string): string {
+    return `${prefix}:parked-pairs`;
   }
 
   private member(queue: ReadyQueueId): string {
     return `${queue.binding}/${queue.domain}`;
   }
 
-  private key(queue: ReadyQueueId): string {
-    return `${this.prefix}:parked:${this.member(queue)}`;
+  /** The queue's sorted set and the index of queues, in the shard of its domain. */
+  private keys(queue: ReadyQueueId): { ids: string; index: string; part: ShardQueue } {
+    const part = this.shards.of(queue.domain);
+    return { ids: `${part.shard.prefix}:parked:${this.member(queue)}`, index: this.indexKey(part.shard.prefix), part };
   }
 
   /** Files a job just put in the delayed set as a park. */
   async file(queue: ReadyQueueId, jobId: string, at: number): Promise<void> {
-    const results = await this.redis.pipeline().zadd(this.key(queue), at, jobId).sadd(this.indexKey, this.member(queue)).exec();
+    const { ids, index } = this.keys(queue);
+    const results = await this.redis.pipeline().zadd(ids, at, jobId).sadd(index, this.member(queue)).exec();
     const failed = results?.find(([err]) => err);
     if (failed) throw failed[0];
   }
 
   /** Drops an id whose job came back by itself: it must not be promoted early once it waits for something else. */
   async unfile(queue: ReadyQueueId, jobId: string): Promise<void> {
-    await this.redis.zrem(this.key(queue), jobId);
+    await this.redis.zrem(this.keys(queue).ids, jobId);
   }
 
   /**
@@ -57,13 +56,14 @@ export class RedisParkedIndex implements ParkedIndex {
    * and how many stay parked.
    */
   async promote(queue: ReadyQueueId, count: number): Promise<{ promoted: number; remaining: number }> {
-    const [remaining, ...ids] = await this.redis.eval(POP, 2, this.key(queue), this.indexKey, count, this.member(queue)) as [number, ...string[]];
-    return { promoted: await promoteDelayed(this.queue, ids), remaining };
+    const { ids: key, index, part } = this.keys(queue);
+    const [remaining, ...ids] = await this.redis.eval(POP, 2, key, index, count, this.member(queue)) as [number, ...string[]];
+    return { promoted: await promoteDelayed(part.queue, ids), remaining };
   }
 
   /** Every queue with parked jobs, whoever parked them: what a starting daemon looks at first. */
   async queues(): Promise<ReadyQueueId[]> {
-    const members = await this.redis.smembers(this.indexKey);
+    const members = (await Promise.all(this.shards.all.map((part) => this.redis.smembers(this.indexKey(part.shard.prefix))))).flat();
     return members.flatMap((m) => {
       const slash = m.lastIndexOf('/');
       return slash > 0 ? [{ binding: m.slice(0, slash), domain: m.slice(slash + 1) }] : [];

@@ -7,8 +7,9 @@ import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { DeliveryJobData } from './job.js';
 
-export async function returnOrphanedJobs(queue: Queue<DeliveryJobData>, log: Logger): Promise<void> {
-  const orphans = (await queue.getJobs(['active'])).filter((j) => j !== undefined);
+/** Over the queues of every shard. */
+export async function returnOrphanedJobs(queues: ReadonlyArray<Queue<DeliveryJobData>>, log: Logger): Promise<void> {
+  const orphans = (await Promise.all(queues.map((q) => q.getJobs(['active'])))).flat().filter((j) => j !== undefined);
   // Without a lock token, BullMQ moves the job whoever claimed it.
   await Promise.all(orphans.map((j) => j.moveToWait()));
   if (orphans.length > 0) {

@@ -1,6 +1,6 @@
 // Shaping actions kept in Redis with their end, so they outlast a restart and hold for every
 // daemon on the same Redis: one hash, a field per action, its value the action as JSON.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { ShapingAction } from './action.js';
 
 export interface ShapingStore {
@@ -19,7 +19,7 @@ function isAction(v: unknown): v is ShapingAction {
 export class RedisShapingStore implements ShapingStore {
   private readonly key: string;
 
-  constructor(private readonly redis: Redis, prefix: string) {
+  constructor(private readonly redis: RedisClient, prefix: string) {
     this.key = `${prefix}:shaping`;
   }
 

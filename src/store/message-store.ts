@@ -4,7 +4,7 @@
 // (the release script reads a missing set as empty). The TTL reclaims bodies whose jobs never
 // got queued (intake failed half-way) or were forgotten by a crash.
 import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { cutBody, pieceFields } from './body-pieces.js';
 import { jobIdFor } from '../core/ids.js';
 
@@ -73,7 +73,7 @@ type PutCommand = (body: string, jobs: string, ttlMs: number, fields: number, ..
 
 export class MessageStore {
   /** `compressBodies`: store bodies Brotli-compressed when that saves space (redis.compress_bodies). */
-  constructor(private readonly redis: Redis, private readonly prefix: string, private readonly compressBodies = true) {
+  constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly compressBodies = true) {
     if (!(RELEASE_COMMAND in redis)) redis.defineCommand(RELEASE_COMMAND, { numberOfKeys: 3, lua: RELEASE });
     if (!(PUT_COMMAND in redis)) redis.defineCommand(PUT_COMMAND, { numberOfKeys: 2, lua: PUT });
   }

@@ -2,10 +2,10 @@
 // is lost, one `redis_up` with the outage's length when it is back, rather than an error record
 // for every reconnection attempt in between.
 import { performance } from 'node:perf_hooks';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from 'pino';
 
-export function watchRedis(conn: Redis, name: string, log: Logger): void {
+export function watchRedis(conn: RedisClient, name: string, log: Logger): void {
   let wasReady = false;
   let downSince: number | undefined;
   let lastError: string | undefined;

@@ -1,22 +1,89 @@
-// Redis connections by role. The queue's own connections wait out an outage (BullMQ needs
-// maxRetriesPerRequest: null); the intake's fails fast, so a client gets 451 rather than a hang.
-import { Redis, type RedisOptions } from 'ioredis';
+// Redis connections by role, to one Redis, a primary behind Sentinel or a Redis Cluster. The
+// queue's own connections wait out an outage (BullMQ needs maxRetriesPerRequest: null); the
+// intake's fails fast, so a client gets 451 rather than a hang.
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Socket } from 'node:net';
 import { batchWrites } from '../core/coalesce.js';
 
-export type RedisTarget = { url: string } | { path: string };
+/** A connection to wherever the queue lives: one Redis (alone or behind Sentinel), or a Cluster. */
+export type RedisClient = Redis | Cluster;
 
-export function connectRedis(target: RedisTarget, role: 'queue' | 'intake', name: string): Redis {
+export type RedisTarget =
+  | { url: string }
+  | { path: string }
+  | { cluster: string[] }
+  | { sentinels: Array<{ host: string; port: number }>; name: string };
+
+/** What the `redis` config says about where Redis is, when it is not the embedded one. */
+export function externalTarget(redis: { url?: string | undefined; cluster?: string[] | undefined; sentinels?: string[] | undefined; sentinel_name?: string | undefined }): RedisTarget | undefined {
+  if (redis.url) return { url: redis.url };
+  if (redis.cluster) return { cluster: redis.cluster };
+  if (redis.sentinels && redis.sentinel_name) {
+    return {
+      name: redis.sentinel_name,
+      sentinels: redis.sentinels.map((s) => {
+        const colon = s.lastIndexOf(':');
+        return { host: s.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(s.slice(colon + 1)) };
+      }),
+    };
+  }
+  return undefined;
+}
+
+/** A command to the intake's connection fails after this long. */
+const INTAKE_COMMAND_TIMEOUT_MS = 5000;
+
+/**
+ * During a Cluster failover a master's slots answer nothing until its replica is promoted (a few
+ * node timeouts). The queue's commands retry the slot map this many times, 200 ms apart, enough to
+ * outlast a failover; intake's give up sooner and the client retries the message.
+ */
+const QUEUE_CLUSTER_REDIRECTIONS = 100;
+const INTAKE_CLUSTER_REDIRECTIONS = 16;
+
+export function connectRedis(target: RedisTarget, role: 'queue' | 'intake', name: string): RedisClient {
   const common: RedisOptions = {
     connectionName: `impulse-${name}`,
     retryStrategy: (times) => Math.min(times * 100, 2000),
   };
   const roleOptions: RedisOptions = role === 'queue'
     ? { maxRetriesPerRequest: null, enableReadyCheck: true }
-    : { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 5000 };
+    : { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: INTAKE_COMMAND_TIMEOUT_MS };
   const options = { ...common, ...roleOptions };
-  const redis = 'url' in target ? new Redis(target.url, options) : new Redis({ ...options, path: target.path });
+  if ('cluster' in target) return connectCluster(target.cluster, role, options);
+  let redis: Redis;
+  if ('url' in target) redis = new Redis(target.url, options);
+  else if ('path' in target) redis = new Redis({ ...options, path: target.path });
+  else redis = new Redis({ ...options, sentinels: target.sentinels, name: target.name, sentinelRetryStrategy: common.retryStrategy! });
   // A new socket at each (re)connection.
   redis.on('connect', () => batchWrites(redis.stream as Socket));
   return redis;
+}
+
+function connectCluster(urls: string[], role: 'queue' | 'intake', options: RedisOptions): Cluster {
+  // Credentials and TLS of the first URL go to every node: the nodes of one cluster share them.
+  const first = new URL(urls[0]!);
+  const redisOptions: RedisOptions = {
+    ...options,
+    ...(first.username ? { username: decodeURIComponent(first.username) } : {}),
+    ...(first.password ? { password: decodeURIComponent(first.password) } : {}),
+    ...(first.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+  // The per-node retry strategy does not apply: a lost node is found again through the slot map.
+  delete redisOptions.retryStrategy;
+  const clusterOptions: ClusterOptions = {
+    redisOptions,
+    clusterRetryStrategy: options.retryStrategy!,
+    enableOfflineQueue: role === 'queue',
+    enableReadyCheck: true,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    maxRedirections: role === 'queue' ? QUEUE_CLUSTER_REDIRECTIONS : INTAKE_CLUSTER_REDIRECTIONS,
+  };
+  const cluster = new Cluster(urls.map((u) => {
+    const url = new URL(u);
+    return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || 6379) };
+  }), clusterOptions);
+  cluster.on('+node', (node: Redis) => node.on('connect', () => batchWrites(node.stream as Socket)));
+  return cluster;
 }

@@ -11,6 +11,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Enqueuer } from '../../src/queue/enqueue.js';
 import { DELIVERY_QUEUE, domainOf } from '../../src/queue/job.js';
+import { ShardLayout, Sharded } from '../../src/queue/shards.js';
 import { MessageStore } from '../../src/store/message-store.js';
 import type { Daemon, LogRecord } from '../helpers/daemon.js';
 import { type Injected, type Injector, startInjector, waitForDelivered } from '../helpers/injector.js';
@@ -200,7 +201,8 @@ test('Redis kill -9 cycles under load: intake answers 451 4.3.0 at once while it
 async function queueBacklog(url: string, recipients: string[]): Promise<void> {
   const redis = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue(DELIVERY_QUEUE, { connection: redis, prefix: 'impulse' });
-  const enqueuer = new Enqueuer(new MessageStore(redis, 'impulse'), queue, () => 86_400_000);
+  const shards = new Sharded(new ShardLayout('impulse', 1, false), (shard) => ({ shard, queue, store: new MessageStore(redis, 'impulse') }));
+  const enqueuer = new Enqueuer(shards, () => 86_400_000);
   try {
     await Promise.all(recipients.map((to, i) => enqueuer.enqueue({
       qid: `BACKLOG${i}`, sender: 's@sender.test', jobs: [{ domain: domainOf(to), recipients: [to] }], receivedAt: Date.now(),

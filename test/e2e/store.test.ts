@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Enqueuer } from '../../src/queue/enqueue.js';
+import { ShardLayout, Sharded } from '../../src/queue/shards.js';
 import type { DeliveryJobData } from '../../src/queue/job.js';
 import { MessageStore } from '../../src/store/message-store.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
@@ -108,18 +109,20 @@ test('a message whose body Redis refuses leaves no job, and one whose jobs it re
     body: Buffer.from('Subject: t\r\n\r\nbody\r\n'), receivedAt: Date.now(),
   });
   const queued = async (queue: Queue) => Object.values(await queue.getJobCounts()).reduce((a, b) => a + b, 0);
+  const unsharded = (prefix: string, queue: Queue<DeliveryJobData>) =>
+    new Sharded(new ShardLayout(prefix, 1, false), (shard) => ({ shard, queue, store: new MessageStore(redis, prefix) }));
 
   // A key of another type where the body goes: the body's write fails, the jobs' adds do not.
   const first = new Queue<DeliveryJobData>('delivery', { connection: redis, prefix: 'enq1' });
   await redis.set('enq1:msg:BODYLESS', 'not a hash');
-  await assert.rejects(new Enqueuer(new MessageStore(redis, 'enq1'), first, () => DAY).enqueue(message('BODYLESS')), /WRONGTYPE/);
+  await assert.rejects(new Enqueuer(unsharded('enq1', first), () => DAY).enqueue(message('BODYLESS')), /WRONGTYPE/);
   assert.equal(await queued(first), 0, 'the jobs added beside the refused body were removed');
   assert.equal(await redis.exists('enq1:msg:BODYLESS', 'enq1:msg:BODYLESS:jobs'), 0);
 
   // A queue whose metadata key has the wrong type: every job's add fails, the body's write does not.
   const second = new Queue<DeliveryJobData>('delivery', { connection: redis, prefix: 'enq2' });
   await redis.set('enq2:delivery:meta', 'not a hash');
-  await assert.rejects(new Enqueuer(new MessageStore(redis, 'enq2'), second, () => DAY).enqueue(message('JOBLESS')), /WRONGTYPE/);
+  await assert.rejects(new Enqueuer(unsharded('enq2', second), () => DAY).enqueue(message('JOBLESS')), /WRONGTYPE/);
   assert.equal(await redis.exists('enq2:msg:JOBLESS', 'enq2:msg:JOBLESS:jobs'), 0, 'the body stored beside the refused jobs was dropped');
   await redis.del('enq2:delivery:meta');
   assert.equal(await queued(second), 0);
