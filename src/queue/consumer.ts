@@ -1,7 +1,7 @@
 // The BullMQ side of delivery: Workers take jobs, each job becomes a scheduler entry, and what the
 // scheduler and the outcome path decide is written back to the job. A job never fails in BullMQ's
 // sense: it completes when nothing is left to try, or waits in the delayed set for its next attempt.
-import { DelayedError, type Job, isNotConnectionError } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Bindings } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
@@ -11,7 +11,7 @@ import { chargedAttempt } from '../outcome/attempt.js';
 import type { Outcomes } from '../outcome/conclude.js';
 import type { Entry, Outcome, Returning } from '../scheduler/entry.js';
 import type { MessageStore } from '../store/message-store.js';
-import type { RedisClient } from '../store/redis.js';
+import { type RedisClient, isOutage } from '../store/redis.js';
 import { AttemptLedger, type JobUpdate } from './attempt-ledger.js';
 import { DeliveryWorker, JobCopies } from './delivery-worker.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './job.js';
@@ -132,7 +132,7 @@ export class Consumer {
     worker.on('lockRenewalFailed', (jobIds: string[]) => log.warn({ event: 'lock_lost', jobs: jobIds }, lockLost));
     worker.on('error', (err) => {
       // A lost connection is reported once, by the connection's watch, not at every reconnection attempt.
-      if (!isNotConnectionError(err) || RENEWAL_FAILED.test(err.message)) return;
+      if (isOutage(err) || RENEWAL_FAILED.test(err.message)) return;
       const refused = WRITE_REFUSED.exec(err.message);
       if (refused) log.warn({ event: 'lock_lost', jobs: [refused[1]], write: refused[2] }, lockLost);
       else log.error({ event: 'queue_error', err: err.message }, 'queue worker error');

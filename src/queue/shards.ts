@@ -8,9 +8,9 @@
 // CRC16 of names that differ in one digit lands close together (16 of them on three masters,
 // slots cut in three: 9, 4 and 3 shards), while slots spread evenly spread over the masters of a
 // cluster whose slots are cut into even ranges, as redis-cli --cluster create cuts them.
-import { Queue, isNotConnectionError } from 'bullmq';
+import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
-import type { RedisClient } from '../store/redis.js';
+import { type RedisClient, isOutage } from '../store/redis.js';
 import { MessageStore } from '../store/message-store.js';
 import { SLOTS, keySlot } from '../store/key-slot.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './job.js';
@@ -117,7 +117,7 @@ export function openShards(connection: RedisClient, layout: ShardLayout, compres
     const queue = new Queue<DeliveryJobData>(DELIVERY_QUEUE, { connection, prefix: shard.prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } });
     // Without a listener BullMQ prints each reconnection attempt to stderr; watchRedis logs the outage once.
     queue.on('error', (err) => {
-      if (isNotConnectionError(err)) log.error({ event: 'queue_error', err: err.message }, 'queue error');
+      if (!isOutage(err)) log.error({ event: 'queue_error', err: err.message }, 'queue error');
     });
     return { shard, queue, store: new MessageStore(connection, shard.prefix, compressBodies) };
   });

@@ -1,11 +1,24 @@
 // What an operator reads of a Redis outage: one `redis_down` record when a connection that was up
 // is lost, one `redis_up` with the outage's length when it is back, rather than an error record
-// for every reconnection attempt in between.
+// for every reconnection attempt in between. A Cluster client stays up while one master is lost
+// and its replica takes over: that node's loss is one `redis_node_lost` record.
 import { performance } from 'node:perf_hooks';
+import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient } from './redis.js';
 import type { Logger } from 'pino';
 
 export function watchRedis(conn: RedisClient, name: string, log: Logger): void {
+  if (conn instanceof Cluster) {
+    // The client adds a dead node back at each look at the slots until the cluster forgets it: once per loss.
+    const lost = new Set<string>();
+    const keyOf = (node: Redis) => `${node.options.host}:${node.options.port}`;
+    conn.on('+node', (node: Redis) => node.once('ready', () => lost.delete(keyOf(node))));
+    conn.on('-node', (node: Redis) => {
+      if (lost.has(keyOf(node))) return;
+      lost.add(keyOf(node));
+      log.warn({ event: 'redis_node_lost', connection: name, node: keyOf(node) }, 'a Redis Cluster node is gone from this connection; its slots are looked up again');
+    });
+  }
   let wasReady = false;
   let downSince: number | undefined;
   let lastError: string | undefined;

@@ -1,6 +1,7 @@
 // Redis connections by role, to one Redis, a primary behind Sentinel or a Redis Cluster. The
 // queue's own connections wait out an outage (BullMQ needs maxRetriesPerRequest: null); the
 // intake's fails fast, so a client gets 451 rather than a hang.
+import { isNotConnectionError } from 'bullmq';
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Socket } from 'node:net';
 import { batchWrites } from '../core/coalesce.js';
@@ -86,4 +87,15 @@ function connectCluster(urls: string[], role: 'queue' | 'intake', options: Redis
   }), clusterOptions);
   cluster.on('+node', (node: Redis) => node.on('connect', () => batchWrites(node.stream as Socket)));
   return cluster;
+}
+
+/**
+ * What a Redis lost, restarting, failing over or behind sentinels still looking for its primary
+ * says, beyond BullMQ's own list: the connection's watch reports the outage once (redis_down),
+ * so these are not logged again at every attempt.
+ */
+const OUTAGE = /ECONNRESET|EPIPE|All sentinels are unreachable|CLUSTERDOWN|Failed to refresh slots cache|Too many Cluster redirections|TRYAGAIN|LOADING/;
+
+export function isOutage(err: Error): boolean {
+  return !isNotConnectionError(err) || OUTAGE.test(err.message);
 }
