@@ -59,6 +59,7 @@ import type { ObservedReply } from './shaping/rule.js';
 import { Shaper } from './shaping/shaper.js';
 import { RedisShapingStore } from './shaping/store.js';
 import { type EmbeddedRedis, startEmbeddedRedis } from './store/embedded-redis.js';
+import { ReplicaWait } from './store/replica-wait.js';
 import { type RedisTarget, connectRedis, externalTarget } from './store/redis.js';
 import { watchRedis } from './store/redis-watch.js';
 
@@ -98,9 +99,9 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     embedded = await startEmbeddedRedis({ dir: config.redis.dir, binary: config.redis.binary, appendfsync: config.redis.appendfsync }, log);
     target = { path: embedded.socketPath } satisfies RedisTarget;
   }
-  const prefix = config.redis.prefix;
+  const { prefix, wait_replicas: waitReplicas, wait_timeout: waitTimeout } = config.redis;
   const layout = new ShardLayout(prefix, config.redis.shards, 'cluster' in target);
-  const intakeRedis = connectRedis(target, 'intake', 'intake');
+  const intakeRedis = connectRedis(target, 'intake', 'intake', waitReplicas ? waitTimeout : 0);
   const queueRedis = connectRedis(target, 'queue', 'worker');
   // Pub/sub takes a connection of its own: a subscribed connection runs no other command.
   const subscriber = connectRedis(target, 'queue', 'subscriber');
@@ -132,7 +133,8 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   ));
   const replies = { observe: (o: ObservedReply) => { shaper.observe(o); adaptive.observe(o); } };
   const intakeShards = openShards(intakeRedis, layout, config.redis.compress_bodies, log);
-  const enqueuer = new Enqueuer(intakeShards, () => options.longestExpiration());
+  const replicas = waitReplicas ? new ReplicaWait(intakeRedis, waitReplicas, waitTimeout!) : undefined;
+  const enqueuer = new Enqueuer(intakeShards, () => options.longestExpiration(), replicas);
   const pluginContext = { log, baseDir: dirname(resolve(loaded.path)) };
   const hooks = new HookRegistry({ log, defaultTimeoutMs: config.hook_timeout });
   await loadPlugins(config.plugins, hooks, pluginContext);

@@ -15,6 +15,7 @@ import type { DkimSigner } from '../dkim/signer.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
+import { ReplicaShortfall } from '../store/replica-wait.js';
 import { domainOf, recipientsByDomain } from '../queue/job.js';
 import { BareNewlineDetector } from './bare-newline.js';
 import { CodedServer } from './coded-server.js';
@@ -166,6 +167,7 @@ export class Intake {
       await this.deps.enqueuer.enqueue({ qid, sender, jobs, body, receivedAt: now, messageId, ...params });
     } catch (err) {
       log.error({ event: 'reception_failed', client: session.remoteAddress, sender, recipients, err: (err as Error).message }, 'message not queued');
+      if (err instanceof ReplicaShortfall) throw smtpError(451, `4.3.0 Temporary queue failure: ${err.message}, message not kept; try again later`);
       throw smtpError(451, '4.3.0 Temporary queue failure, try again later');
     }
     for (const j of jobs) this.deps.counter.received(this.deps.bindings.resolve(j.binding ?? {}, qid).name, j.recipients.length);

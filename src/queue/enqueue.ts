@@ -1,6 +1,6 @@
 // Puts an accepted message into Redis: the body once per shard its jobs go to (once, for mail to
 // one domain or on an unsharded queue), then one job per destination domain. Only when all of it
-// succeeded may intake answer 250.
+// succeeded (and, with redis.wait_replicas, reached that many replicas) may intake answer 250.
 //
 // The body's write and the jobs' adds leave together and share Redis's fsync: with appendfsync
 // always, waiting for the body before adding the jobs cost intake a second fsync per message.
@@ -12,11 +12,16 @@
 //
 // The jobs are added one by one: BullMQ's addBulk is a pipeline (not a transaction either), and
 // building one on its connection costs ioredis some 28 µs.
-
+//
+// With wait_replicas the jobs are added delayed, for longer than a refusal takes to remove them, and
+// made due only once WAIT confirmed the writes: a job due at once could be taken and delivered
+// before a WAIT that then fails, and the client, told 451, would send the message again.
 import type { BindingChoice } from '../binding/assign.js';
 import { jobIdFor } from '../core/ids.js';
 import type { EnvelopeParams } from '../delivery/envelope.js';
+import type { ReplicaWait } from '../store/replica-wait.js';
 import type { DeliveryJobData } from './job.js';
+import { promoteDelayed } from './promote.js';
 import type { ShardQueue, Sharded } from './shards.js';
 
 /** One job of a message: its recipients at one destination domain. */
@@ -43,13 +48,15 @@ const BODY_GRACE_MS = 7 * 86_400_000;
 interface Job {
   name: string;
   data: DeliveryJobData;
-  opts: { jobId: string };
+  opts: { jobId: string; delay?: number };
 }
 
 export class Enqueuer {
+  /** `replicas`: with redis.wait_replicas, the jobs wait delayed until WAIT confirms the writes, then are made due. */
   constructor(
     private readonly shards: Sharded<ShardQueue>,
     private readonly messageExpiration: () => number,
+    private readonly replicas?: ReplicaWait,
   ) {}
 
   async enqueue(msg: NewMessage): Promise<void> {
@@ -57,6 +64,7 @@ export class Enqueuer {
       ...(msg.ret ? { ret: msg.ret } : {}), ...(msg.envid ? { envid: msg.envid } : {}),
       ...(msg.eightBit ? { eightBit: msg.eightBit } : {}), ...(msg.smtputf8 ? { smtputf8: msg.smtputf8 } : {}),
     };
+    const hold = this.replicas?.holdMs;
     // Each shard taking jobs of the message gets its own copy of the body, so a shard never reads another's slot.
     const byShard = new Map<ShardQueue, Job[]>();
     msg.jobs.forEach(({ domain, recipients, binding: choice, dsn }, i) => {
@@ -72,7 +80,7 @@ export class Enqueuer {
           ...(choice && 'group' in choice ? { bindingGroup: choice.group } : {}),
           ...(dsn ? { dsn } : {}),
         } satisfies DeliveryJobData,
-        opts: { jobId: jobIdFor(msg.qid, i) },
+        opts: { jobId: jobIdFor(msg.qid, i), ...(hold ? { delay: hold } : {}) },
       });
     });
     const parts = [...byShard];
@@ -82,13 +90,20 @@ export class Enqueuer {
       ...jobs.map((job) => ({ part, job, write: part.queue.add(job.name, job.data, job.opts) })),
     ]);
     const results = await Promise.allSettled(writes.map((w) => w.write));
-    const failed = results.find((r) => r.status === 'rejected');
-    if (!failed) return;
-    // The client is told to try again, so nothing of this copy may stay to be delivered.
-    await Promise.allSettled([
-      ...parts.map(([part]) => part.store.discard(msg.qid)),
-      ...writes.flatMap((w, i) => (w.job && results[i]!.status === 'fulfilled' ? [w.part.queue.remove(w.job.opts.jobId)] : [])),
-    ]);
-    throw failed.reason;
+    try {
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      await this.replicas?.confirm(parts.map(([part]) => `${part.shard.prefix}:msg:${msg.qid}`));
+    } catch (err) {
+      // The client is told to try again, so nothing of this copy may stay to be delivered.
+      await Promise.allSettled([
+        ...parts.map(([part]) => part.store.discard(msg.qid)),
+        ...writes.flatMap((w, i) => (w.job && results[i]!.status === 'fulfilled' ? [w.part.queue.remove(w.job.opts.jobId)] : [])),
+      ]);
+      throw err;
+    }
+    // Confirmed: the jobs are due now. A promotion lost (refused, or not yet replicated at a
+    // failover) leaves its job due at the end of the hold, not lost.
+    if (hold) await Promise.allSettled(parts.map(([part, jobs]) => promoteDelayed(part.queue, jobs.map((j) => j.opts.jobId))));
   }
 }

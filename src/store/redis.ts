@@ -31,8 +31,8 @@ export function externalTarget(redis: { url?: string | undefined; cluster?: stri
   return undefined;
 }
 
-/** A command to the intake's connection fails after this long. */
-const INTAKE_COMMAND_TIMEOUT_MS = 5000;
+/** A command to the intake's connection fails after this long (plus any WAIT it queues behind). */
+export const INTAKE_COMMAND_TIMEOUT_MS = 5000;
 
 /**
  * During a Cluster failover a master's slots answer nothing until its replica is promoted (a few
@@ -42,14 +42,17 @@ const INTAKE_COMMAND_TIMEOUT_MS = 5000;
 const QUEUE_CLUSTER_REDIRECTIONS = 100;
 const INTAKE_CLUSTER_REDIRECTIONS = 16;
 
-export function connectRedis(target: RedisTarget, role: 'queue' | 'intake', name: string): RedisClient {
+/** Options of a role's connections; `blockingMs` is how long one command may wait behind a WAIT on the same connection. */
+export function connectRedis(target: RedisTarget, role: 'queue' | 'intake', name: string, blockingMs = 0): RedisClient {
   const common: RedisOptions = {
     connectionName: `impulse-${name}`,
     retryStrategy: (times) => Math.min(times * 100, 2000),
   };
   const roleOptions: RedisOptions = role === 'queue'
     ? { maxRetriesPerRequest: null, enableReadyCheck: true }
-    : { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: INTAKE_COMMAND_TIMEOUT_MS };
+    // A command in flight when the connection drops fails rather than run again on the next socket:
+    // a WAIT there would not count the writes made on the lost one (see replica-wait.ts).
+    : { maxRetriesPerRequest: 1, enableOfflineQueue: false, autoResendUnfulfilledCommands: false, commandTimeout: INTAKE_COMMAND_TIMEOUT_MS + blockingMs };
   const options = { ...common, ...roleOptions };
   if ('cluster' in target) return connectCluster(target.cluster, role, options);
   let redis: Redis;
