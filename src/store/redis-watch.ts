@@ -14,7 +14,8 @@ export function watchRedis(conn: RedisClient, name: string, log: Logger): void {
     const keyOf = (node: Redis) => `${node.options.host}:${node.options.port}`;
     conn.on('+node', (node: Redis) => node.once('ready', () => lost.delete(keyOf(node))));
     conn.on('-node', (node: Redis) => {
-      if (lost.has(keyOf(node))) return;
+      // Only a node lost while the client is up: it drops nodes that serve no slot while it connects, and every node when it stops.
+      if (lost.has(keyOf(node)) || conn.status !== 'ready') return;
       lost.add(keyOf(node));
       log.warn({ event: 'redis_node_lost', connection: name, node: keyOf(node) }, 'a Redis Cluster node is gone from this connection; its slots are looked up again');
     });
