@@ -26,6 +26,13 @@ export function logCommandstats(log, text, delivered) {
   }
 }
 
+/** The same from a map of calls by command (over several masters): per delivered message, most frequent first. */
+export function logCallsPerMessage(log, calls, delivered) {
+  for (const [cmd, n] of Object.entries(calls).sort((a, b) => b[1] - a[1])) {
+    if (n > 0) log(`  ${cmd.padEnd(22)} ${(n / Math.max(1, delivered)).toFixed(2).padStart(8)}/msg`);
+  }
+}
+
 /** One line over several runs: each numeric figure's median, event and error counts summed, figures every run shares. */
 export function median(name, results) {
   const out = { workload: name, runs: results.length, median: true };

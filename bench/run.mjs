@@ -16,14 +16,15 @@ import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
 import { INJECT_FROM_DOMAIN, inject } from './inject.mjs';
 import { cpuSeconds, peakRssKb, redisChildOf, rssKb } from './proc.mjs';
-import { eventCounts, logCommandstats, logCurve, logTimeline, median } from './report.mjs';
+import { TOPOLOGIES, callsByCommand, embeddedSample, masterDelta, startTopology } from './redis-topology.mjs';
+import { eventCounts, logCallsPerMessage, logCommandstats, logCurve, logTimeline, median } from './report.mjs';
 import { startSink } from './sink.mjs';
 import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workloads.mjs';
 
 const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
   [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
   [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--limit-rate R] (W6)
-  [--config '{"key": value}']
+  [--config '{"key": value}'] [--redis embedded|single|sentinel|cluster] [--wait-replicas N] (W1, W2)
   [--dkim rsa|ed25519|both] [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
 const { values: flags, positionals } = parseArgs({
@@ -54,6 +55,9 @@ const { values: flags, positionals } = parseArgs({
     // Further node flags for the daemon, space-separated (e.g. "--heapsnapshot-signal=SIGUSR2").
     'node-args': { type: 'string', default: '' },
     commandstats: { type: 'boolean', default: false },
+    // Where the queue lives: the embedded Redis, or one started beside the daemon (bench/redis-topology.mjs).
+    redis: { type: 'string', default: 'embedded' },
+    'wait-replicas': { type: 'string' },
     // Latency per second of injection (count, p50, p99, max) to stderr: where the slow messages were sent.
     timeline: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
@@ -68,6 +72,14 @@ if (flags.help || !workload || positionals.length !== 1) {
 }
 if (flags.dkim !== undefined && !['rsa', 'ed25519', 'both'].includes(flags.dkim)) {
   console.error(`--dkim must be rsa, ed25519 or both, not ${flags.dkim}`);
+  process.exit(2);
+}
+if (!TOPOLOGIES.includes(flags.redis) || (flags.redis !== 'embedded' && !['W1', 'W2'].includes(name))) {
+  console.error(`--redis must be one of ${TOPOLOGIES.join(', ')}, and other than embedded only with W1 or W2`);
+  process.exit(2);
+}
+if (flags['wait-replicas'] !== undefined && !['sentinel', 'cluster'].includes(flags.redis)) {
+  console.error('--wait-replicas needs --redis sentinel or cluster: the others have no replica');
   process.exit(2);
 }
 if (!['always', 'everysec', 'no'].includes(flags.appendfsync)) {
@@ -141,9 +153,18 @@ async function redisInfo(redis) {
   };
 }
 
-/** CPU and Redis counters of the daemon and its redis-server, for the difference between two moments. */
-async function sample(daemonPid, redisPid, redis) {
-  return { at: Date.now(), daemonCpu: cpuSeconds(daemonPid), redisCpu: cpuSeconds(redisPid), ...(await redisInfo(redis)) };
+/**
+ * CPU and Redis counters of the daemon and its redis-server, for the difference between two
+ * moments; with an external topology, Redis's CPU and counters are its masters' own (INFO), summed.
+ */
+async function sample(daemonPid, redisPid, redis, topology) {
+  const masters = topology ? await topology.sample() : await embeddedSample(redis);
+  if (!topology) return { at: Date.now(), daemonCpu: cpuSeconds(daemonPid), redisCpu: cpuSeconds(redisPid), masters, ...(await redisInfo(redis)) };
+  const now = masterDelta(new Map(), masters);
+  return {
+    at: Date.now(), daemonCpu: cpuSeconds(daemonPid), redisCpu: now.cpu, masters,
+    usedMemory: now.usedMemory, peakMemory: now.peakMemory, commands: now.commands, forks: now.forks, forkUsec: now.forkUsec,
+  };
 }
 
 /**
@@ -200,12 +221,15 @@ function dkimKeys(dir, which) {
   });
 }
 
-function daemonConfig(dir, dns, intakePort, sinkPort) {
+function daemonConfig(dir, dns, intakePort, sinkPort, topology) {
+  const extra = JSON.parse(flags.config);
+  const redis = topology
+    ? { ...topology.config, ...(flags['wait-replicas'] ? { wait_replicas: Number(flags['wait-replicas']) } : {}) }
+    : { embedded: true, dir: join(dir, 'redis'), appendfsync: flags.appendfsync };
   return {
     hostname: 'impulse.bench.test',
     ehlo_hostname: 'out.bench.test',
     log_level: 'warn',
-    redis: { embedded: true, dir: join(dir, 'redis'), appendfsync: flags.appendfsync },
     listen: [{ address: '127.0.0.1', port: intakePort }],
     dns: { servers: [dns.server] },
     admin: { socket: join(dir, 'admin.sock') },
@@ -215,7 +239,8 @@ function daemonConfig(dir, dns, intakePort, sinkPort) {
     shutdown_timeout: '5s',
     ...(flags.dkim ? { dkim: dkimKeys(dir, flags.dkim) } : {}),
     ...workload.config,
-    ...JSON.parse(flags.config),
+    ...extra,
+    redis: { ...redis, ...extra.redis },
   };
 }
 
@@ -235,6 +260,7 @@ async function runOnce(run) {
   let daemon;
   let redis;
   let redisPid;
+  let topology;
   try {
     if (!workload.daemon) {
       const injected = await inject({ ...common, host: workload.sinkHosts[0], port: sinkPort, n: opts.n, prefix, rcptOf });
@@ -247,15 +273,21 @@ async function runOnce(run) {
       ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),
       ...flags['node-args'].split(' ').filter(Boolean),
     ];
-    daemon = await startDaemon(daemonConfig(dir, dns, intakePort, sinkPort), { dir, waitReady: false, nodeArgs });
+    if (flags.redis !== 'embedded') {
+      topology = await startTopology(flags.redis, flags.appendfsync);
+      log(`redis: ${flags.redis} ${JSON.stringify(topology.config)}`);
+    }
+    daemon = await startDaemon(daemonConfig(dir, dns, intakePort, sinkPort, topology), { dir, waitReady: false, nodeArgs });
     await waitForIntake(intakePort, daemon.proc);
     const pid = daemon.proc.pid;
-    redisPid = redisChildOf(pid);
-    if (!redisPid) throw new Error(`no redis-server child of daemon ${pid}`);
-    redis = new Redis({ path: join(dir, 'redis', 'redis.sock'), maxRetriesPerRequest: null });
+    if (!topology) {
+      redisPid = redisChildOf(pid);
+      if (!redisPid) throw new Error(`no redis-server child of daemon ${pid}`);
+      redis = new Redis({ path: join(dir, 'redis', 'redis.sock'), maxRetriesPerRequest: null });
+    }
     const intake = { host: '127.0.0.1', port: intakePort };
     const extra = {};
-    log(`daemon ${pid} (redis-server ${redisPid}) accepting`);
+    log(`daemon ${pid} (${topology ? `redis ${flags.redis}` : `redis-server ${redisPid}`}) accepting`);
 
     if (name === 'W3') {
       log(`queueing a backlog of ${opts.backlog} for ${SLOW_DOMAIN}`);
@@ -272,8 +304,8 @@ async function runOnce(run) {
     }
 
     log(`injecting ${opts.n}`);
-    if (flags.commandstats) await redis.config('RESETSTAT');
-    const before = await sample(pid, redisPid, redis);
+    if (flags.commandstats && redis) await redis.config('RESETSTAT');
+    const before = await sample(pid, redisPid, redis, topology);
     const rssBefore = rssKb(pid);
     const injected = await inject({
       ...common, ...intake, n: opts.n, prefix,
@@ -287,9 +319,9 @@ async function runOnce(run) {
       await allParked(redis);
       extra.all_parked_after_inject_ms = Date.now() - injected.lastAck;
       log(`all parked ${extra.all_parked_after_inject_ms} ms after injection ended`);
-      const held = await sample(pid, redisPid, redis);
+      const held = await sample(pid, redisPid, redis, topology);
       await new Promise((r) => setTimeout(r, opts.holdMs));
-      const queued = await sample(pid, redisPid, redis);
+      const queued = await sample(pid, redisPid, redis, topology);
       const perMsg = (queued.usedMemory - before.usedMemory) / injected.accepted.length;
       extra.queued = injected.accepted.length;
       extra.rss_queued_mb = round(rssKb(pid) / 1024, 1);
@@ -305,8 +337,11 @@ async function runOnce(run) {
     }
 
     const { figures, summary } = await deliveryFigures(sink, prefix, injected, name === 'W4' ? opts.drainMs : opts.timeoutMs);
-    const after = await sample(pid, redisPid, redis);
-    if (flags.commandstats) logCommandstats(log, await redis.info('commandstats'), summary.unique);
+    const after = await sample(pid, redisPid, redis, topology);
+    if (flags.commandstats && redis) logCommandstats(log, await redis.info('commandstats'), summary.unique);
+    if (flags.commandstats && topology) logCallsPerMessage(log, callsByCommand(before.masters, after.masters), summary.unique);
+    const work = masterDelta(before.masters, after.masters);
+    const perMsg = (v, digits = 1) => round(v / Math.max(1, summary.unique), digits);
     if (flags.timeline) logTimeline(log, summary.timeline);
     const per1000 = (cpu) => round((cpu * 1000) / Math.max(1, summary.unique), 3);
     if (name === 'W3') {
@@ -345,7 +380,12 @@ async function runOnce(run) {
       daemon_peak_rss_mb: round(peakRssKb(pid) / 1024, 1),
       redis_used_memory_mb: round(after.usedMemory / 2 ** 20, 1),
       redis_peak_memory_mb: round(after.peakMemory / 2 ** 20, 1),
+      redis: flags.redis,
+      ...(flags['wait-replicas'] ? { wait_replicas: Number(flags['wait-replicas']) } : {}),
       redis_cmds_per_msg: round((after.commands - before.commands) / Math.max(1, summary.unique), 1),
+      redis_aof_bytes_per_msg: perMsg(work.aof, 0),
+      redis_net_in_bytes_per_msg: perMsg(work.netIn, 0),
+      ...(work.per.length > 1 ? { masters_cmds_share: work.per.map((m) => round(m.commands / Math.max(1, work.commands), 2)) } : {}),
       redis_forks: after.forks - before.forks,
       redis_latest_fork_ms: round(after.forkUsec / 1000, 1),
       sink_cpu_s: round(summary.cpuS, 2),
@@ -355,6 +395,7 @@ async function runOnce(run) {
     };
   } finally {
     await redis?.quit().catch(() => {});
+    await topology?.stop().catch((err) => log(`stopping redis: ${err.message}`));
     if (daemon && daemon.proc.exitCode === null && daemon.proc.signalCode === null) {
       const stopAt = Date.now();
       const code = await daemon.stop('SIGTERM', 120_000).catch((err) => (log(err.message), null));
