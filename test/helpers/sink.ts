@@ -55,6 +55,7 @@ export type SinkOptions = {
 
 export type SinkRejection = SinkReply & { stage: SinkStage; address?: string; connectionId: string };
 
+/** closedAt: when the client ended its stream, or the socket closed if it never did. */
 export type SinkConnection = { id: number; remoteAddress: string; openedAt: number; closedAt?: number };
 
 export type Sink = {
@@ -212,6 +213,11 @@ export async function startSink(opts: SinkOptions): Promise<Sink> {
     };
     sink.connectionLog.push(entry);
     sink.open++;
+    // The client's end of the stream is when the session is over for a receiver counting them:
+    // 'close' comes a turn of the event loop later, after connections accepted meanwhile.
+    socket.once('end', () => {
+      entry.closedAt ??= preciseNow();
+    });
     socket.once('close', () => {
       sockets.delete(socket);
       entry.closedAt ??= preciseNow();
