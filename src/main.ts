@@ -3,7 +3,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ReloadOutcome } from './admin/context.js';
 import { AdminServer } from './admin/server.js';
@@ -105,16 +104,13 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const queueRedis = connectRedis(target, 'queue', 'worker');
   // Pub/sub takes a connection of its own: a subscribed connection runs no other command.
   const subscriber = connectRedis(target, 'queue', 'subscriber');
-  // cluster/ and nodes type their connection as Redis; they send single-key commands, MULTIs on one
-  // key and pub/sub, which a Cluster client runs alike.
-  const shared = queueRedis as Redis;
   watchRedis(intakeRedis, 'intake', log);
   watchRedis(queueRedis, 'worker', log);
 
   // Built before the scheduler whose MX knowledge its site-scoped actions need; asked only once one is in force.
   let scheduler: Scheduler | undefined;
-  const bus = new ClusterBus({ redis: shared, subscriber: subscriber as Redis, prefix, node: config.node_name, log });
-  const leases = new ClusterLeases({ redis: shared, subscriber: subscriber as Redis, prefix, node: config.node_name, ttlMs: config.cluster_lease_ttl, log });
+  const bus = new ClusterBus({ redis: queueRedis, subscriber, prefix, node: config.node_name, log });
+  const leases = new ClusterLeases({ redis: queueRedis, subscriber, prefix, node: config.node_name, ttlMs: config.cluster_lease_ttl, log });
   // Built once the parts it acts on exist; the shaper and the scheduler only tell it of changes made here.
   let cluster: ClusterState | undefined;
   const shaper = new Shaper({
@@ -169,7 +165,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     resolver, fetch: httpsPolicyFetcher({ resolver, trust, timeoutMs: STS_FETCH_TIMEOUT_MS }),
     cache: new RedisPolicyCache(queueRedis, prefix, systemClock.now), now: systemClock.now, log,
   });
-  const gate = new ClusterGate({ leases, throttles: new ClusterThrottles(shared, prefix), options });
+  const gate = new ClusterGate({ leases, throttles: new ClusterThrottles(queueRedis, prefix), options });
   const initiator = new Initiator({
     resolver, connector: smtpConnector(trust), health, hosts, hooks, clock: systemClock, log, options, isLocalAddress,
     policies: new DestinationPolicies({ sts, dnssec: createDnsClient({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries }) }),
@@ -200,7 +196,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     historyRetention: () => options.global.message_history_retention,
   });
   cluster = new ClusterState({
-    redis: shared, bus, prefix, node: config.node_name, clock: systemClock, log,
+    redis: queueRedis, bus, prefix, node: config.node_name, clock: systemClock, log,
     local: localNode({ scheduler, bindings, consumer, shaper, health, log }),
   });
   const dkim = new DkimSigner({ keys: dkimKeys.keys, hooks, log, counter: metrics });
@@ -223,7 +219,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     },
   });
   const nodes = new NodeRegistry({
-    redis: shared, prefix, name: config.node_name, version: VERSION, clock: systemClock, log,
+    redis: queueRedis, prefix, name: config.node_name, version: VERSION, clock: systemClock, log,
     report: () => {
       const t = scheduler!.totals();
       return { connections: { outbound: t.connections, connecting: t.connecting, inbound: intake!.sessions }, held: t.held, rates: metrics.rates() };

@@ -1,7 +1,8 @@
 // What one node tells the others sharing its Redis: one pub/sub channel of JSON events, each naming
 // its sender, which ignores its own. Pub/sub reaches only the nodes subscribed at the time, so what
 // must outlive an event is also kept in Redis (state.ts) and read again after a reconnection.
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Reply } from '../core/reply.js';
 import type { ShapingAction } from '../shaping/action.js';
@@ -34,9 +35,9 @@ function isEnvelope(v: unknown): v is Envelope {
 
 interface BusDeps {
   /** Publishes; may be the connection other state is written on, so a write and its event go in one MULTI. */
-  redis: Redis;
+  redis: RedisClient;
   /** A connection in subscriber mode, shared with other listeners of their own channels. */
-  subscriber: Redis;
+  subscriber: RedisClient;
   prefix: string;
   node: string;
   log: Logger;

@@ -5,7 +5,7 @@
 // log (scheduler/throttle.ts); a burst of count would let a window hold 2 × count − 1 right after
 // idleness, and receivers count over their own sliding windows. The key expires when its TAT
 // passes: it would read as absent anyway. One EVALSHA per take or wait.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Rate } from '../config/units.js';
 
 // KEYS[1] the TAT in µs; ARGV: emission interval in µs, burst tolerance in µs, '1' to
@@ -31,7 +31,7 @@ const GCRA_COMMAND = 'impulseClusterThrottle';
 type GcraCommand = (key: string, intervalUs: number, toleranceUs: number, take: '0' | '1') => Promise<number>;
 
 export class ClusterThrottles {
-  constructor(private readonly redis: Redis, private readonly prefix: string) {
+  constructor(private readonly redis: RedisClient, private readonly prefix: string) {
     if (!(GCRA_COMMAND in redis)) redis.defineCommand(GCRA_COMMAND, { numberOfKeys: 1, lua: GCRA });
   }
 

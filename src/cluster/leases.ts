@@ -9,7 +9,7 @@
 // when the lease was still there), so a granted acquire and its release cost two. Renewal is one
 // EVALSHA per key this node holds leases on, every ttlMs / 3, whatever the number of leases.
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 
 export interface Lease {
@@ -19,9 +19,9 @@ export interface Lease {
 
 interface LeasesDeps {
   /** For commands. */
-  redis: Redis;
+  redis: RedisClient;
   /** A connection of its own, which the class puts in subscribe mode. */
-  subscriber: Redis;
+  subscriber: RedisClient;
   prefix: string;
   /** node_name: the first part of each lease's member, so an operator can tell whose it is. */
   node: string;

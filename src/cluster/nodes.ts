@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../core/clock.js';
 import { withTimeout } from '../core/timeout.js';
@@ -91,7 +91,7 @@ export interface NodeStatus extends NodeReport {
 }
 
 interface NodeRegistryDeps {
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   name: string;
   version: string;

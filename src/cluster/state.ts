@@ -2,7 +2,7 @@
 // (so a node started later, or one whose subscription dropped, reads them) and announced on the
 // bus; an operator's flush and fail, and shaping actions, are announced. Each change is applied
 // here at once and on the other nodes as their subscription delivers it (milliseconds).
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import type { Reply } from '../core/reply.js';
@@ -20,7 +20,7 @@ export interface LocalNode {
 }
 
 interface StateDeps {
-  redis: Redis;
+  redis: RedisClient;
   bus: ClusterBus;
   prefix: string;
   node: string;
