@@ -113,11 +113,12 @@ function smtpSocket(host, port, timeoutMs) {
 }
 
 /**
- * Injects messages 0..n-1 with recipient rcptOf(seq). A 4xx reply or a lost connection puts the
- * message back for another attempt (at most `retries` more); a 5xx counts as failed.
- * Resolves with the acknowledged sequence numbers and the timing of the run.
+ * Injects messages 0..n-1 with recipient rcptOf(seq), connection i into targets[i mod their
+ * number] ({ host, port }: the intakes of a cluster's nodes share the load). A 4xx reply or a lost
+ * connection puts the message back for another attempt (at most `retries` more); a 5xx counts as
+ * failed. Resolves with the acknowledged sequence numbers and the timing of the run.
  */
-export async function inject({ host, port, n, size, conns, prefix, rcptOf, rate = 0, retries = 3, timeoutMs = 120_000 }) {
+export async function inject({ targets, n, size, conns, prefix, rcptOf, rate = 0, retries = 3, timeoutMs = 120_000 }) {
   const accepted = [];
   const errors = {};
   const txnMs = [];
@@ -152,7 +153,8 @@ export async function inject({ host, port, n, size, conns, prefix, rcptOf, rate 
   // connection after this one ended must still be sent: loops run until all are settled.
   const settled = () => accepted.length + failed >= n;
 
-  const worker = async () => {
+  const worker = async (i) => {
+    const { host, port } = targets[i % targets.length];
     while (!settled()) {
       let conn;
       try {
@@ -213,7 +215,7 @@ export async function inject({ host, port, n, size, conns, prefix, rcptOf, rate 
       if (next >= n && !retryQueue.length) return;
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(conns, n)) }, worker));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(conns, n)) }, (_, i) => worker(i)));
   txnMs.sort((a, b) => a - b);
   return {
     accepted,

@@ -16,31 +16,28 @@ export function logTimeline(log, timeline) {
   for (const t of timeline) log(`  ${t.second} ${t.n} ${t.arrived} ${t.conns} ${t.p50 ?? '-'} ${t.p99 ?? '-'} ${t.max ?? '-'}`);
 }
 
-/** Redis calls per delivered message by command, most frequent first (RESETSTAT also zeroes the INFO stats counters, so it runs before the first sample). */
-export function logCommandstats(log, text, delivered) {
-  const rows = [...text.matchAll(/^cmdstat_(\S+):calls=(\d+),usec=(\d+)/gm)]
-    .map(([, cmd, calls, usec]) => ({ cmd, calls: Number(calls), usec: Number(usec) }))
-    .sort((a, b) => b.calls - a.calls);
-  for (const r of rows) {
-    log(`  ${r.cmd.padEnd(22)} ${(r.calls / Math.max(1, delivered)).toFixed(2).padStart(8)}/msg ${(r.usec / Math.max(1, delivered)).toFixed(1).padStart(8)} us/msg`);
+/** Redis calls and µs per delivered message by command, summed over the masters, most frequent first. */
+export function logCommandstats(log, calls, delivered) {
+  const per = (v) => v / Math.max(1, delivered);
+  for (const [cmd, c] of Object.entries(calls).filter(([, c]) => c.calls > 0).sort((a, b) => b[1].calls - a[1].calls)) {
+    log(`  ${cmd.padEnd(22)} ${per(c.calls).toFixed(2).padStart(8)}/msg ${per(c.usec).toFixed(1).padStart(8)} us/msg`);
   }
 }
 
-/** The same from a map of calls by command (over several masters): per delivered message, most frequent first. */
-export function logCallsPerMessage(log, calls, delivered) {
-  for (const [cmd, n] of Object.entries(calls).sort((a, b) => b[1] - a[1])) {
-    if (n > 0) log(`  ${cmd.padEnd(22)} ${(n / Math.max(1, delivered)).toFixed(2).padStart(8)}/msg`);
-  }
-}
+const middle = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 
-/** One line over several runs: each numeric figure's median, event and error counts summed, figures every run shares. */
+/**
+ * One line over several runs: each numeric figure's median (element by element for a list of
+ * them, one per node or per master), event and error counts summed, figures every run shares.
+ */
 export function median(name, results) {
   const out = { workload: name, runs: results.length, median: true };
   for (const key of Object.keys(results[0])) {
     const values = results.map((r) => r[key]);
     if (values.every((v) => typeof v === 'number')) {
-      const sorted = [...values].sort((a, b) => a - b);
-      out[key] = sorted[Math.floor((sorted.length - 1) / 2)];
+      out[key] = middle(values);
+    } else if (values.every((v) => Array.isArray(v) && v.every((x) => typeof x === 'number'))) {
+      out[key] = values[0].map((_, i) => middle(values.map((v) => v[i])));
     } else if (key === 'warn_events' || key === 'inject_errors') {
       const total = {};
       for (const v of values) for (const [k, c] of Object.entries(v ?? {})) total[k] = (total[k] ?? 0) + c;

@@ -1,30 +1,29 @@
 // The benchmark runner: `npm run bench -- <W0|W1|W2|W3|W4|W6> [--runs 3] [--n 20000] ...`.
-// Each run gets a fresh temp dir, a DNS server and a counting sink on loopback, and a fresh
-// daemon (the built CLI, as an operator starts it) with an embedded Redis; it injects the
-// workload, waits for the sink to have every accepted message, and prints one JSON result line.
-// After all runs it prints the median line. See bench/README.md for what each figure means.
+// Each run gets a fresh temp dir, a DNS server and a counting sink on loopback, the Redis of
+// `--redis` (the daemon's embedded one unless told) and fresh daemons on it (the built CLI, as an
+// operator starts it; `--nodes N` of them as a cluster); it injects the workload, waits for the
+// sink to have every accepted message, and prints one JSON result line. After all runs it prints
+// the median line. See bench/README.md for what each figure means.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
 import { removeOnExit } from '../dist/test/helpers/cleanup.js';
-import { runCli, startDaemon } from '../dist/test/helpers/daemon.js';
-import { makeDkimKey } from '../dist/test/helpers/dkim.js';
+import { runCli } from '../dist/test/helpers/daemon.js';
 import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
-import { INJECT_FROM_DOMAIN, inject } from './inject.mjs';
-import { cpuSeconds, peakRssKb, redisChildOf, rssKb } from './proc.mjs';
-import { TOPOLOGIES, callsByCommand, embeddedSample, masterDelta, startTopology } from './redis-topology.mjs';
-import { eventCounts, logCallsPerMessage, logCommandstats, logCurve, logTimeline, median } from './report.mjs';
+import { dkimKeys, startDaemons } from './daemons.mjs';
+import { inject } from './inject.mjs';
+import { TOPOLOGIES, callsByCommand, masterDelta, startTopology } from './redis-topology.mjs';
+import { eventCounts, logCommandstats, logCurve, logTimeline, median } from './report.mjs';
 import { startSink } from './sink.mjs';
 import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workloads.mjs';
 
 const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
   [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
+  [--redis embedded|single|sentinel|cluster] (sentinel, cluster: W1, W2) [--nodes N] [--wait-replicas N]
   [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--limit-rate R] (W6)
-  [--config '{"key": value}'] [--redis embedded|single|sentinel|cluster] [--wait-replicas N] (W1, W2)
+  [--config '{"key": value}']
   [--dkim rsa|ed25519|both] [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
 const { values: flags, positionals } = parseArgs({
@@ -55,8 +54,12 @@ const { values: flags, positionals } = parseArgs({
     // Further node flags for the daemon, space-separated (e.g. "--heapsnapshot-signal=SIGUSR2").
     'node-args': { type: 'string', default: '' },
     commandstats: { type: 'boolean', default: false },
-    // Where the queue lives: the embedded Redis, or one started beside the daemon (bench/redis-topology.mjs).
-    redis: { type: 'string', default: 'embedded' },
+    // Where the queue lives (bench/redis-topology.mjs): the embedded Redis unless --nodes needs a shared one.
+    redis: { type: 'string' },
+    // The same as --redis single, the name it had first.
+    'external-redis': { type: 'boolean', default: false },
+    // Daemons sharing the run's Redis, as a cluster's nodes do.
+    nodes: { type: 'string', default: '1' },
     'wait-replicas': { type: 'string' },
     // Latency per second of injection (count, p50, p99, max) to stderr: where the slow messages were sent.
     timeline: { type: 'boolean', default: false },
@@ -70,42 +73,39 @@ if (flags.help || !workload || positionals.length !== 1) {
   console.error(flags.help ? USAGE : `${positionals.length ? `unknown workload ${positionals.join(' ')}\n` : ''}${USAGE}`);
   process.exit(flags.help ? 0 : 2);
 }
-if (flags.dkim !== undefined && !['rsa', 'ed25519', 'both'].includes(flags.dkim)) {
-  console.error(`--dkim must be rsa, ed25519 or both, not ${flags.dkim}`);
+function refuse(message) {
+  console.error(message);
   process.exit(2);
 }
-if (!TOPOLOGIES.includes(flags.redis) || (flags.redis !== 'embedded' && !['W1', 'W2'].includes(name))) {
-  console.error(`--redis must be one of ${TOPOLOGIES.join(', ')}, and other than embedded only with W1 or W2`);
-  process.exit(2);
-}
-if (flags['wait-replicas'] !== undefined && !['sentinel', 'cluster'].includes(flags.redis)) {
-  console.error('--wait-replicas needs --redis sentinel or cluster: the others have no replica');
-  process.exit(2);
-}
-if (!['always', 'everysec', 'no'].includes(flags.appendfsync)) {
-  console.error(`--appendfsync must be always, everysec or no, not ${flags.appendfsync}`);
-  process.exit(2);
-}
+if (flags.dkim !== undefined && !['rsa', 'ed25519', 'both'].includes(flags.dkim)) refuse(`--dkim must be rsa, ed25519 or both, not ${flags.dkim}`);
+if (!['always', 'everysec', 'no'].includes(flags.appendfsync)) refuse(`--appendfsync must be always, everysec or no, not ${flags.appendfsync}`);
 
 function count(flag, fallback) {
   const raw = flags[flag];
   if (raw === undefined) return fallback;
   const v = Number(raw);
-  if (!Number.isFinite(v) || v < 0) {
-    console.error(`--${flag} must be a non-negative number, not ${raw}`);
-    process.exit(2);
-  }
+  if (!Number.isFinite(v) || v < 0) refuse(`--${flag} must be a non-negative number, not ${raw}`);
   return v;
 }
 const d = workload.defaults;
 const n = count('n', d.n);
 const limitRate = count('limit-rate', d.limitRate);
-if (workload.rateLimitHosts && !(limitRate > 0)) {
-  console.error(`--limit-rate must be above 0, not ${flags['limit-rate']}`);
-  process.exit(2);
-}
+if (workload.rateLimitHosts && !(limitRate > 0)) refuse(`--limit-rate must be above 0, not ${flags['limit-rate']}`);
+const nodes = count('nodes', 1);
+if (!Number.isInteger(nodes) || nodes < 1) refuse(`--nodes must be a whole number from 1, not ${flags.nodes}`);
+if (flags['external-redis'] && (flags.redis ?? 'single') !== 'single') refuse(`--external-redis is --redis single, not ${flags.redis}`);
+const redis = flags['external-redis'] ? 'single' : flags.redis ?? (nodes > 1 ? 'single' : 'embedded');
+if (!TOPOLOGIES.includes(redis)) refuse(`--redis must be one of ${TOPOLOGIES.join(', ')}, not ${redis}`);
+if (nodes > 1 && redis === 'embedded') refuse('--nodes above 1 needs a Redis the nodes share: --redis single, sentinel or cluster');
+if (!workload.daemon && (redis !== 'embedded' || nodes > 1)) refuse(`${name} runs no daemon: --redis and --nodes do not apply`);
+// As when --redis came: W3 and W4 read the queue's lists, which a cluster splits over its shards,
+// and W6 was not tried on either.
+if (['sentinel', 'cluster'].includes(redis) && !['W1', 'W2'].includes(name)) refuse(`--redis ${redis} runs W1 or W2 only`);
+const waitReplicas = count('wait-replicas', undefined);
+if (waitReplicas !== undefined && !['sentinel', 'cluster'].includes(redis)) refuse('--wait-replicas needs --redis sentinel or cluster: the others have no replica');
 const opts = {
   runs: count('runs', 1),
+  nodes,
   n,
   size: count('size', d.size),
   conns: count('conns', d.conns),
@@ -125,46 +125,11 @@ const log = (msg) => process.stderr.write(`[bench ${name} ${new Date().toISOStri
 const round = (v, digits = 0) => (v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toFixed(digits)));
 const rateOf = (count, fromMs, toMs) => (toMs > fromMs ? count / ((toMs - fromMs) / 1000) : null);
 
-// At log_level warn the 'ready' record (info) is not printed: the intake accepting connections is
-// the sign, as it starts listening just before 'ready'.
-async function waitForIntake(port, proc, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error('daemon exited during startup');
-    const open = await new Promise((resolve) => {
-      const s = connect({ host: '127.0.0.1', port }, () => (s.destroy(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`intake 127.0.0.1:${port} not accepting after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function redisInfo(redis) {
-  const [memory, stats] = await Promise.all([redis.info('memory'), redis.info('stats')]);
-  const field = (text, key) => Number(new RegExp(`^${key}:(\\d+)`, 'm').exec(text)?.[1]);
-  return {
-    usedMemory: field(memory, 'used_memory'),
-    peakMemory: field(memory, 'used_memory_peak'),
-    commands: field(stats, 'total_commands_processed'),
-    forks: field(stats, 'total_forks'),
-    forkUsec: field(stats, 'latest_fork_usec'),
-  };
-}
-
-/**
- * CPU and Redis counters of the daemon and its redis-server, for the difference between two
- * moments; with an external topology, Redis's CPU and counters are its masters' own (INFO), summed.
- */
-async function sample(daemonPid, redisPid, redis, topology) {
-  const masters = topology ? await topology.sample() : await embeddedSample(redis);
-  if (!topology) return { at: Date.now(), daemonCpu: cpuSeconds(daemonPid), redisCpu: cpuSeconds(redisPid), masters, ...(await redisInfo(redis)) };
-  const now = masterDelta(new Map(), masters);
-  return {
-    at: Date.now(), daemonCpu: cpuSeconds(daemonPid), redisCpu: now.cpu, masters,
-    usedMemory: now.usedMemory, peakMemory: now.peakMemory, commands: now.commands, forks: now.forks, forkUsec: now.forkUsec,
-  };
+/** Every daemon's CPU and the masters' counters, for the difference between two moments. */
+async function sample(up, topology) {
+  const masters = await topology.sample();
+  const { commands, forkUsec, usedMemory, peakMemory } = masterDelta(new Map(), masters);
+  return { at: Date.now(), ...up.cpu(), masters, commands, forkUsec, usedMemory, peakMemory };
 }
 
 /**
@@ -213,34 +178,23 @@ async function deliveryFigures(sink, prefix, injected, timeoutMs) {
   };
 }
 
-function dkimKeys(dir, which) {
-  const types = which === 'both' ? ['rsa', 'ed25519'] : [which];
-  return types.map((type) => {
-    const k = makeDkimKey(INJECT_FROM_DOMAIN, `bench-${type}`, type, 2048, dir);
-    return { domain: k.domain, selector: k.selector, key_file: k.file };
-  });
-}
-
-function daemonConfig(dir, dns, intakePort, sinkPort, topology) {
-  const extra = JSON.parse(flags.config);
-  const redis = topology
-    ? { ...topology.config, ...(flags['wait-replicas'] ? { wait_replicas: Number(flags['wait-replicas']) } : {}) }
-    : { embedded: true, dir: join(dir, 'redis'), appendfsync: flags.appendfsync };
+/**
+ * Every node's config but its own part (intake, admin socket, node name) and its Redis: the
+ * bench's, the workload's and --config over them (whose `redis` keys go over the topology's).
+ */
+function baseConfig(dir, dns, sinkPort) {
   return {
     hostname: 'impulse.bench.test',
     ehlo_hostname: 'out.bench.test',
     log_level: 'warn',
-    listen: [{ address: '127.0.0.1', port: intakePort }],
     dns: { servers: [dns.server] },
-    admin: { socket: join(dir, 'admin.sock') },
     metrics: { listen: false },
     prohibited_hosts: [],
     remote_smtp_port: sinkPort,
     shutdown_timeout: '5s',
     ...(flags.dkim ? { dkim: dkimKeys(dir, flags.dkim) } : {}),
     ...workload.config,
-    ...extra,
-    redis: { ...redis, ...extra.redis },
+    ...JSON.parse(flags.config),
   };
 }
 
@@ -257,58 +211,52 @@ async function runOnce(run) {
     tarpit: { hosts: workload.tarpitHosts, ms: opts.tarpitMs },
     rateLimit: { hosts: workload.rateLimitHosts, perSecond: opts.limitRate },
   });
-  let daemon;
-  let redis;
-  let redisPid;
   let topology;
+  let up;
   try {
     if (!workload.daemon) {
-      const injected = await inject({ ...common, host: workload.sinkHosts[0], port: sinkPort, n: opts.n, prefix, rcptOf });
+      const injected = await inject({ ...common, targets: [{ host: workload.sinkHosts[0], port: sinkPort }], n: opts.n, prefix, rcptOf });
       const { figures, summary } = await deliveryFigures(sink, prefix, injected, opts.timeoutMs);
       return { workload: name, run, n: opts.n, size: opts.size, conns: opts.conns, ...figures, sink_cpu_s: round(summary.cpuS, 2) };
     }
 
-    const intakePort = await freePort('127.0.0.1');
     const nodeArgs = [
       ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),
       ...flags['node-args'].split(' ').filter(Boolean),
     ];
-    if (flags.redis !== 'embedded') {
-      topology = await startTopology(flags.redis, flags.appendfsync);
-      log(`redis: ${flags.redis} ${JSON.stringify(topology.config)}`);
-    }
-    daemon = await startDaemon(daemonConfig(dir, dns, intakePort, sinkPort, topology), { dir, waitReady: false, nodeArgs });
-    await waitForIntake(intakePort, daemon.proc);
-    const pid = daemon.proc.pid;
-    if (!topology) {
-      redisPid = redisChildOf(pid);
-      if (!redisPid) throw new Error(`no redis-server child of daemon ${pid}`);
-      redis = new Redis({ path: join(dir, 'redis', 'redis.sock'), maxRetriesPerRequest: null });
-    }
-    const intake = { host: '127.0.0.1', port: intakePort };
+    topology = await startTopology(redis, { appendfsync: flags.appendfsync, dir: join(dir, 'redis'), log });
+    const config = baseConfig(dir, dns, sinkPort);
+    up = await startDaemons({
+      dir, nodes: opts.nodes, config, nodeArgs, log,
+      redis: { ...topology.config, ...(waitReplicas !== undefined ? { wait_replicas: waitReplicas } : {}), ...config.redis },
+    });
+    await topology.attach(up.nodes[0].pid);
+    log(`${up.describe()} accepting; ${await topology.describe()}`);
+    const targets = up.nodes.map((node) => node.intake);
+    // W4's suspend and resume reach every node through the cluster's state in Redis.
+    const { configPath } = up.nodes[0].daemon;
     const extra = {};
-    log(`daemon ${pid} (${topology ? `redis ${flags.redis}` : `redis-server ${redisPid}`}) accepting`);
 
     if (name === 'W3') {
       log(`queueing a backlog of ${opts.backlog} for ${SLOW_DOMAIN}`);
-      const backlog = await inject({ ...common, ...intake, n: opts.backlog, prefix: `${prefix}s`, rcptOf: (seq) => `t${seq}@${SLOW_DOMAIN}`, rate: 0 });
+      const backlog = await inject({ ...common, targets, n: opts.backlog, prefix: `${prefix}s`, rcptOf: (seq) => `t${seq}@${SLOW_DOMAIN}`, rate: 0 });
       extra.backlog = backlog.accepted.length;
       extra.backlog_inject_msg_s = round(rateOf(backlog.accepted.length, backlog.t0, backlog.lastAck), 1);
       if (flags['settle-backlog']) {
-        await allParked(redis, false);
+        await allParked(topology.client, false);
         extra.backlog_parked_after_ms = Date.now() - backlog.lastAck;
       }
     }
     if (name === 'W4') {
-      await admin(daemon.configPath, 'suspend', HELD_DOMAIN);
+      await admin(configPath, 'suspend', HELD_DOMAIN);
     }
 
     log(`injecting ${opts.n}`);
-    if (flags.commandstats && redis) await redis.config('RESETSTAT');
-    const before = await sample(pid, redisPid, redis, topology);
-    const rssBefore = rssKb(pid);
+    const aof = await topology.watchAof();
+    const before = await sample(up, topology);
+    const rssBefore = up.rssKb();
     const injected = await inject({
-      ...common, ...intake, n: opts.n, prefix,
+      ...common, targets, n: opts.n, prefix,
       rcptOf: name === 'W4' ? (seq) => `u${seq}@${HELD_DOMAIN}` : rcptOf,
     });
     log(`injected ${injected.accepted.length} (${injected.failed} failed) in ${Date.now() - injected.t0} ms`);
@@ -316,16 +264,16 @@ async function runOnce(run) {
     if (name === 'W4') {
       // What keeping the suspended backlog costs once every job has been parked (the consumer
       // works through the waiting list after intake ends): Redis work while it only sits there.
-      await allParked(redis);
+      await allParked(topology.client);
       extra.all_parked_after_inject_ms = Date.now() - injected.lastAck;
       log(`all parked ${extra.all_parked_after_inject_ms} ms after injection ended`);
-      const held = await sample(pid, redisPid, redis, topology);
+      const held = await sample(up, topology);
       await new Promise((r) => setTimeout(r, opts.holdMs));
-      const queued = await sample(pid, redisPid, redis, topology);
+      const queued = await sample(up, topology);
       const perMsg = (queued.usedMemory - before.usedMemory) / injected.accepted.length;
       extra.queued = injected.accepted.length;
-      extra.rss_queued_mb = round(rssKb(pid) / 1024, 1);
-      extra.rss_per_queued_msg_b = round(((rssKb(pid) - rssBefore) * 1024) / injected.accepted.length, 1);
+      extra.rss_queued_mb = round(up.rssKb() / 1024, 1);
+      extra.rss_per_queued_msg_b = round(((up.rssKb() - rssBefore) * 1024) / injected.accepted.length, 1);
       extra.redis_per_queued_msg_b = round(perMsg);
       extra.redis_overhead_per_msg_b = round(perMsg - opts.size);
       extra.redis_used_memory_queued_mb = round(queued.usedMemory / 2 ** 20, 1);
@@ -333,17 +281,17 @@ async function runOnce(run) {
       extra.daemon_cpu_pct_held = round((100 * (queued.daemonCpu - held.daemonCpu)) / ((queued.at - held.at) / 1000), 1);
       log(`queued: redis ${extra.redis_used_memory_queued_mb} MB, daemon rss ${extra.rss_queued_mb} MB; resuming`);
       extra.resumed_at = Date.now();
-      await admin(daemon.configPath, 'resume', HELD_DOMAIN);
+      await admin(configPath, 'resume', HELD_DOMAIN);
     }
 
     const { figures, summary } = await deliveryFigures(sink, prefix, injected, name === 'W4' ? opts.drainMs : opts.timeoutMs);
-    const after = await sample(pid, redisPid, redis, topology);
-    if (flags.commandstats && redis) logCommandstats(log, await redis.info('commandstats'), summary.unique);
-    if (flags.commandstats && topology) logCallsPerMessage(log, callsByCommand(before.masters, after.masters), summary.unique);
+    const after = await sample(up, topology);
+    const aofBytes = aof.stop();
+    if (flags.commandstats) logCommandstats(log, callsByCommand(before.masters, after.masters), summary.unique);
+    if (flags.timeline) logTimeline(log, summary.timeline);
     const work = masterDelta(before.masters, after.masters);
     const perMsg = (v, digits = 1) => round(v / Math.max(1, summary.unique), digits);
-    if (flags.timeline) logTimeline(log, summary.timeline);
-    const per1000 = (cpu) => round((cpu * 1000) / Math.max(1, summary.unique), 3);
+    const per1000 = (cpu) => perMsg(cpu * 1000, 3);
     if (name === 'W3') {
       extra.slow_delivered = (await sink.summary(`${prefix}s`, [])).unique;
     }
@@ -376,40 +324,28 @@ async function runOnce(run) {
       ...figures,
       ...extra,
       daemon_cpu_s_per_1k: per1000(after.daemonCpu - before.daemonCpu),
-      redis_cpu_s_per_1k: per1000(after.redisCpu - before.redisCpu),
-      daemon_peak_rss_mb: round(peakRssKb(pid) / 1024, 1),
+      ...(opts.nodes > 1 ? { node_cpu_s_per_1k: after.nodeCpu.map((cpu, i) => per1000(cpu - before.nodeCpu[i])) } : {}),
+      redis_cpu_s_per_1k: per1000(work.cpu),
+      daemon_peak_rss_mb: round(up.peakRssKb() / 1024, 1),
       redis_used_memory_mb: round(after.usedMemory / 2 ** 20, 1),
       redis_peak_memory_mb: round(after.peakMemory / 2 ** 20, 1),
-      redis: flags.redis,
-      ...(flags['wait-replicas'] ? { wait_replicas: Number(flags['wait-replicas']) } : {}),
-      redis_cmds_per_msg: round((after.commands - before.commands) / Math.max(1, summary.unique), 1),
-      redis_aof_bytes_per_msg: perMsg(work.aof, 0),
+      redis,
+      nodes: opts.nodes,
+      ...(waitReplicas !== undefined ? { wait_replicas: waitReplicas } : {}),
+      redis_cmds_per_msg: perMsg(work.commands),
+      redis_aof_bytes_per_msg: perMsg(aofBytes, 0),
       redis_net_in_bytes_per_msg: perMsg(work.netIn, 0),
       ...(work.per.length > 1 ? { masters_cmds_share: work.per.map((m) => round(m.commands / Math.max(1, work.commands), 2)) } : {}),
-      redis_forks: after.forks - before.forks,
+      redis_forks: work.forks,
       redis_latest_fork_ms: round(after.forkUsec / 1000, 1),
       sink_cpu_s: round(summary.cpuS, 2),
-      warn_events: eventCounts(daemon.logs),
+      warn_events: eventCounts(up.logs()),
       // Last, as it is the longest: per 10 s, what the rate-limited MX accepted and deferred.
       ...(workload.rateLimitHosts ? { curve: summary.curve } : {}),
     };
   } finally {
-    await redis?.quit().catch(() => {});
+    await up?.stop();
     await topology?.stop().catch((err) => log(`stopping redis: ${err.message}`));
-    if (daemon && daemon.proc.exitCode === null && daemon.proc.signalCode === null) {
-      const stopAt = Date.now();
-      const code = await daemon.stop('SIGTERM', 120_000).catch((err) => (log(err.message), null));
-      log(`daemon stopped (exit ${code}) in ${Date.now() - stopAt} ms`);
-    }
-    // A daemon that had to be killed leaves its redis-server behind.
-    if (redisPid) {
-      try {
-        process.kill(redisPid, 'SIGKILL');
-        log(`killed leftover redis-server ${redisPid}`);
-      } catch {
-        // gone with the daemon, as it should be
-      }
-    }
     await sink.close();
     await dns.close();
     rmSync(dir, { recursive: true, force: true });
