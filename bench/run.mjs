@@ -22,7 +22,7 @@ import { HELD_DOMAIN, SLOW_DOMAIN, WORKLOADS, spreadRecipient } from './workload
 const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
   [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
   [--redis embedded|single|sentinel|cluster] (sentinel, cluster: W1, W2) [--nodes N] [--wait-replicas N]
-  [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--limit-rate R] (W6)
+  [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--greet-ms MS --data-ms MS] (W5) [--limit-rate R] (W6)
   [--config '{"key": value}']
   [--dkim rsa|ed25519|both] [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
@@ -43,6 +43,9 @@ const { values: flags, positionals } = parseArgs({
     'hold-s': { type: 'string' },
     // W6: messages per second its MX accepts from one source address; beyond that it answers 421 4.7.28.
     'limit-rate': { type: 'string' },
+    // W5: how late its MX hosts send their greeting and answer the end of DATA, in ms.
+    'greet-ms': { type: 'string' },
+    'data-ms': { type: 'string' },
     // W3: start W1 only once the consumer has parked the whole backlog (it sits in the queue).
     'settle-backlog': { type: 'boolean', default: false },
     // Daemon config keys over the bench defaults, as YAML-compatible JSON: compares settings.
@@ -119,6 +122,8 @@ const opts = {
   drainMs: count('drain-s', d.drainS) * 1000,
   holdMs: count('hold-s', d.holdS) * 1000,
   limitRate,
+  greetMs: count('greet-ms', d.greetMs ?? 0),
+  dataMs: count('data-ms', d.dataMs ?? 0),
 };
 
 const log = (msg) => process.stderr.write(`[bench ${name} ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -210,6 +215,7 @@ async function runOnce(run) {
     hosts: workload.sinkHosts, port: sinkPort,
     tarpit: { hosts: workload.tarpitHosts, ms: opts.tarpitMs },
     rateLimit: { hosts: workload.rateLimitHosts, perSecond: opts.limitRate },
+    latency: { hosts: workload.latencyHosts, greetMs: opts.greetMs, dataMs: opts.dataMs },
   });
   let topology;
   let up;

@@ -9,8 +9,10 @@
 // acknowledged, to name the lost ones; `since`, the injection's start, is where the delivery
 // curve's first bucket begins).
 //
-// Two behaviours make some addresses unlike a plain MX: `tarpit` holds every MAIL reply, and
-// `rateLimit` answers Gmail's 421 4.7.28 to a source address that sends faster than it allows.
+// Three behaviours make some addresses unlike a plain MX: `tarpit` holds every MAIL reply,
+// `rateLimit` answers Gmail's 421 4.7.28 to a source address that sends faster than it allows, and
+// `latency` greets `greetMs` late and answers every end of DATA `dataMs` late, as a real
+// receiver does (W5).
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SMTPServer } from 'smtp-server';
@@ -25,8 +27,8 @@ const CURVE_BUCKET_MS = 10_000;
 const RATE_LIMITED = (ip) => `4.7.28 [${ip}] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.`;
 
 /** Starts the sink process; resolves once every address listens. */
-export function startSink({ hosts, port, tarpit = {}, rateLimit = {} }) {
-  const child = fork(SELF, [JSON.stringify({ hosts, port, tarpit, rateLimit })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+export function startSink({ hosts, port, tarpit = {}, rateLimit = {}, latency = {} }) {
+  const child = fork(SELF, [JSON.stringify({ hosts, port, tarpit, rateLimit, latency })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const pending = new Map();
   let nextId = 0;
   let onReady;
@@ -66,8 +68,9 @@ function benchHeaders(head) {
   return { id, ts: ts === undefined ? NaN : Number(ts), signed: /^DKIM-Signature:/im.test(text) };
 }
 
-function serve({ hosts, port, tarpit, rateLimit }) {
+function serve({ hosts, port, tarpit, rateLimit, latency }) {
   const tarpitHosts = new Set(tarpit.hosts ?? []);
+  const slowHosts = new Set(latency.hosts ?? []);
   const limitedHosts = new Set(rateLimit.hosts ?? []);
   // Per source address, the times of the messages accepted in the last second, oldest first. One
   // window per source over all the limited addresses, as a provider with several MX hosts
@@ -152,7 +155,9 @@ function serve({ hosts, port, tarpit, rateLimit }) {
     onConnect(session, cb) {
       connectionCount++;
       connections.set(session.id, { local: session.localAddress, remote: session.remoteAddress, messages: 0 });
-      cb();
+      // smtp-server sends its 220 once this callback is called.
+      if (slowHosts.has(session.localAddress) && latency.greetMs > 0) stall(latency.greetMs).then(() => cb());
+      else cb();
     },
     onMailFrom(_address, session, cb) {
       if (tarpitHosts.has(session.localAddress)) stall(tarpit.ms).then(() => cb());
@@ -179,7 +184,8 @@ function serve({ hosts, port, tarpit, rateLimit }) {
           return cb(Object.assign(new Error(RATE_LIMITED(session.remoteAddress)), { responseCode: 421 }));
         }
         record(session, head, at);
-        cb(null, 'Ok');
+        if (slowHosts.has(session.localAddress) && latency.dataMs > 0) stall(latency.dataMs).then(() => cb(null, 'Ok'));
+        else cb(null, 'Ok');
       });
     },
   };

@@ -9,6 +9,7 @@ export const SLOW_DOMAIN = 'slow.test';
 export const HELD_DOMAIN = 'held.test';
 
 const base = { n: 20000, size: 5120, conns: 20, domains: 50 };
+const W5_HOSTS = Array.from({ length: 50 }, (_, j) => `127.0.0.${10 + j}`);
 
 /** Recipient of message `seq`: the harness's u<k/D mod 1000>@d<k mod D>.test. */
 export const spreadRecipient = (domains) => (seq) => `u${Math.floor(seq / domains) % 1000}@d${seq % domains}.test`;
@@ -64,6 +65,14 @@ export const WORKLOADS = {
       [HELD_DOMAIN]: { mx: [{ preference: 10, exchange: 'mx0.bench.test' }] },
       'mx0.bench.test': { a: [SINK] },
     }),
+  },
+  W5: {
+    about: 'real receivers: 500 domains over 50 MX hosts (127.0.0.10-59), every greeting 150 ms late, every end of DATA answered 400 ms late',
+    defaults: { ...base, n: 10000, domains: 500, greetMs: 150, dataMs: 400 },
+    daemon: true,
+    sinkHosts: W5_HOSTS,
+    latencyHosts: W5_HOSTS,
+    zone: (domains) => zone(domains, (i) => `mx${i % W5_HOSTS.length}.bench.test`, (j) => W5_HOSTS[j], W5_HOSTS.length),
   },
   W6: {
     about: 'adaptive: one domain, its MX on a sink address that accepts at most R msg/s per source address',
