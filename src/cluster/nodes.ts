@@ -3,7 +3,6 @@
 // node's name is refused. One hash, a field per node name, its value the node's record as JSON.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { performance } from 'node:perf_hooks';
 import type { RedisClient } from '../store/redis.js';
 import type { Logger } from 'pino';
 import type { Clock, Timer } from '../core/clock.js';
@@ -18,12 +17,6 @@ const ALIVE_INTERVALS = 3;
 const FORGET_AFTER_MS = 86_400_000;
 /** Rows of the per-queue table a heartbeat carries at most, the largest first: the record stays under ~60 KB. */
 const MAX_QUEUE_ROWS = 1000;
-/**
- * The table is built from the scheduler's full view, which costs time quadratic in the domains it
- * knows (2.4 s at 10,000 domains measured): it is rebuilt at most once per this many times its last
- * build took, so it never takes more than 2% of the event loop.
- */
-const TABLE_COST_FACTOR = 50;
 /** An admin view waits this long for the node list, so `impulse summary` answers during a Redis outage. */
 const LIST_TIMEOUT_MS = 5000;
 /** A stop waits this long to remove its entry; a Redis outage must not hold the shutdown. */
@@ -98,7 +91,7 @@ interface NodeRegistryDeps {
   clock: Clock;
   log: Logger;
   report(): NodeReport;
-  /** This node's ready queues with mail or connections; called only as often as TABLE_COST_FACTOR allows. */
+  /** This node's ready queues with mail or connections, read at each heartbeat. */
   queues(): QueueFigures[];
   /** This machine's name; tests give two registries in one process different ones. */
   host?: string;
@@ -162,8 +155,6 @@ export class NodeRegistry {
   private readonly host: string;
   private readonly interval: number;
   private readonly startedAt: number;
-  private table: QueueFigures[] = [];
-  private tableDue = 0;
   private timer: Timer | undefined;
   private stopped = false;
   /** Another live instance holds the name: logged once, until this node gets it back. */
@@ -265,16 +256,12 @@ export class NodeRegistry {
   /** Writes a heartbeat; returns the other live instance's record (and Redis's time) when the name is taken. */
   private async write(replace: string): Promise<{ record: NodeRecord | undefined; now: number } | undefined> {
     const r = this.deps.report();
-    if (performance.now() >= this.tableDue) {
-      const t0 = performance.now();
-      this.table = this.deps.queues().sort((a, b) => weight(b) - weight(a)).slice(0, MAX_QUEUE_ROWS);
-      this.tableDue = t0 + (performance.now() - t0) * TABLE_COST_FACTOR;
-    }
+    const table = this.deps.queues().sort((a, b) => weight(b) - weight(a)).slice(0, MAX_QUEUE_ROWS);
     // instance and interval_ms first: the script reads them from the start of the text.
     const record = JSON.stringify({
       instance: this.instance, interval_ms: this.interval, name: this.name, host: this.host, pid: process.pid, version: this.deps.version,
       started_at: this.startedAt, connections: r.connections, held: r.held, rates: r.rates,
-      queues: this.table.map((q) => [q.domain, q.binding, q.ready, q.in_flight, q.connections, q.connecting]),
+      queues: table.map((q) => [q.domain, q.binding, q.ready, q.in_flight, q.connections, q.connecting]),
     });
     const taken = await this.deps.redis.eval(WRITE, 1, this.key, this.name, this.instance, record, replace) as [string, string] | null;
     return taken ? { record: parseRecord(taken[0]), now: Number(taken[1]) } : undefined;

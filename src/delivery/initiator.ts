@@ -95,8 +95,9 @@ export class ConnectionHandle implements HookConnection {
     return { address: this.target.address, port: this.target.port, host: this.target.host };
   }
 
-  /** Counts the connection against its MX host until close(). */
+  /** Counts the connection against its MX host until close(); already counted there (while the cluster was asked), nothing changes. */
   occupy(target: Target): void {
+    if (this.counted && this.target === target) return;
     this.release();
     this.target = target;
     this.hosts.acquire(target.host, target.address);

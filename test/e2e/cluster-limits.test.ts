@@ -2,11 +2,8 @@
 // caps the sessions three daemons open together (per binding × domain, and per MX host from
 // `hosts:`), and cluster_outbound_throttle_messages paces what two daemons start together.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Daemon, startDaemon } from '../helpers/daemon.js';
-import { freePort } from '../helpers/ports.js';
+import { type Daemon } from '../helpers/daemon.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
 import { type World, buildWorld, mxZone } from './world.js';
@@ -47,15 +44,8 @@ after(async () => {
   await redis.stop();
 });
 
-async function nodes(prefix: string, n: number): Promise<Array<{ daemon: Daemon; port: number }>> {
-  return Promise.all(Array.from({ length: n }, async (_, i) => {
-    const name = `${prefix}-${i}`;
-    const port = await freePort('127.0.0.1');
-    const dir = join(world.dir, name);
-    mkdirSync(dir);
-    const daemon = await startDaemon({ ...world.config, node_name: name, listen: [{ address: '127.0.0.1', port }], admin: { socket: join(dir, 'admin.sock') } }, { dir });
-    return { daemon, port };
-  }));
+function nodes(prefix: string, n: number): Promise<Array<{ daemon: Daemon; port: number }>> {
+  return Promise.all(Array.from({ length: n }, (_, i) => world.startNode(`${prefix}-${i}`)));
 }
 
 /** Injects each address into the nodes in turn, twenty at a time. */

@@ -4,10 +4,7 @@
 // node ends it everywhere.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { type Daemon, type LogRecord, runCli, startDaemon } from '../helpers/daemon.js';
-import { freePort } from '../helpers/ports.js';
+import { type Daemon, type LogRecord, runCli } from '../helpers/daemon.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
 import { type World, buildWorld, mxZone } from './world.js';
@@ -35,16 +32,8 @@ after(async () => {
   await redis.stop();
 });
 
-/** A node of the cluster: its own directory (config file, admin socket), intake port and name. */
-async function node(name: string, extra: Record<string, unknown> = {}): Promise<{ daemon: Daemon; port: number }> {
-  const port = await freePort('127.0.0.1');
-  const dir = join(world.dir, name);
-  mkdirSync(dir);
-  const daemon = await startDaemon({
-    ...world.config, node_name: name, log_level: 'debug', listen: [{ address: '127.0.0.1', port }], admin: { socket: join(dir, 'admin.sock') }, ...extra,
-  }, { dir });
-  return { daemon, port };
-}
+/** A node of the cluster, logging at debug (parks are logged there). */
+const node = (name: string, extra: Record<string, unknown> = {}) => world.startNode(name, { log_level: 'debug', ...extra });
 
 /** The first record `pred` matches on any of the nodes: any node may take a job, whichever took the mail in. */
 function onAny(daemons: Daemon[], pred: (r: LogRecord) => boolean): Promise<LogRecord> {

@@ -3,11 +3,8 @@
 // only for transactions it had on the wire; a node stalled past its claims (SIGSTOP) finds its
 // jobs taken over when it wakes and abandons them before MAIL FROM instead of sending them again.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Daemon, type LogRecord, runCli, startDaemon } from '../helpers/daemon.js';
-import { freePort } from '../helpers/ports.js';
+import { type LogRecord, runCli } from '../helpers/daemon.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
 import { type World, buildWorld, mxZone } from './world.js';
@@ -45,15 +42,8 @@ after(async () => {
   await redis.stop();
 });
 
-async function node(name: string, extra: Record<string, unknown> = {}): Promise<{ daemon: Daemon; port: number }> {
-  const port = await freePort('127.0.0.1');
-  const dir = join(world.dir, name);
-  mkdirSync(dir);
-  const daemon = await startDaemon({
-    ...world.config, node_name: name, log_level: 'debug', listen: [{ address: '127.0.0.1', port }], admin: { socket: join(dir, 'admin.sock') }, ...extra,
-  }, { dir });
-  return { daemon, port };
-}
+/** A node of the cluster, logging at debug (parks are logged there). */
+const node = (name: string, extra: Record<string, unknown> = {}) => world.startNode(name, { log_level: 'debug', ...extra });
 
 async function inject(port: number, to: string): Promise<void> {
   await sendMail({ host: '127.0.0.1', port, from: 's@sender.test', to: [to], raw: makeMessage({ from: 's@sender.test', to: [to] }) });

@@ -4,15 +4,12 @@
 // and leaves nothing behind; and with wait_replicas: 1, a master killed with -9 under load loses
 // no message that got 250, and the mail refused meanwhile got a 4xx.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { ShardLayout } from '../../src/queue/shards.js';
-import { type Daemon, runCli, startDaemon } from '../helpers/daemon.js';
+import { type Daemon, runCli } from '../helpers/daemon.js';
 import { startInjector, waitForDelivered } from '../helpers/injector.js';
-import { freePort } from '../helpers/ports.js';
 import { type TestRedisCluster, startRedisCluster } from '../helpers/redis-cluster.js';
 import { makeMessage, sendMail, sendMany } from '../helpers/smtp-client.js';
 import { type World, buildWorld, mxZone, queueIdOf } from './world.js';
@@ -39,17 +36,8 @@ after(async () => {
   await cluster?.stop();
 });
 
-/** A daemon in a directory of its own (config file, admin socket), on its own intake port. */
-async function node(name: string, redis: Record<string, unknown> = {}): Promise<{ daemon: Daemon; port: number }> {
-  const port = await freePort('127.0.0.1');
-  const dir = join(world.dir, name);
-  mkdirSync(dir);
-  const daemon = await startDaemon({
-    ...world.config, node_name: name, listen: [{ address: '127.0.0.1', port }], admin: { socket: join(dir, 'admin.sock') },
-    redis: { cluster: cluster.urls, ...redis },
-  }, { dir });
-  return { daemon, port };
-}
+/** A node on the test's Redis Cluster. */
+const node = (name: string, redis: Record<string, unknown> = {}) => world.startNode(name, { redis: { cluster: cluster.urls, ...redis } });
 
 async function json<T>(d: Daemon, ...args: string[]): Promise<T> {
   const r = await runCli([...args, '--json', '-c', d.configPath]);

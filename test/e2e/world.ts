@@ -1,7 +1,7 @@
 // A small internet on loopback for end-to-end tests: a DNS server, SMTP sinks on distinct
 // 127.0.0.x addresses sharing one port (the daemon's remote_smtp_port), and a daemon config
 // pointing at both. Each test file builds its own world, so files run in parallel.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../helpers/daemon.js';
@@ -18,6 +18,11 @@ export interface World {
   config: Record<string, unknown>;
   /** A daemon on the world's config with `overrides`; `env` adds to its environment. */
   start(overrides?: Record<string, unknown>, env?: NodeJS.ProcessEnv): Promise<Daemon>;
+  /**
+   * A node of a cluster on the world's config with `overrides`: named `name`, in a directory of its
+   * own (its config file and admin socket, so the CLI reaches this node), on an intake port of its own.
+   */
+  startNode(name: string, overrides?: Record<string, unknown>): Promise<{ daemon: Daemon; port: number }>;
   startSink(name: string, host: string, behaviour?: SinkBehaviour, tls?: SinkOptions['tls'], extensions?: SinkOptions['extensions']): Promise<Sink>;
   close(): Promise<void>;
 }
@@ -58,6 +63,16 @@ export async function buildWorld(opts: {
       const d = await startDaemon({ admin, ...world.config, ...overrides }, { dir, ...(env ? { env } : {}) });
       daemons.push(d);
       return d;
+    },
+    async startNode(name, overrides = {}) {
+      const port = await freePort('127.0.0.1');
+      const own = join(dir, name);
+      mkdirSync(own);
+      const daemon = await startDaemon({
+        ...world.config, node_name: name, listen: [{ address: '127.0.0.1', port }], admin: { socket: join(own, 'admin.sock') }, ...overrides,
+      }, { dir: own });
+      daemons.push(daemon);
+      return { daemon, port };
     },
     async startSink(name, host, behaviour, tls, extensions) {
       const sink = await startSink({ host, port: sinkPort, ...(behaviour ? { behaviour } : {}), ...(tls ? { tls } : {}), ...(extensions ? { extensions } : {}) });

@@ -1,12 +1,13 @@
 // A real Redis Cluster (six redis-server processes, three masters with a replica each) for end-to-end tests, and the process and polling helpers the sentinel harness shares.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { forgetDir, killOnExit, removeOnExit } from './cleanup.js';
+import { forgetDir, removeOnExit } from './cleanup.js';
 import { freePort } from './ports.js';
+import { launchRedis } from './redis.js';
 
 /** One redis-server process (data node or sentinel) on a free loopback port, in its own temp dir. */
 export type RedisProcess = {
@@ -55,7 +56,6 @@ export type TestRedisClusterOptions = {
 };
 
 const READY = 'Ready to accept connections';
-const START_TIMEOUT_MS = 10000;
 const SETTLE_TIMEOUT_MS = 20000;
 const POLL_MS = 50;
 // Short so a killed master is marked failed, and its replica elected, within a few seconds.
@@ -65,37 +65,6 @@ const OUTPUT_LINES = 8;
 const HOST = '127.0.0.1';
 const ADMIN_COMMANDS = new Set(['info', 'cluster', 'client', 'ping', 'hello', 'command', 'role', 'replconf', 'psync', 'select']);
 
-function launch(args: string[], port: number, ready: string): Promise<{ proc: ChildProcess; exited: Promise<void>; output: () => string }> {
-  const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  killOnExit(proc);
-  let output = '';
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`redis-server on port ${port} not ready after ${START_TIMEOUT_MS} ms:\n${output}`));
-    }, START_TIMEOUT_MS);
-    // Both pipes are drained for the process lifetime; a full pipe would block redis.
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes(ready)) {
-        clearTimeout(timer);
-        resolve({ proc, exited, output: () => output });
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server on port ${port} exited (code ${code}, signal ${signal}) before ready:\n${output}`));
-    });
-  });
-}
-
 /**
  * Starts redis-server with the arguments argv builds for a port and a fresh dir (argv may also
  * write files there, such as a sentinel's config), resolving once `ready` appears in its output.
@@ -104,12 +73,12 @@ export async function spawnRedis(argv: (port: number, dir: string) => Promise<st
   const dir = mkdtempSync(join(tmpdir(), 'impulse-redis-'));
   removeOnExit(dir);
   let port = 0;
-  let running: Awaited<ReturnType<typeof launch>> | undefined;
+  let running: Awaited<ReturnType<typeof launchRedis>> | undefined;
   // A free port can be taken between probe and bind; only that failure is worth a retry.
   for (let attempt = 0; !running; attempt++) {
     port = await freePort();
     try {
-      running = await launch(await argv(port, dir), port, ready);
+      running = await launchRedis(await argv(port, dir), port, ready);
     } catch (err) {
       if (attempt >= 3 || !String(err).includes('Address already in use')) {
         rmSync(dir, { recursive: true, force: true });

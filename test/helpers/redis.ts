@@ -30,20 +30,12 @@ const START_TIMEOUT_MS = 10000;
 
 type Running = { proc: ChildProcess; exited: Promise<void>; output: () => string };
 
-function launch(port: number, dir: string, appendfsync: string): Promise<Running> {
-  const proc = spawn(
-    'redis-server',
-    [
-      '--port', String(port),
-      '--bind', '127.0.0.1',
-      '--dir', dir,
-      '--save', '',
-      '--appendonly', 'yes',
-      '--appendfsync', appendfsync,
-      '--daemonize', 'no',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+/**
+ * Starts redis-server with `args` and resolves once it printed `ready`; both pipes are drained for
+ * the process's lifetime (a full pipe would block redis), and a failure carries its output.
+ */
+export function launchRedis(args: string[], port: number, ready = READY): Promise<Running> {
+  const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   killOnExit(proc);
   let output = '';
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -52,10 +44,9 @@ function launch(port: number, dir: string, appendfsync: string): Promise<Running
       proc.kill('SIGKILL');
       reject(new Error(`redis-server on port ${port} not ready after ${START_TIMEOUT_MS} ms:\n${output}`));
     }, START_TIMEOUT_MS);
-    // Both pipes are drained for the process lifetime; a full pipe would block redis.
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (output.includes(READY)) {
+      if (output.includes(ready)) {
         clearTimeout(timer);
         resolve({ proc, exited, output: () => output });
       }
@@ -68,9 +59,15 @@ function launch(port: number, dir: string, appendfsync: string): Promise<Running
     });
     proc.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`redis-server exited (code ${code}, signal ${signal}) before ready:\n${output}`));
+      reject(new Error(`redis-server on port ${port} exited (code ${code}, signal ${signal}) before ready:\n${output}`));
     });
   });
+}
+
+function launch(port: number, dir: string, appendfsync: string): Promise<Running> {
+  return launchRedis([
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', appendfsync, '--daemonize', 'no',
+  ], port);
 }
 
 async function halt(running: Running, signal: NodeJS.Signals): Promise<void> {
