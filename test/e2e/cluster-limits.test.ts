@@ -44,8 +44,8 @@ after(async () => {
   await redis.stop();
 });
 
-function nodes(prefix: string, n: number): Promise<Array<{ daemon: Daemon; port: number }>> {
-  return Promise.all(Array.from({ length: n }, (_, i) => world.startNode(`${prefix}-${i}`)));
+function nodes(prefix: string, n: number, overrides: Record<string, unknown> = {}): Promise<Array<{ daemon: Daemon; port: number }>> {
+  return Promise.all(Array.from({ length: n }, (_, i) => world.startNode(`${prefix}-${i}`, overrides)));
 }
 
 /** Injects each address into the nodes in turn, twenty at a time. */
@@ -76,7 +76,9 @@ test('cluster_max_outbound_connections: three nodes together never hold more ses
 });
 
 test('cluster_outbound_throttle_messages "10/1": two nodes together start one message per 100 ms, never more than ten in a second', async () => {
-  const two = await nodes('paced', 2);
+  // A window of 10 (at most 16 jobs fetched, two per worker) keeps one node from taking all 30
+  // while the throttle holds them back, so both must deliver some.
+  const two = await nodes('paced', 2, { max_active_messages: 10 });
   try {
     const paced = Array.from({ length: 30 }, (_, i) => `p${i}@paced.test`);
     await inject(two, paced);
