@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import { DKIM_DEFAULT_HEADERS } from '../../src/config/schema.js';
 import { fromDomain, keysFor } from '../../src/dkim/choose.js';
 import { type DkimEntry, loadDkimKeys } from '../../src/dkim/keys.js';
-import { dkimSignatures, relaxedHeaderField } from '../../src/dkim/sign.js';
+import { dkimSignatures } from '../../src/dkim/sign.js';
+import { relaxedHeaderField } from '../../src/dkim/relaxed-header.js';
 import { makeDkimKey, verifyDkim } from '../helpers/dkim.js';
 
 const entry = (domain: string, selector: string, key_file: string, more: Partial<DkimEntry> = {}): DkimEntry =>
@@ -131,4 +132,18 @@ test('relaxed header canonicalisation touches SP, HTAB and folds only: A0 bytes 
 
 test('no key: no signature', async () => {
   assert.equal(await dkimSignatures(messages[0]![1], [], Date.now()), '');
+});
+
+test('the DKIM-Signature field is folded into lines of at most 78 characters, whatever the number of signed fields', async () => {
+  const many = loadDkimKeys([entry('example.com', 'r2026', rsa.file, { headers: [...DKIM_DEFAULT_HEADERS, ...Array.from({ length: 30 }, (_, i) => `X-Long-Header-Name-${i}`)] })]).keys;
+  const head = Array.from({ length: 30 }, (_, i) => `X-Long-Header-Name-${i}: ${i}\r\n`).join('');
+  const message = Buffer.from(`${HEAD}${head}\r\nHello.\r\n`);
+  const field = await dkimSignatures(message, many, Date.now());
+  const lines = field.replace(/\r\n$/, '').split('\r\n');
+  assert.ok(lines.length > 5, field);
+  for (const line of lines) assert.ok(line.length <= 78, `${line.length}: ${line}`);
+  assert.ok(lines.slice(1).every((l) => l.startsWith('\t')));
+  const results = await verifyDkim(Buffer.concat([Buffer.from(field, 'latin1'), message]), [rsa]);
+  assert.deepEqual(results.map((r) => r.result), ['pass']);
+  assert.match(field.replace(/\s+/g, ''), /h=X-Long-Header-Name-29:X-Long-Header-Name-28:.*:X-Long-Header-Name-0:Message-ID:Date:Subject:To:From:From;b=/);
 });
