@@ -162,18 +162,20 @@ export class Sites {
    * is its own pair's).
    */
   canCarry(conn: Dispatcher, queue: ReadyQueue): boolean {
+    const target = conn.handle.target;
+    // First the cheap test most connections fail: takeOver asks it of every idle connection.
+    if (!queue.record.reaches(target)) return false;
     const o = this.deps.options.of(queue.binding.name, queue.domain);
     const from = conn.queue;
     if (from !== queue && (o.cluster_max_outbound_connections !== undefined
       || this.deps.options.of(from.binding.name, from.domain).cluster_max_outbound_connections !== undefined)) return false;
-    const target = conn.handle.target;
     const mx = queue.record.mx;
     // What the sibling's policy asks of its own MX behind this connection: by name, else by address.
     const targets = queue.record.targets();
     const own = targets.find((t) => t.host === target.host) ?? targets.find((t) => t.address === target.address);
     const requirement = mx.phase === 'resolved' && own
       ? requirementFor(queue.domain, own.host, own.port, mx.tls, o) : { kind: 'options' as const };
-    return queue.record.reaches(target) && target.port === o.remote_smtp_port
+    return target.port === o.remote_smtp_port
       && tlsCarries(conn.handle.client!, target.host, o, queue.record.targets().map((t) => t.host), requirement);
   }
 
