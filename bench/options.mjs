@@ -7,7 +7,7 @@ import { WORKLOADS } from './workloads.mjs';
 const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--runs 1] [--n N] [--size BYTES]
   [--conns C] [--domains D] [--rate MSG_S] [--appendfsync always|everysec|no] [--timeout-s 600]
   [--redis embedded|single|sentinel|cluster] (sentinel, cluster: W1, W2) [--nodes N] [--wait-replicas N]
-  [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4) [--greet-ms MS --data-ms MS] (W5) [--limit-rate R] (W6)
+  [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4; --hold-s W7) [--greet-ms MS --data-ms MS] (W5) [--limit-rate R] (W6)
   [--config '{"key": value}']
   [--dkim rsa|ed25519|both] [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
@@ -103,7 +103,7 @@ export const opts = {
   rate: count('rate', 0),
   // A rate-limited MX takes n / R seconds at best: the wait scales with that, so a larger N is
   // not cut short, and a sender that never gets through still ends the run.
-  timeoutMs: count('timeout-s', workload.rateLimitHosts ? 120 + (3 * n) / limitRate : 600) * 1000,
+  timeoutMs: count('timeout-s', d.timeoutS ?? (workload.rateLimitHosts ? 120 + (3 * n) / limitRate : 600)) * 1000,
   backlog: count('backlog', d.backlog),
   tarpitMs: count('tarpit-ms', d.tarpitMs),
   drainMs: count('drain-s', d.drainS) * 1000,

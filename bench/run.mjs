@@ -13,6 +13,7 @@ import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
 import { dkimKeys, startDaemons } from './daemons.mjs';
 import { inject } from './inject.mjs';
+import { holdOpen } from './open-connections.mjs';
 import { flags, name, opts, redis, waitReplicas, workload } from './options.mjs';
 import { callsByCommand, masterDelta, startTopology } from './redis-topology.mjs';
 import { eventCounts, logCommandstats, logCurve, logTimeline, median } from './report.mjs';
@@ -91,7 +92,7 @@ function baseConfig(dir, dns, sinkPort) {
     remote_smtp_port: sinkPort,
     shutdown_timeout: '5s',
     ...(flags.dkim ? { dkim: dkimKeys(dir, flags.dkim) } : {}),
-    ...workload.config,
+    ...workload.config?.(opts),
     ...JSON.parse(flags.config),
   };
 }
@@ -109,6 +110,7 @@ async function runOnce(run) {
     tarpit: { hosts: workload.tarpitHosts, ms: opts.tarpitMs },
     rateLimit: { hosts: workload.rateLimitHosts, perSecond: opts.limitRate },
     latency: { hosts: workload.latencyHosts, greetMs: opts.greetMs, dataMs: opts.dataMs },
+    silent: { hosts: workload.silentHosts },
   });
   let topology;
   let up;
@@ -159,6 +161,16 @@ async function runOnce(run) {
       rcptOf: name === 'W4' ? (seq) => `u${seq}@${HELD_DOMAIN}` : rcptOf,
     });
     log(`injected ${injected.accepted.length} (${injected.failed} failed) in ${Date.now() - injected.t0} ms`);
+
+    if (workload.silentHosts) {
+      const held = await holdOpen({
+        up, sink, expected: injected.accepted.length, rssBeforeKb: rssBefore, t0: injected.t0, holdMs: opts.holdMs, timeoutMs: opts.timeoutMs, log,
+      });
+      return {
+        workload: name, run, n: opts.n, size: opts.size, conns: opts.conns, accepted: injected.accepted.length, inject_failed: injected.failed,
+        ...held, warn_events: eventCounts(up.logs()),
+      };
+    }
 
     if (name === 'W4') {
       // What keeping the suspended backlog costs once every job has been parked (the consumer

@@ -7,13 +7,16 @@
 // unique ids of that prefix have arrived, or at the timeout) and { op: 'summary', prefix,
 // accepted, since } (figures for that prefix; `accepted` is the list of sequence numbers the relay
 // acknowledged, to name the lost ones; `since`, the injection's start, is where the delivery
-// curve's first bucket begins).
+// curve's first bucket begins) and { op: 'silent' } (connections open on the silent addresses now,
+// and accepted there in all).
 //
-// Three behaviours make some addresses unlike a plain MX: `tarpit` holds every MAIL reply,
-// `rateLimit` answers Gmail's 421 4.7.28 to a source address that sends faster than it allows, and
+// Four behaviours make some addresses unlike a plain MX: `tarpit` holds every MAIL reply,
+// `rateLimit` answers Gmail's 421 4.7.28 to a source address that sends faster than it allows,
 // `latency` greets `greetMs` late and answers every end of DATA `dataMs` late, as a real
-// receiver does (W5).
+// receiver does (W5), and `silent` accepts the connection and never greets (W7). Silent addresses
+// are bare TCP listeners, not SMTP servers, so that ten thousand connections cost the sink little.
 import { fork } from 'node:child_process';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { SMTPServer } from 'smtp-server';
 
@@ -24,11 +27,14 @@ const HEADER_SCAN_BYTES = 8192;
 // messages, fine enough to show a sender stepping its rate down and back up.
 const CURVE_BUCKET_MS = 10_000;
 // Gmail's text, so that the daemon's bounce classes and shaping rules see what they would see there.
+// The kernel caps it at net.core.somaxconn; a daemon opening thousands of connections at once
+// must not find the accept queue full and wait out SYN retries.
+const SILENT_BACKLOG = 4096;
 const RATE_LIMITED = (ip) => `4.7.28 [${ip}] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.`;
 
 /** Starts the sink process; resolves once every address listens. */
-export function startSink({ hosts, port, tarpit = {}, rateLimit = {}, latency = {} }) {
-  const child = fork(SELF, [JSON.stringify({ hosts, port, tarpit, rateLimit, latency })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+export function startSink({ hosts, port, tarpit = {}, rateLimit = {}, latency = {}, silent = {} }) {
+  const child = fork(SELF, [JSON.stringify({ hosts, port, tarpit, rateLimit, latency, silent })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const pending = new Map();
   let nextId = 0;
   let onReady;
@@ -51,6 +57,7 @@ export function startSink({ hosts, port, tarpit = {}, rateLimit = {}, latency = 
     pid: child.pid,
     waitFor: (prefix, count, timeoutMs) => ask({ op: 'wait', prefix, count, timeoutMs }),
     summary: (prefix, accepted, since) => ask({ op: 'summary', prefix, accepted, since }),
+    silent: () => ask({ op: 'silent' }),
     close: () => new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
@@ -68,7 +75,24 @@ function benchHeaders(head) {
   return { id, ts: ts === undefined ? NaN : Number(ts), signed: /^DKIM-Signature:/im.test(text) };
 }
 
-function serve({ hosts, port, tarpit, rateLimit, latency }) {
+/** Listeners that accept and then say nothing, counting the connections open on them. */
+function silentListeners(hosts = [], port) {
+  const count = { open: 0, accepted: 0 };
+  const servers = hosts.map((host) => new Promise((resolve, reject) => {
+    const server = createServer((socket) => {
+      count.open++;
+      count.accepted++;
+      // A client that gives up resets the connection: that is its close, not the sink's error.
+      socket.on('error', () => {});
+      socket.on('close', () => count.open--);
+    });
+    server.once('error', reject);
+    server.listen({ port, host, backlog: SILENT_BACKLOG }, () => resolve(server));
+  }));
+  return { count, servers };
+}
+
+function serve({ hosts, port, tarpit, rateLimit, latency, silent }) {
   const tarpitHosts = new Set(tarpit.hosts ?? []);
   const slowHosts = new Set(latency.hosts ?? []);
   const limitedHosts = new Set(rateLimit.hosts ?? []);
@@ -296,10 +320,12 @@ function serve({ hosts, port, tarpit, rateLimit, latency }) {
     };
   };
 
-  Promise.all(servers).then((listening) => {
+  const mute = silentListeners(silent.hosts, port);
+  Promise.all([...servers, ...mute.servers]).then((listening) => {
     process.on('message', (req) => {
       const reply = (result) => process.send({ id: req.id, result });
       if (req.op === 'summary') return reply(summary(req.prefix, req.accepted ?? [], req.since));
+      if (req.op === 'silent') return reply({ ...mute.count });
       if (req.op === 'wait') {
         const w = { prefix: req.prefix, count: req.count, reply };
         w.timer = setTimeout(() => {

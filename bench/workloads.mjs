@@ -1,7 +1,8 @@
 // The workloads, as the shared harness defines them for Postfix: N messages of SIZE bytes, one
 // recipient each, spread round-robin over D domains d0.test … d{D-1}.test, injected over C
 // connections. Each entry says where the domains' MX hosts are (the DNS zone), which sink
-// addresses answer, and its default figures; every default can be overridden by a flag.
+// addresses answer, the daemon config it needs (from the run's figures) and its default figures;
+// every default can be overridden by a flag.
 const SINK = '127.0.0.2';
 const TARPIT = '127.0.0.5';
 const LIMITED = '127.0.0.6';
@@ -10,6 +11,19 @@ export const HELD_DOMAIN = 'held.test';
 
 const base = { n: 20000, size: 5120, conns: 20, domains: 50 };
 const W5_HOSTS = Array.from({ length: 50 }, (_, j) => `127.0.0.${10 + j}`);
+// W7's connections spread over ten destination addresses, so that none takes more than a tenth of
+// the source ports a destination address and port may be reached from.
+const SILENT_HOSTS = Array.from({ length: 10 }, (_, j) => `127.0.0.${70 + j}`);
+
+/**
+ * The max_outbound_connections whose connection goal is `backlog` for a backlog of that many: the
+ * goal is the limit × (1 − e^(−backlog / 100)), rounded up (connection_allocation_aggressiveness
+ * normal; connectionGoal, src/scheduler/policy.ts), so a limit equal to the backlog falls short of
+ * it below several hundred, and a larger one may pass it.
+ */
+function limitForGoal(backlog) {
+  return backlog > 0 ? Math.floor(backlog / (1 - Math.exp(-backlog / 100))) : 1;
+}
 
 /** Recipient of message `seq`: the harness's u<k/D mod 1000>@d<k mod D>.test. */
 export const spreadRecipient = (domains) => (seq) => `u${Math.floor(seq / domains) % 1000}@d${seq % domains}.test`;
@@ -84,7 +98,28 @@ export const WORKLOADS = {
     rateLimitHosts: [LIMITED],
     // Mail a 421 deferred comes back in seconds rather than after the default 20 minutes, so the
     // run ends with everything delivered; --config overrides these like any other key.
-    config: { retry_interval: '5s', max_retry_interval: '30s' },
+    config: () => ({ retry_interval: '5s', max_retry_interval: '30s' }),
     zone: (domains) => zone(domains, () => 'mx0.bench.test', () => LIMITED, 1),
+  },
+  W7: {
+    about: 'open connections: N messages to D domains whose MX hosts (on 127.0.0.70-79) accept and never greet, one connection each, held open',
+    // 30 s holds one renewal of the held jobs' locks (every 3/8 of job_lock_timeout's 60 s).
+    defaults: { ...base, n: 10000, domains: 10, holdS: 30, timeoutS: 120 },
+    daemon: true,
+    sinkHosts: [],
+    silentHosts: SILENT_HOSTS,
+    // Every message held at once (the window parks new mail once 90% of it is held: windowLimit,
+    // src/scheduler/policy.ts) and a connection for each: every domain its own limit, so that its
+    // connection goal comes to its count of messages exactly.
+    config: ({ n, domains }) => ({
+      max_ready: Math.ceil(n / domains),
+      max_active_messages: Math.ceil(n / 0.9) + 1,
+      domains: Object.fromEntries(Array.from({ length: domains }, (_, i) => {
+        const messages = Math.floor(n / domains) + (i < n % domains ? 1 : 0);
+        return [`d${i}.test`, { max_outbound_connections: limitForGoal(messages) }];
+      })),
+    }),
+    // A domain per MX host name, so that no two domains share a connection goal (a site's).
+    zone: (domains) => zone(domains, (i) => `mx${i}.bench.test`, (j) => SILENT_HOSTS[j % SILENT_HOSTS.length], domains),
   },
 };
