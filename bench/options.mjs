@@ -9,7 +9,7 @@ const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--
   [--redis embedded|single|sentinel|cluster] (sentinel, cluster: W1, W2) [--nodes N] [--wait-replicas N]
   [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4; --hold-s W7) [--greet-ms MS --data-ms MS] (W5) [--limit-rate R] (W6)
   [--config '{"key": value}']
-  [--dkim rsa|ed25519|both] [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
+  [--dkim rsa|ed25519|both] [--mta-sts] (W1, W5) [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
 const parsed = parseArgs({
   allowPositionals: true,
@@ -37,6 +37,8 @@ const parsed = parseArgs({
     config: { type: 'string', default: '{}' },
     // DKIM signing of every message (the injector's From: domain): an RSA-2048 key, an Ed25519 key, or both.
     dkim: { type: 'string' },
+    // Every recipient domain publishes an MTA-STS policy in mode testing (bench/mta-sts.mjs).
+    'mta-sts': { type: 'boolean', default: false },
     // Profiling aids: the daemon writes a V8 CPU profile into this directory; Redis's per-command counts go to stderr.
     'cpu-prof': { type: 'string' },
     // Further node flags for the daemon, space-separated (e.g. "--heapsnapshot-signal=SIGUSR2").
@@ -68,6 +70,8 @@ function refuse(message) {
   process.exit(2);
 }
 if (flags.dkim !== undefined && !['rsa', 'ed25519', 'both'].includes(flags.dkim)) refuse(`--dkim must be rsa, ed25519 or both, not ${flags.dkim}`);
+// Made and tried for these two, as --redis sentinel and cluster were for W1 and W2.
+if (flags['mta-sts'] && !['W1', 'W5'].includes(name)) refuse(`--mta-sts runs W1 or W5 only, not ${name}`);
 if (!['always', 'everysec', 'no'].includes(flags.appendfsync)) refuse(`--appendfsync must be always, everysec or no, not ${flags.appendfsync}`);
 
 function count(flag, fallback) {

@@ -13,6 +13,7 @@ import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
 import { dkimKeys, startDaemons } from './daemons.mjs';
 import { inject } from './inject.mjs';
+import { publishPolicies } from './mta-sts.mjs';
 import { holdOpen } from './open-connections.mjs';
 import { flags, name, opts, redis, waitReplicas, workload } from './options.mjs';
 import { callsByCommand, masterDelta, startTopology } from './redis-topology.mjs';
@@ -81,7 +82,7 @@ async function deliveryFigures(sink, prefix, injected, timeoutMs) {
  * Every node's config but its own part (intake, admin socket, node name) and its Redis: the
  * bench's, the workload's and --config over them (whose `redis` keys go over the topology's).
  */
-function baseConfig(dir, dns, sinkPort) {
+function baseConfig(dir, dns, sinkPort, policies) {
   return {
     hostname: 'impulse.bench.test',
     ehlo_hostname: 'out.bench.test',
@@ -92,6 +93,7 @@ function baseConfig(dir, dns, sinkPort) {
     remote_smtp_port: sinkPort,
     shutdown_timeout: '5s',
     ...(flags.dkim ? { dkim: dkimKeys(dir, flags.dkim) } : {}),
+    ...policies?.config,
     ...workload.config?.(opts),
     ...JSON.parse(flags.config),
   };
@@ -103,7 +105,11 @@ async function runOnce(run) {
   const prefix = `r${run}x${Date.now().toString(36)}`;
   const rcptOf = spreadRecipient(opts.domains);
   const common = { size: opts.size, conns: opts.conns, rate: opts.rate };
-  const dns = await startDns(workload.zone(opts.domains));
+  const zone = workload.zone(opts.domains);
+  const policies = flags['mta-sts']
+    ? await publishPolicies({ dir, zone, domains: Array.from({ length: opts.domains }, (_, i) => `d${i}.test`) })
+    : undefined;
+  const dns = await startDns({ ...zone, ...policies?.zone });
   const sinkPort = await freePort('127.0.0.2');
   const sink = await startSink({
     hosts: workload.sinkHosts, port: sinkPort,
@@ -126,7 +132,7 @@ async function runOnce(run) {
       ...flags['node-args'].split(' ').filter(Boolean),
     ];
     topology = await startTopology(redis, { appendfsync: flags.appendfsync, dir: join(dir, 'redis'), log });
-    const config = baseConfig(dir, dns, sinkPort);
+    const config = baseConfig(dir, dns, sinkPort, policies);
     up = await startDaemons({
       dir, nodes: opts.nodes, config, nodeArgs, log,
       redis: { ...topology.config, ...(waitReplicas !== undefined ? { wait_replicas: waitReplicas } : {}), ...config.redis },
@@ -250,6 +256,7 @@ async function runOnce(run) {
       redis_forks: work.forks,
       redis_latest_fork_ms: round(after.forkUsec / 1000, 1),
       sink_cpu_s: round(summary.cpuS, 2),
+      ...(policies ? { mta_sts: true, sts_policy_requests: policies.requests() } : {}),
       warn_events: eventCounts(up.logs()),
       // Last, as it is the longest: per 10 s, what the rate-limited MX accepted and deferred.
       ...(workload.rateLimitHosts ? { curve: summary.curve } : {}),
@@ -259,6 +266,7 @@ async function runOnce(run) {
     await topology?.stop().catch((err) => log(`stopping redis: ${err.message}`));
     await sink.close();
     await dns.close();
+    await policies?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
