@@ -7,10 +7,14 @@ type Aggressiveness = 'normal' | 'high';
 /** Active-queue size at which the goal reaches 63% of the limit (Momentum's curve, fitted). */
 const GOAL_SCALE: Record<Aggressiveness, number> = { normal: 100, high: 40 };
 
-/** Connections a ready queue (or a site) should have for `backlog` messages, up to `limit`. */
+/**
+ * Connections a ready queue (or a site) should have for `backlog` messages, up to `limit`, and
+ * never more than there are messages: under a limit of a few hundred the curve's first points
+ * would otherwise open connections with nothing to carry.
+ */
 export function connectionGoal(backlog: number, limit: number, aggressiveness: Aggressiveness): number {
   if (backlog <= 0) return 0;
-  return Math.min(limit, Math.max(1, Math.ceil(limit * (1 - Math.exp(-backlog / GOAL_SCALE[aggressiveness])))));
+  return Math.min(limit, backlog, Math.max(1, Math.ceil(limit * (1 - Math.exp(-backlog / GOAL_SCALE[aggressiveness])))));
 }
 
 interface Caps {

@@ -10,11 +10,11 @@ import { type Admission, type AdmissionFacts, PARK_FALLBACK_MS, admission, conne
 import { type QueueEvent, type QueuePhase, queueTransition } from '../../src/scheduler/ready-queue.js';
 import { Throttle, Throttles } from '../../src/scheduler/throttle.js';
 
-test('the connection goal grows with the active queue and never passes the limit', () => {
+test('the connection goal grows with the active queue and never passes the limit or the messages there are', () => {
   const table: Array<[number, number, 'normal' | 'high', number]> = [
     [0, 32, 'normal', 0], [1, 32, 'normal', 1], [10, 32, 'normal', 4], [100, 32, 'normal', 21], [400, 32, 'normal', 32],
     [1_000_000, 32, 'normal', 32], [10, 32, 'high', 8], [100, 32, 'high', 30], [2, 3, 'normal', 1], [100, 3, 'high', 3],
-    [5, 1, 'high', 1],
+    [5, 1, 'high', 1], [1, 1000, 'normal', 1], [3, 1000, 'high', 3], [50, 1000, 'normal', 50], [500, 1000, 'normal', 500],
   ];
   for (const [ready, limit, aggr, goal] of table) assert.equal(connectionGoal(ready, limit, aggr), goal, `${ready} ready, limit ${limit}, ${aggr}`);
 });
