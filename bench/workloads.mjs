@@ -15,16 +15,6 @@ const W5_HOSTS = Array.from({ length: 50 }, (_, j) => `127.0.0.${10 + j}`);
 // the source ports a destination address and port may be reached from.
 const SILENT_HOSTS = Array.from({ length: 10 }, (_, j) => `127.0.0.${70 + j}`);
 
-/**
- * The max_outbound_connections whose connection goal is `backlog` for a backlog of that many: the
- * goal is the limit × (1 − e^(−backlog / 100)), rounded up (connection_allocation_aggressiveness
- * normal; connectionGoal, src/scheduler/policy.ts), so a limit equal to the backlog falls short of
- * it below several hundred, and a larger one may pass it.
- */
-function limitForGoal(backlog) {
-  return backlog > 0 ? Math.floor(backlog / (1 - Math.exp(-backlog / 100))) : 1;
-}
-
 /** Recipient of message `seq`: the harness's u<k/D mod 1000>@d<k mod D>.test. */
 export const spreadRecipient = (domains) => (seq) => `u${Math.floor(seq / domains) % 1000}@d${seq % domains}.test`;
 
@@ -109,14 +99,14 @@ export const WORKLOADS = {
     sinkHosts: [],
     silentHosts: SILENT_HOSTS,
     // Every message held at once (the window parks new mail once 90% of it is held: windowLimit,
-    // src/scheduler/policy.ts) and a connection for each: every domain its own limit, so that its
-    // connection goal comes to its count of messages exactly.
+    // src/scheduler/policy.ts) and a connection for each: the connection goal never passes a
+    // queue's messages, and a limit of twice them puts the curve above that.
     config: ({ n, domains }) => ({
       max_ready: Math.ceil(n / domains),
       max_active_messages: Math.ceil(n / 0.9) + 1,
       domains: Object.fromEntries(Array.from({ length: domains }, (_, i) => {
         const messages = Math.floor(n / domains) + (i < n % domains ? 1 : 0);
-        return [`d${i}.test`, { max_outbound_connections: limitForGoal(messages) }];
+        return [`d${i}.test`, { max_outbound_connections: 2 * messages }];
       })),
     }),
     // A domain per MX host name, so that no two domains share a connection goal (a site's).
