@@ -219,7 +219,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
       .describe('PEM CA certificates trusted by tls_verify and MTA-STS policy fetches besides the bundled public roots and NODE_EXTRA_CA_CERTS (relative to the config file); read at start, a change needs a restart'),
     max_outbound_connections: scoped.max_outbound_connections.unwrap().default(32),
     scope_max_outbound_connections: scoped.scope_max_outbound_connections,
-    connection_allocation_aggressiveness: scoped.connection_allocation_aggressiveness.unwrap().default('normal'),
+    connection_allocation_aggressiveness: scoped.connection_allocation_aggressiveness.unwrap().default('high'),
     outbound_throttle_messages: scoped.outbound_throttle_messages,
     outbound_throttle_connections: scoped.outbound_throttle_connections,
     max_deliveries_per_connection: scoped.max_deliveries_per_connection.unwrap().default(0),

@@ -33,7 +33,7 @@ export function scopedOptions<DO extends z.ZodType, R extends z.ZodType>(duratio
     scope_max_outbound_connections: z.number().int().min(1).optional()
       .describe('connections to a domain across all bindings when set globally or per domain; per binding × domain when set in a binding scope'),
     connection_allocation_aggressiveness: z.enum(['normal', 'high']).optional()
-      .describe('how fast the connection goal grows with the active queue: normal reaches 63% of the limit at 100 messages, high at 40'),
+      .describe('how fast the connection goal grows with the active queue: normal (Momentum\'s default) reaches 63% of the limit at 100 messages, high (the default) at 40'),
     outbound_throttle_messages: rateOpt().describe('messages started per period, "N" (per second) or "N/S" (per S seconds); one budget shared by every pair that takes it from the same scope'),
     outbound_throttle_connections: rateOpt().describe('connections opened per period, "N" or "N/S"; shared like outbound_throttle_messages'),
     max_deliveries_per_connection: z.number().int().min(0).optional().describe('successful deliveries after which a connection is closed; 0 = unlimited'),

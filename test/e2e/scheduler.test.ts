@@ -143,7 +143,10 @@ test('CONN_ACTION_REQUEUE1 charges one held message per failed connection; the o
   // No sink at rq.test's MX: every connection is refused. After each failure the queue waits
   // host_failure_retry for its next attempt; 2 s leaves each failure's charge logged and written to
   // the delayed set long before the next failure. A 60 s retry keeps charged mail delayed throughout.
-  const daemon = await daemonWith('requeue', { host_failure_retry: '2s', mx_failures_to_delay: 0, retry_interval: '60s', max_retry_interval: '60s' });
+  // normal: one connection at a time for the few messages held, so each failure charges one.
+  const daemon = await daemonWith('requeue', {
+    host_failure_retry: '2s', mx_failures_to_delay: 0, retry_interval: '60s', max_retry_interval: '60s', connection_allocation_aggressiveness: 'normal',
+  });
   const redisDir = join(world.dir, 'redis-requeue');
   const isFailure = (r: LogRecord) => r.event === 'connection_failure' && r.domain === 'rq.test';
   const isCharge = (r: LogRecord) => r.event === 'transient_failure' && r.domain === 'rq.test';
@@ -252,7 +255,7 @@ test('CONN_ACTION_PURGE_DOMAIN: a failed MX lookup charges every held message of
 test('mx_failures_to_delay 4 with both MXs down: the domain is delayed, makes no connection until its next attempt, and delivers once an MX is back', async () => {
   const inProcess = await startInProcess({
     ...world.config, redis: redisOf('delay'), listen: [{ address: '127.0.0.1', port: world.intakePort }],
-    mx_failures_to_delay: 4, retry_interval: '4s', max_retry_interval: '4s', host_failure_retry: '1s',
+    mx_failures_to_delay: 4, retry_interval: '4s', max_retry_interval: '4s', host_failure_retry: '1s', connection_allocation_aggressiveness: 'normal',
   }, world.dir);
   const { daemon, logs } = inProcess;
   try {

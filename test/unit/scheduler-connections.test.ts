@@ -112,7 +112,8 @@ test('a message throttle slower than idle_timeout: the connection gives its mess
 });
 
 test('CONN_ACTION_REQUEUE1: each refused connection charges the head of the queue, one message, and the queue waits host_failure_retry', async () => {
-  const h = harness({ 'a.test': '192.0.2.1' }, { host_failure_retry: '10s', mx_failures_to_delay: 0 }, { '192.0.2.1': { refuse: true } });
+  // normal: one connection for three messages, so each failure is one attempt.
+  const h = harness({ 'a.test': '192.0.2.1' }, { host_failure_retry: '10s', mx_failures_to_delay: 0, connection_allocation_aggressiveness: 'normal' }, { '192.0.2.1': { refuse: true } });
   const [q1, q2, q3] = h.submit('a.test', 3);
   await h.clock.advance(5000);
   assert.deepEqual(h.attempted().map((r) => [r.qid, r.outcome.kind === 'attempted' && r.outcome.attempt.action, replyOf(r)]), [[q1, 'requeue1', '421 4.4.0']]);
@@ -148,7 +149,8 @@ test('mx_failures_to_delay: the domain is delayed, its held mail charged, new ma
   const h = new Harness({
     mx: { 'down.test': [{ exchange: 'mx1.down.test', priority: 10 }, { exchange: 'mx2.down.test', priority: 20 }] },
     a: { 'mx1.down.test': ['192.0.2.1'], 'mx2.down.test': ['192.0.2.2'] },
-    config: { mx_failures_to_delay: 2, retry_interval: '60s', max_retry_interval: '60s', host_failure_retry: '1s' }, servers: scripts,
+    // normal: one connection for three messages, so the failures come one after the other.
+    config: { mx_failures_to_delay: 2, retry_interval: '60s', max_retry_interval: '60s', host_failure_retry: '1s', connection_allocation_aggressiveness: 'normal' }, servers: scripts,
   });
   const [q1, q2, q3] = h.submit('down.test', 3);
   await h.clock.advance(100);
@@ -190,7 +192,8 @@ test('a lookup in flight is waited for: nothing charged, the queue says so, and 
 });
 
 test('an operator\'s flush ends a queue\'s pause after a failed connection: the next attempt is made at once', async () => {
-  const h = harness({ 'a.test': '192.0.2.1' }, { host_failure_retry: '60s', mx_failures_to_delay: 0 }, { '192.0.2.1': { refuse: true } });
+  // normal: one connection for two messages, so the first failure pauses the queue with one charged.
+  const h = harness({ 'a.test': '192.0.2.1' }, { host_failure_retry: '60s', mx_failures_to_delay: 0, connection_allocation_aggressiveness: 'normal' }, { '192.0.2.1': { refuse: true } });
   const [, q2] = h.submit('a.test', 2);
   await h.clock.advance(1000);
   assert.equal(h.attempted().length, 1);
