@@ -25,7 +25,32 @@ function split(message: Buffer): { head: Buffer; body: Buffer } {
   return { head: message.subarray(0, end + 2), body: message.subarray(end + 4) };
 }
 
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const TRAILING_SPACE = Buffer.from(' \r\n');
+
+/**
+ * The relaxed canonical body (RFC 6376 §3.4.4) when it is the body itself, bar its end: every
+ * line ends in CRLF (no bare CR or LF), no HTAB, no run of spaces, no space before a line end.
+ * Most mail is such text (and base64 always is); the body is then hashed as it stands, where
+ * mailauth's canonicaliser walks it byte by byte in JavaScript. Undefined: any other body.
+ */
+export function plainRelaxedBody(body: Buffer): Buffer | undefined {
+  if (body.includes(0x09) || body.includes('  ') || body.includes(TRAILING_SPACE)) return undefined;
+  for (let at = body.indexOf(LF); at >= 0; at = body.indexOf(LF, at + 1)) if (at === 0 || body[at - 1] !== CR) return undefined;
+  for (let at = body.indexOf(CR); at >= 0; at = body.indexOf(CR, at + 1)) if (body[at + 1] !== LF) return undefined;
+  // Empty lines at the end are ignored; a body that is not empty then ends in one CRLF.
+  let end = body.length;
+  while (end >= 2 && body[end - 2] === CR && body[end - 1] === LF) end -= 2;
+  if (end === 0) return Buffer.alloc(0);
+  if (body[end - 1] === SP) return undefined;
+  return end + 2 <= body.length ? body.subarray(0, end + 2) : Buffer.concat([body, Buffer.from('\r\n')]);
+}
+
 async function bodyHash(body: Buffer): Promise<string> {
+  const plain = plainRelaxedBody(body);
+  if (plain) return createHash('sha256').update(plain).digest('base64');
   const hasher = dkimBody(CANONICALIZATION, 'sha256', false);
   for (let at = 0; at < body.length; at += HASH_SLICE) {
     if (at > 0) await nextTurn();

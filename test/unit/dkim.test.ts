@@ -8,7 +8,9 @@ import { test } from 'node:test';
 import { DKIM_DEFAULT_HEADERS } from '../../src/config/schema.js';
 import { fromDomain, keysFor } from '../../src/dkim/choose.js';
 import { type DkimEntry, loadDkimKeys } from '../../src/dkim/keys.js';
-import { dkimSignatures } from '../../src/dkim/sign.js';
+import { dkimSignatures, plainRelaxedBody } from '../../src/dkim/sign.js';
+import { createHash } from 'node:crypto';
+import { dkimBody } from 'mailauth/lib/dkim/body/index.js';
 import { relaxedHeaderField } from '../../src/dkim/relaxed-header.js';
 import { makeDkimKey, verifyDkim } from '../helpers/dkim.js';
 
@@ -146,4 +148,36 @@ test('the DKIM-Signature field is folded into lines of at most 78 characters, wh
   const results = await verifyDkim(Buffer.concat([Buffer.from(field, 'latin1'), message]), [rsa]);
   assert.deepEqual(results.map((r) => r.result), ['pass']);
   assert.match(field.replace(/\s+/g, ''), /h=X-Long-Header-Name-29:X-Long-Header-Name-28:.*:X-Long-Header-Name-0:Message-ID:Date:Subject:To:From:From;b=/);
+});
+
+test('a body already in relaxed form is hashed as it stands, to the same hash as mailauth\'s canonicaliser; any other goes through mailauth', () => {
+  const mailauth = (b: Buffer) => {
+    const h = dkimBody('relaxed/relaxed', 'sha256', false);
+    h.update(b);
+    return h.digest('base64');
+  };
+  const table: Array<[string, boolean]> = [
+    ['Hello.\r\n', true],
+    ['Hello.', true],
+    ['', true],
+    ['\r\n\r\n\r\n', true],
+    ['a\r\n\r\nb\r\n\r\n\r\n', true],
+    [' leading space\r\n.dot\r\n', true],
+    ['x'.repeat(5000) + '\r\n', true],
+    ['two  spaces\r\n', false],
+    ['tab\there\r\n', false],
+    ['trailing \r\n', false],
+    ['trailing at the end ', false],
+    ['bare\nLF\r\n', false],
+    ['\nstarts with LF', false],
+    ['bare\rCR\r\n', false],
+    ['ends in CR\r', false],
+    ['blank line with spaces\r\n  \r\n', false],
+  ];
+  for (const [text, plain] of table) {
+    const body = Buffer.from(text);
+    const fast = plainRelaxedBody(body);
+    assert.equal(fast !== undefined, plain, JSON.stringify(text));
+    if (fast) assert.equal(createHash('sha256').update(fast).digest('base64'), mailauth(body), JSON.stringify(text));
+  }
 });
