@@ -49,7 +49,8 @@ export function plainRelaxedBody(body: Buffer): Buffer | undefined {
 }
 
 async function bodyHash(body: Buffer): Promise<string> {
-  const plain = plainRelaxedBody(body);
+  // A larger body is canonicalised in slices, between turns of the event loop.
+  const plain = body.length <= HASH_SLICE ? plainRelaxedBody(body) : undefined;
   if (plain) return createHash('sha256').update(plain).digest('base64');
   const hasher = dkimBody(CANONICALIZATION, 'sha256', false);
   for (let at = 0; at < body.length; at += HASH_SLICE) {
