@@ -1,0 +1,49 @@
+// Medians of a measurement session (bench/session.sh): per variant, the runs' rate, latency,
+// connections and CPU per message, Impulse's from the runner's lines, Postfix's from the harness.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error('usage: node bench/session-report.mjs <session directory>');
+  process.exit(2);
+}
+
+/** The median; of an even count, the mean of the middle two. */
+function median(values) {
+  const s = values.filter((v) => typeof v === 'number').sort((a, b) => a - b);
+  if (s.length === 0) return null;
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+const impulse = (r) => ({
+  rate: r.e2e_msg_s, p50: r.latency_p50_ms, p99: r.latency_p99_ms, perConn: r.msgs_per_conn, conns: r.sink_conns,
+  cpu: r.daemon_cpu_s_per_1k, redisCpu: r.redis_cpu_s_per_1k, lost: r.lost, duplicates: r.duplicates,
+});
+const postfix = (r) => ({
+  rate: r.e2e_msgs_s, p50: r.latency_ms.p50, p99: r.latency_ms.p99, perConn: r.msgs_per_connection.mean, conns: r.sink_connections,
+  cpu: r.cpu.relay_us_per_msg / 1000, lost: r.lost, duplicates: r.duplicates,
+});
+
+for (const file of readdirSync(dir).sort()) {
+  let label, runs;
+  if (file.endsWith('.jsonl')) {
+    label = file.slice(0, -6);
+    runs = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    if (runs[0]?.workload === 'W7') {
+      console.log(label, runs.map((r) => ({ open: r.open_conns, failed: r.failed_conns, kb_per_conn: r.rss_per_conn_kb, cpu_pct: r.daemon_cpu_pct_open, left: r.open_after_stop })));
+      continue;
+    }
+    runs = runs.map(impulse);
+  } else if (file.endsWith('.dirs')) {
+    label = file.slice(0, -5);
+    runs = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean)
+      .map((d) => postfix(JSON.parse(readFileSync(join(d, 'run1', 'result.json'), 'utf8'))));
+  } else continue;
+  if (runs.length === 0) continue;
+  const m = (k) => median(runs.map((r) => r[k]));
+  console.log(`${label}: ${m('rate')} msg/s [${runs.map((r) => r.rate).join(', ')}], p50 ${m('p50')} ms, p99 ${m('p99')} ms,`
+    + ` ${m('perConn')} msgs/conn (${m('conns')} conns), CPU ${m('cpu')}${m('redisCpu') === null ? '' : ` + Redis ${m('redisCpu')}`} ms/msg,`
+    + ` lost ${runs.map((r) => r.lost).join('/')}, duplicates ${runs.map((r) => r.duplicates).join('/')}`);
+}
