@@ -24,7 +24,8 @@ export function logCommandstats(log, calls, delivered) {
   }
 }
 
-const middle = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
+/** The median; of an even count, the lower of the middle two (a value some run had). */
+export const middle = (values) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
 
 /**
  * One line over several runs: each numeric figure's median (element by element for a list of

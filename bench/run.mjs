@@ -107,7 +107,7 @@ async function runOnce(run) {
   const common = { size: opts.size, conns: opts.conns, rate: opts.rate };
   const zone = workload.zone(opts.domains);
   const policies = flags['mta-sts']
-    ? await publishPolicies({ dir, zone, domains: Array.from({ length: opts.domains }, (_, i) => `d${i}.test`) })
+    ? await publishPolicies({ zone, domains: Array.from({ length: opts.domains }, (_, i) => `d${i}.test`) })
     : undefined;
   const dns = await startDns({ ...zone, ...policies?.zone });
   const sinkPort = await freePort('127.0.0.2');

@@ -2,6 +2,7 @@
 // connections and CPU per message, Impulse's from the runner's lines, Postfix's from the harness.
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { middle } from './report.mjs';
 
 const dir = process.argv[2];
 if (!dir) {
@@ -9,13 +10,11 @@ if (!dir) {
   process.exit(2);
 }
 
-/** The median; of an even count, the mean of the middle two. */
-function median(values) {
-  const s = values.filter((v) => typeof v === 'number').sort((a, b) => a - b);
-  if (s.length === 0) return null;
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
+/** The median of the runs that have the figure. */
+const median = (values) => {
+  const have = values.filter((v) => typeof v === 'number');
+  return have.length ? middle(have) : null;
+};
 
 const impulse = (r) => ({
   rate: r.e2e_msg_s, p50: r.latency_p50_ms, p99: r.latency_p99_ms, perConn: r.msgs_per_conn, conns: r.sink_conns,

@@ -26,10 +26,10 @@ const HEADER_SCAN_BYTES = 8192;
 // The delivery curve's resolution: coarse enough that a bucket at 50 msg/s holds hundreds of
 // messages, fine enough to show a sender stepping its rate down and back up.
 const CURVE_BUCKET_MS = 10_000;
-// Gmail's text, so that the daemon's bounce classes and shaping rules see what they would see there.
-// The kernel caps it at net.core.somaxconn; a daemon opening thousands of connections at once
-// must not find the accept queue full and wait out SYN retries.
+// The silent listeners' accept queue; the kernel caps it at net.core.somaxconn. A daemon opening
+// thousands of connections at once must not find it full and wait out SYN retries.
 const SILENT_BACKLOG = 4096;
+// Gmail's text, so that the daemon's bounce classes and shaping rules see what they would see there.
 const RATE_LIMITED = (ip) => `4.7.28 [${ip}] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.`;
 
 /** Starts the sink process; resolves once every address listens. */

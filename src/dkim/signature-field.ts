@@ -58,25 +58,14 @@ export function signatureField(tags: SignatureTags): SignatureField {
     }
   }
   const relaxed = relaxedHeaderField(Buffer.from(text, 'latin1'));
-  const head = text;
-  const startColumn = column;
   return {
     canonical: relaxed.subarray(0, relaxed.length - 2),
     complete(signature: Buffer): string {
       // base64 has no place to fold but anywhere: FWS inside b= is ignored by verifiers.
       const b64 = signature.toString('base64');
-      let out = head;
-      let at = 0;
-      let room = WIDTH - startColumn;
-      while (at < b64.length) {
-        if (room <= 0) {
-          out += FOLD;
-          room = WIDTH - 1;
-        }
-        out += b64.slice(at, at + room);
-        at += room;
-        room = 0;
-      }
+      const first = Math.max(0, WIDTH - column);
+      let out = text + b64.slice(0, first);
+      for (let at = first; at < b64.length; at += WIDTH - 1) out += FOLD + b64.slice(at, at + WIDTH - 1);
       return `${out}\r\n`;
     },
   };

@@ -55,10 +55,11 @@ export class DkimSigner {
   /** The From: domain's keys, unless a dkim_sign handler chose others or none. */
   private async choose(msg: HookMessage): Promise<DkimKey[]> {
     const { keys, hooks, log } = this.deps;
+    const hooked = hooks.has('dkim_sign');
     // Most messages of a daemon without keys: parsing their From: would find nothing to sign with.
-    if (keys.length === 0 && !hooks.has('dkim_sign')) return [];
+    if (keys.length === 0 && !hooked) return [];
     const defaults = keysFor(fromDomain(msg.headers.get('from')), keys);
-    if (!hooks.has('dkim_sign')) return defaults;
+    if (!hooked) return defaults;
     const choice = (await hooks.call('dkim_sign', msg, defaults.map(view))).filter((c) => c !== undefined).pop();
     if (choice === undefined) return defaults;
     if (choice === false) return [];

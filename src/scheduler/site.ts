@@ -176,7 +176,7 @@ export class Sites {
     const requirement = mx.phase === 'resolved' && own
       ? requirementFor(queue.domain, own.host, own.port, mx.tls, o) : { kind: 'options' as const };
     return target.port === o.remote_smtp_port
-      && tlsCarries(conn.handle.client!, target.host, o, queue.record.targets().map((t) => t.host), requirement);
+      && tlsCarries(conn.handle.client!, target.host, o, targets.map((t) => t.host), requirement);
   }
 
   /** The queue is forgotten. */

@@ -13,8 +13,8 @@ export type TestCa = {
   certPath: string;
   /** PEM. */
   cert: Buffer;
-  /** A leaf for `dnsName` (CN and subjectAltName); `expired` makes one valid only for a day in 2020. */
-  sign(dnsName: string, opts?: { expired?: boolean }): TestCertificate;
+  /** A leaf for `dnsName` (CN and subjectAltName; several names: the first as CN, all as subjectAltName); `expired` makes one valid only for a day in 2020. */
+  sign(dnsName: string | readonly string[], opts?: { expired?: boolean }): TestCertificate;
   /** A CA signed by this one; `keyUsage` other than keyCertSign makes one that may not sign certificates. */
   intermediate(commonName: string, opts?: { keyUsage?: string }): TestCa;
 };
@@ -109,7 +109,9 @@ function caIn(dir: string): TestCa {
     sign(dnsName, opts = {}) {
       const leaf = mkdtempSync(join(dir, 'leaf-'));
       const csr = join(leaf, 'req.csr');
-      openssl(['req', ...EC_KEY, '-subj', `/CN=${dnsName}`, '-addext', `subjectAltName=DNS:${dnsName}`, '-keyout', join(leaf, 'key.pem'), '-out', csr]);
+      const names = typeof dnsName === 'string' ? [dnsName] : dnsName;
+      const san = names.map((n) => `DNS:${n}`).join(',');
+      openssl(['req', ...EC_KEY, '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${san}`, '-keyout', join(leaf, 'key.pem'), '-out', csr]);
       const validity = opts.expired ? ['-startdate', '20200101000000Z', '-enddate', '20200102000000Z'] : ['-days', '2'];
       signRequest(csr, join(leaf, 'cert.pem'), validity);
       return certificateIn(leaf);
