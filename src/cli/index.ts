@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { stringify } from 'yaml';
+import { configJsonSchema } from '../config/json-schema.js';
 import { explainOptions } from '../config/scopes.js';
 import { loadDkimKeys } from '../dkim/keys.js';
 import * as domain from './commands/domain.js';
@@ -79,6 +80,12 @@ program.command('check-config')
     const valueWidth = Math.max(...rows.map(([, r]) => shown(r.value).length));
     process.stdout.write(`# effective delivery options for binding ${opts.binding}, domain ${opts.domain.toLowerCase()}\n`);
     for (const [key, r] of rows) process.stdout.write(`${key.padEnd(width)}  ${shown(r.value).padEnd(valueWidth)}  (${r.scope})\n`);
+  });
+
+program.command('config-schema')
+  .description('print the JSON Schema of the configuration file (config/impulse.schema.json), for editors that complete and check YAML')
+  .action(() => {
+    process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
   });
 
 for (const commands of [summary, mailq, domain, queueActions, message, shaping, reload, hashPassword]) commands.register(program);

@@ -38,6 +38,11 @@ function isLoopbackHostPort(v: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
+/** A scoped option at the global scope, where it has a default; its meaning travels with it. */
+function globally<T extends z.ZodType>(option: z.ZodOptional<T>, value: z.util.NoUndefined<z.output<T>>) {
+  return option.unwrap().default(value).describe(option.description!);
+}
+
 const NAME = /^[A-Za-z0-9_.-]+$/;
 const name = (what: string) => z.string().regex(NAME, { message: `${what} names use letters, digits, '.', '_' and '-' only` });
 
@@ -204,7 +209,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     bounce_class_rules: z.array(bounceClassRule).default([])
       .describe('Momentum bounce classes of deferrals and failures by their reply, first match wins, tried before the shipped rules'),
     ehlo_hostname: z.string().default(hostname()).describe('name sent in EHLO to remote servers'),
-    remote_smtp_port: scoped.remote_smtp_port.unwrap().default(25),
+    remote_smtp_port: globally(scoped.remote_smtp_port, 25),
     connect_timeout: duration('300s').describe('time allowed to establish an outbound TCP connection'),
     greeting_timeout: duration('300s').describe('time allowed for the remote greeting after connecting'),
     data_timeout: duration('600s').describe('inactivity allowed on an outbound session after the greeting; also each stage\'s share of a transaction\'s total deadline (MAIL, each RCPT, DATA, content, final reply), so a server trickling bytes cannot hold a session for ever'),
@@ -212,23 +217,23 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     max_retry_interval: duration('12h').describe('ceiling of the doubling retry interval'),
     message_expiration: duration('24h')
       .describe('age after which undelivered mail fails with 554 5.4.7'),
-    tls: scoped.tls.unwrap().default('ifavailable'),
-    tls_verify: scoped.tls_verify.unwrap().default('no'),
-    tls_ifavailable_fallback: scoped.tls_ifavailable_fallback.unwrap().default(true),
+    tls: globally(scoped.tls, 'ifavailable'),
+    tls_verify: globally(scoped.tls_verify, 'no'),
+    tls_ifavailable_fallback: globally(scoped.tls_ifavailable_fallback, true),
     tls_ca_file: z.string().optional()
       .describe('PEM CA certificates trusted by tls_verify and MTA-STS policy fetches besides the bundled public roots and NODE_EXTRA_CA_CERTS (relative to the config file); read at start, a change needs a restart'),
-    max_outbound_connections: scoped.max_outbound_connections.unwrap().default(32),
+    max_outbound_connections: globally(scoped.max_outbound_connections, 32),
     scope_max_outbound_connections: scoped.scope_max_outbound_connections,
-    connection_allocation_aggressiveness: scoped.connection_allocation_aggressiveness.unwrap().default('high'),
+    connection_allocation_aggressiveness: globally(scoped.connection_allocation_aggressiveness, 'high'),
     outbound_throttle_messages: scoped.outbound_throttle_messages,
     outbound_throttle_connections: scoped.outbound_throttle_connections,
-    max_deliveries_per_connection: scoped.max_deliveries_per_connection.unwrap().default(0),
-    max_recipients_per_batch: scoped.max_recipients_per_batch.unwrap().default(100),
+    max_deliveries_per_connection: globally(scoped.max_deliveries_per_connection, 0),
+    max_recipients_per_batch: globally(scoped.max_recipients_per_batch, 100),
     idle_timeout: duration('5s').describe('how long a connection with nothing to send is held open for more mail'),
-    mx_failures_to_delay: scoped.mx_failures_to_delay.unwrap().default(50),
-    max_ready: scoped.max_ready.unwrap().default(1000),
-    mta_sts: scoped.mta_sts.unwrap().default(true),
-    dane: scoped.dane.unwrap().default(false),
+    mx_failures_to_delay: globally(scoped.mx_failures_to_delay, 50),
+    max_ready: globally(scoped.max_ready, 1000),
+    mta_sts: globally(scoped.mta_sts, true),
+    dane: globally(scoped.dane, false),
     adaptive: scoped.adaptive,
     cluster_max_outbound_connections: scoped.cluster_max_outbound_connections,
     cluster_outbound_throttle_messages: scoped.cluster_outbound_throttle_messages,
@@ -238,7 +243,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     server_max_outbound_connections: z.number().int().min(1).default(20000).describe('outbound connections open at once, all bindings and domains'),
     migrate_connections_between_sibling_domains: z.boolean().default(true)
       .describe('a connection with nothing left for its domain moves on to another domain sharing that MX host'),
-    domains: domainScopes.unwrap().default({}),
+    domains: globally(domainScopes, {}),
     prohibited_hosts: z.array(cidr).default(DEFAULT_PROHIBITED_HOSTS)
       .describe('destination addresses never connected to; a domain whose MXs are all here fails with 551 5.4.6'),
     routes: z.record(z.string(), hostPort).default({})
