@@ -1,20 +1,19 @@
 # Build stage: compile TypeScript with the dev dependencies, then drop them so the runtime stage
 # can take node_modules as it is.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# `npm install` rather than `npm ci`: the lockfile does not list other platforms' optional
-# packages (msgpackr-extract), which `npm ci` refuses; `npm install` still installs the locked
-# versions. Installing once and pruning keeps build and runtime on the very same tree.
-RUN npm install --no-audit --no-fund
+# The locked versions, exactly (test/e2e/install.test.ts runs these build steps and starts the
+# daemon from the pruned tree). Installing once and pruning keeps build and runtime on one tree.
+RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-RUN node node_modules/typescript/bin/tsc -p tsconfig.json \
+RUN npm run build \
     && npm prune --omit=dev --no-audit --no-fund
 
 # Runtime stage: node, the compiled daemon, production dependencies, and redis-server for the
 # embedded queue store.
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 # A fixed uid/gid, so a host directory bind-mounted at /var/lib/impulse can be chowned to it.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends redis-server \

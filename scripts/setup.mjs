@@ -11,10 +11,7 @@ const run = (cmd) => execSync(cmd, { cwd: root, stdio: ['ignore', 'inherit', 'in
 const marker = join(root, 'node_modules', '.package-lock.json');
 const lock = join(root, 'package-lock.json');
 if (!existsSync(marker) || statSync(marker).mtimeMs < statSync(lock).mtimeMs) {
-  // `npm install` rather than `npm ci`: it installs the locked versions too, and some npm 11
-  // releases write lockfiles without other platforms' optional packages that their own
-  // `npm ci` then refuses.
-  console.error('impulse setup: installing dependencies (npm install)');
-  run('npm install --no-audit --no-fund');
+  console.error('impulse setup: installing the locked dependencies (npm ci)');
+  run('npm ci --no-audit --no-fund');
 }
 run(`"${process.execPath}" node_modules/typescript/bin/tsc -p tsconfig.json`);

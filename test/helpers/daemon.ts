@@ -24,6 +24,8 @@ export type DaemonOptions = {
   /** Node flags before the script, such as --cpu-prof (not allowed in NODE_OPTIONS). */
   nodeArgs?: string[];
   readyTimeoutMs?: number;
+  /** The CLI to start, another tree's (a pruned production tree, say); this checkout's by default. */
+  cliPath?: string;
 };
 
 export type Daemon = {
@@ -78,7 +80,7 @@ export async function startDaemon(config: object, opts: DaemonOptions = {}): Pro
   // The default metrics port would collide between daemons running side by side.
   writeFileSync(configPath, stringify({ metrics: { listen: false }, ...config }));
 
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI_PATH, 'start', '-c', configPath], {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.cliPath ?? CLI_PATH, 'start', '-c', configPath], {
     cwd: dir,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
