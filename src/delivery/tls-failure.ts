@@ -40,13 +40,16 @@ export function resultOf(kind: 'verify' | 'handshake', conn: SMTPConnection): Tl
   return certificateResult(socket?.authorizationError as unknown as string | undefined);
 }
 
+/** Advice Node.js 24 appends to certificate errors for a desktop user, not an MTA's operator. */
+const NODE_CA_HINT = /; if the root CA is installed locally, try running Node\.js with --use-system-ca$/;
+
 /**
  * The failure in a few words for a one-line reply: OpenSSL's reason ('wrong version number')
- * rather than its whole error string with codes and source file.
+ * rather than its whole error string with codes and source file, the same on every Node.js.
  */
 export function tlsReason(err: Error & { reason?: unknown; library?: unknown }): string {
   const text = typeof err.library === 'string' && typeof err.reason === 'string' ? err.reason : err.message;
-  return text.replace(/\s+/g, ' ').trim();
+  return text.replace(/\s+/g, ' ').trim().replace(NODE_CA_HINT, '');
 }
 
 /**

@@ -30,7 +30,8 @@ export function createResolver(opts: ResolverOptions): DnsResolver {
   const r = new Resolver({ timeout: opts.timeout, tries: opts.tries });
   if (opts.servers && opts.servers.length > 0) r.setServers(opts.servers);
   return {
-    resolveMx: (name) => r.resolveMx(name),
+    // Node.js 24 adds `type: 'MX'` to each record; the rest of the daemon sees one shape on every version.
+    resolveMx: async (name) => (await r.resolveMx(name)).map(({ exchange, priority }) => ({ exchange, priority })),
     resolve4: (name) => r.resolve4(name, { ttl: true }),
     resolveTxt: (name) => r.resolveTxt(name),
   };
