@@ -40,6 +40,7 @@ import { httpsPolicyFetcher } from './mta-sts/fetch.js';
 import { redisHealth } from './observability/health.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { WebhookMetrics } from './observability/webhook-metrics.js';
 import { type StatusServer, startStatusServer } from './observability/status-server.js';
 import { SystemdNotifier } from './observability/systemd-notify.js';
 import { Outcomes } from './outcome/conclude.js';
@@ -61,6 +62,7 @@ import { type EmbeddedRedis, startEmbeddedRedis } from './store/embedded-redis.j
 import { ReplicaWait } from './store/replica-wait.js';
 import { type RedisTarget, connectRedis, externalTarget } from './store/redis.js';
 import { watchRedis } from './store/redis-watch.js';
+import { Webhooks } from './webhooks/webhooks.js';
 
 /** An MTA-STS policy fetch, DNS to last byte (RFC 8461 §3.3 asks for a timeout, leaving its length open). */
 const STS_FETCH_TIMEOUT_MS = 30_000;
@@ -113,10 +115,13 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const leases = new ClusterLeases({ redis: queueRedis, subscriber, prefix, node: config.node_name, ttlMs: config.cluster_lease_ttl, log });
   // Built once the parts it acts on exist; the shaper and the scheduler only tell it of changes made here.
   let cluster: ClusterState | undefined;
+  // Built once the metrics it counts into exist; the shaper hands it records only once started.
+  let webhooks: Webhooks | undefined;
   const shaper = new Shaper({
     rules: config.shaping_rules, store: new RedisShapingStore(queueRedis, prefix), clock: systemClock, log,
     counter: { shapingAction: (rule, action, scope) => metrics.shapingAction(rule, action, scope) },
     peers: { shaped: (change, action) => cluster?.shaped(change, action) },
+    feed: { wants: (event) => webhooks?.feed.wants(event) ?? false, publish: (record) => webhooks?.feed.publish(record) },
   });
   const bounceClasses = new BounceClassifier(config.bounce_class_rules);
   const adaptive: AdaptiveLimits = new AdaptiveLimits({
@@ -160,6 +165,11 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     adaptive: () => adaptive.moved(),
     leases: () => leases.held(),
   });
+  webhooks = new Webhooks({
+    config, redis: queueRedis, connect: () => connectRedis(target, 'queue', 'webhook'), prefix, node: config.node_name, clock: systemClock, log,
+    counts: new WebhookMetrics(metrics.registry, () => webhooks!.status()),
+  });
+  const { feed } = webhooks;
   const resolver = createResolver({ servers: config.dns.servers, timeout: config.dns.timeout, tries: config.dns.tries });
   const sts = new StsDiscovery({
     resolver, fetch: httpsPolicyFetcher({ resolver, trust, timeoutMs: STS_FETCH_TIMEOUT_MS }),
@@ -181,12 +191,12 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     delays: { delayed: (domain, until, why, failures) => cluster?.delayed(domain, until, why, failures) }, gate,
   });
   const outcomes = new Outcomes({
-    clock: systemClock, log, hooks, counter: metrics, reportingMta: config.hostname, bounceClass: (r) => bounceClasses.classify(r),
+    clock: systemClock, log, hooks, counter: metrics, feed, reportingMta: config.hostname, bounceClass: (r) => bounceClasses.classify(r),
     retryPolicy: (binding, domain) => retryPolicyOf(options.of(binding, domain)),
     maxReturnSize: () => options.global.dsn_max_return_size,
     delayDsnAfter: () => options.global.delay_dsn_after,
-    queueDsn: ({ qid, to, body, now, eightBit, smtputf8 }) => dsnEnqueuer.enqueue({
-      qid, sender: '', jobs: [{ domain: domainOf(to), recipients: [to] }], body, receivedAt: now,
+    queueDsn: ({ qid, to, body, now, eightBit, smtputf8, tenant }) => dsnEnqueuer.enqueue({
+      qid, sender: '', jobs: [{ domain: domainOf(to), recipients: [to] }], body, receivedAt: now, tenant,
       ...(eightBit ? { eightBit } : {}), ...(smtputf8 ? { smtputf8 } : {}),
     }),
   });
@@ -202,7 +212,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const dkim = new DkimSigner({ keys: dkimKeys.keys, hooks, log, counter: metrics });
   intake = new Intake({
     listeners: config.listen, hostname: config.hostname, enqueuer, clock: systemClock, log, closeTimeout: config.shutdown_timeout,
-    bindings, bindingRules: config.binding_rules, defaultBinding: config.default_binding, hooks, dkim, counter: metrics,
+    bindings, bindingRules: config.binding_rules, defaultBinding: config.default_binding, hooks, dkim, counter: metrics, feed,
   });
   const reloader = new Reloader({
     loaded, log, notifier: opts.notifier, pluginContext,
@@ -227,7 +237,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     queues: () => scheduler!.queueFigures(),
   });
   const admin = new AdminServer({
-    scheduler, nodes, shaping: shaper, adaptive, cluster, shards: intakeShards, inspector, health, bindings, counts: metrics,
+    scheduler, nodes, shaping: shaper, adaptive, cluster, shards: intakeShards, inspector, health, bindings, counts: metrics, webhooks,
     inbound: () => intake!.sessions,
     config: () => ({ config: reloader.current.config, document: reloader.current.document }),
     reload: () => reloader.reload(), clock: systemClock, startedAt: systemClock.now(), version: VERSION,
@@ -239,6 +249,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     await intake!.close();
     await admin.close();
     await consumer.close();
+    await webhooks!.stop();
     await leases.close();
     await hooks.idle();
     shaper.close();
@@ -264,6 +275,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   await shaper.restore();
   await cluster.restore();
   consumer.start();
+  webhooks.start();
   await scheduler.adoptParked();
   try {
     await intake.start();

@@ -10,6 +10,7 @@ import type { ShardQueue, Sharded } from '../queue/shards.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { AdaptiveLimits } from '../shaping/adaptive.js';
 import type { Shaper } from '../shaping/shaper.js';
+import type { Webhooks } from '../webhooks/webhooks.js';
 import type { Counts, ReloadResult } from './protocol.js';
 
 /** A reload's outcome: applied, or refused with the new file's errors. */
@@ -29,6 +30,8 @@ export interface AdminContext {
   health: AddressHealth;
   bindings: Bindings;
   counts: { counts(): Counts; rates(): Counts };
+  /** Each webhook's queued records and poster. */
+  webhooks: Pick<Webhooks, 'status'>;
   /** SMTP intake sessions open now. */
   inbound(): number;
   /** The config in force: runtime values and the document as written (for scopes). */

@@ -72,6 +72,21 @@ export interface Summary {
   suspended: { domains: string[]; bindings: string[] };
   /** Every node with a heartbeat in Redis, silent ones for a day, by name. */
   nodes: NodeSummary[];
+  /** Each webhook: its stream in Redis (shared by the nodes) and what this node's poster is doing. */
+  webhooks: WebhookSummary[];
+}
+
+export interface WebhookSummary {
+  name: string;
+  url: string;
+  /** Records waiting in Redis, and the age of the oldest. */
+  queued: number;
+  oldest_age_s: number | null;
+  /** posting: this node holds the webhook's lease; standby: another node does; failing: the endpoint does not take the batch in hand. */
+  state: 'posting' | 'standby' | 'failing';
+  failing_since?: string;
+  failures?: number;
+  last_reply?: string;
 }
 
 interface LastError {

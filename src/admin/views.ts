@@ -8,7 +8,7 @@ import { flagNames } from '../delivery/flags.js';
 import type { DomainView } from '../scheduler/views.js';
 import { targetCovers } from '../shaping/rule.js';
 import type { AdminContext } from './context.js';
-import type { DomainDetail, Mailq, MailqRow, NodeSummary, Summary } from './protocol.js';
+import type { DomainDetail, Mailq, MailqRow, NodeSummary, Summary, WebhookSummary } from './protocol.js';
 import { shapingView } from './shaping.js';
 
 export class NotFound extends Error {}
@@ -46,6 +46,10 @@ export async function summary(ctx: AdminContext): Promise<Summary> {
     rates: ctx.counts.rates(),
     suspended: { domains: ctx.scheduler.suspendedDomains(), bindings: ctx.bindings.suspendedNames() },
     nodes: nodes.map(nodeSummary),
+    webhooks: (await ctx.webhooks.status()).map((w): WebhookSummary => ({
+      name: w.name, url: w.url, queued: w.queued, oldest_age_s: w.oldest === undefined ? null : Math.max(0, Math.round((now - w.oldest) / 1000)), state: w.state,
+      ...(w.state === 'failing' ? { failing_since: iso(w.since), failures: w.failures, last_reply: w.reply } : {}),
+    })),
   };
 }
 

@@ -9,6 +9,7 @@ import { redisSchema } from './redis-schema.js';
 import { badRegexKeys } from './regex-keys.js';
 import { scopedOptions } from './scoped-schema.js';
 import { shapingRuleSchema } from './shaping-schema.js';
+import { webhookSchema } from './webhooks-schema.js';
 import { parseDuration, parseRate, parseSize } from './units.js';
 
 const DEFAULT_PROHIBITED_HOSTS = [
@@ -266,6 +267,10 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     shaping_rules_files: z.array(z.string()).default([])
       .describe('YAML files, each a list of rules in the shaping_rules format, loaded after shaping_rules in this order (relative to the config file)'),
     plugins: z.array(plugin).default([]).describe('plugins loaded at start, in order'),
+    webhooks: z.array(webhookSchema(duration)).default([])
+      .describe('outcome records POSTed in JSON batches to the sender\'s systems, queued in Redis as they are logged and retried while an endpoint is down (docs/webhooks.md)'),
+    webhook_retention: duration('3d')
+      .describe('how long a record waits for its webhook\'s endpoint before it is dropped, logged as webhook_records_dropped and counted'),
     hook_timeout: duration('5s').describe('time a hook handler may take before it is abandoned and logged'),
     max_active_messages: z.number().int().min(1).default(10000)
       .describe('messages held in memory ready for delivery, all domains together; the rest wait in Redis'),
@@ -296,6 +301,12 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
         ctx.addIssue({ code: 'custom', path: [...path, key], message: `invalid regular expression ${key}` });
       }
     };
+    const webhookNames = new Set<string>();
+    list<{ name?: unknown }>(cfg.webhooks).forEach((w, i) => {
+      if (typeof w?.name !== 'string') return;
+      if (webhookNames.has(w.name)) ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'name'], message: `webhook "${w.name}" is configured twice` });
+      webhookNames.add(w.name);
+    });
     const signers = new Set<string>();
     list<{ domain?: unknown; selector?: unknown }>(cfg.dkim).forEach((k, i) => {
       if (typeof k?.domain !== 'string' || typeof k.selector !== 'string') return;

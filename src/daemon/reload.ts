@@ -12,6 +12,7 @@ import type { SystemdNotifier } from '../observability/systemd-notify.js';
 /** Top-level keys a reload cannot apply to a running daemon: their old values stay until restart. */
 const RESTART_KEYS = [
   'hostname', 'node_name', 'listen', 'redis', 'admin', 'metrics', 'dns', 'max_active_messages', 'job_lock_timeout', 'cluster_lease_ttl', 'shutdown_timeout', 'tls_ca_file',
+  'webhooks', 'webhook_retention',
 ] as const;
 
 interface ReloaderDeps {

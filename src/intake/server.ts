@@ -16,6 +16,7 @@ import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
 import { ReplicaShortfall } from '../store/replica-wait.js';
+import type { RecordFeed } from '../webhooks/feed.js';
 import { domainOf, recipientsByDomain } from '../queue/job.js';
 import { BareNewlineDetector } from './bare-newline.js';
 import { CodedServer } from './coded-server.js';
@@ -39,11 +40,16 @@ interface IntakeDeps {
   dkim: DkimSigner;
   /** Counts accepted recipients per binding (the metrics). */
   counter: { received(binding: string, recipients: number): void };
+  /** The webhooks' reception records. */
+  feed: RecordFeed;
 }
 
 /** Set by the upstream MTA for Impulse alone; removed before the message is stored. */
 const BINDING_HEADER = 'x-impulse-binding';
 const BINDING_GROUP_HEADER = 'x-impulse-binding-group';
+/** The sender's tenant, carried into every record of the message (webhooks filter on it). */
+const TENANT_HEADER = 'x-impulse-tenant';
+const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** The whole DATA, unless it is refused anyway (too large, bare newline): then only read to its end. */
 function readAll(stream: SMTPServerDataStream, bare: BareNewlineDetector): Promise<Buffer> {
@@ -147,6 +153,10 @@ export class Intake {
     const qid = newQueueId(now);
     const fields = headerFields(data);
     const headers = parseHeaders(data, fields);
+    const tenant = headers.get(TENANT_HEADER)?.trim();
+    if (tenant !== undefined && !TENANT.test(tenant)) {
+      throw smtpError(554, `5.6.0 X-Impulse-Tenant "${tenant.slice(0, 80)}": a tenant is 1 to 64 letters, digits, '.', '_' or '-'`);
+    }
     const byDomain = recipientsByDomain(recipients);
     const msg: HookMessage = { qid, sender, recipients, headers };
     const bindings = await this.assignBindings(msg, byDomain.keys());
@@ -155,7 +165,7 @@ export class Intake {
       helo: session.hostNameAppearsAs, clientHostname: session.clientHostname, clientAddress: session.remoteAddress,
       hostname: this.deps.hostname, qid, secure: session.secure, authenticated: Boolean(session.user), smtputf8, recipients, now,
     });
-    const content = removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER], fields);
+    const content = removeHeaders(data, [BINDING_HEADER, BINDING_GROUP_HEADER, TENANT_HEADER], fields);
     const dkim = await this.deps.dkim.sign(msg, content, now);
     // UTF-8: a SMTPUTF8 recipient in its `for` clause is written as the client sent it.
     const body = Buffer.concat([Buffer.from(header, 'utf8'), Buffer.from(dkim.header, 'latin1'), content]);
@@ -164,18 +174,23 @@ export class Intake {
     const jobs = [...byDomain].map(([domain, rcpts]) => ({ domain, recipients: rcpts, binding: bindings.get(domain), dsn: requestsOf(requests, rcpts) }));
     const params = messageParams(envelope, data);
     try {
-      await this.deps.enqueuer.enqueue({ qid, sender, jobs, body, receivedAt: now, messageId, ...params });
+      await this.deps.enqueuer.enqueue({ qid, sender, jobs, body, receivedAt: now, messageId, tenant, ...params });
     } catch (err) {
       log.error({ event: 'reception_failed', client: session.remoteAddress, sender, recipients, err: (err as Error).message }, 'message not queued');
       if (err instanceof ReplicaShortfall) throw smtpError(451, `4.3.0 Temporary queue failure: ${err.message}, message not kept; try again later`);
       throw smtpError(451, '4.3.0 Temporary queue failure, try again later');
     }
     for (const j of jobs) this.deps.counter.received(this.deps.bindings.resolve(j.binding ?? {}, qid).name, j.recipients.length);
-    if (log.isLevelEnabled('info')) log.info({
-      event: 'reception', qid, message_id: messageId, sender, recipients, size: body.length, client: session.remoteAddress, user: session.user,
-      bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
-      ...(dkim.labels.length > 0 ? { dkim: dkim.labels } : {}),
-    }, 'received');
+    const info = log.isLevelEnabled('info');
+    if (info || this.deps.feed.wants('reception')) {
+      const record = {
+        event: 'reception', qid, message_id: messageId, tenant, sender, recipients, size: body.length, client: session.remoteAddress, user: session.user,
+        bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
+        ...(dkim.labels.length > 0 ? { dkim: dkim.labels } : {}),
+      };
+      if (info) log.info(record, 'received');
+      this.deps.feed.publish(record);
+    }
     return `2.0.0 Ok queued as ${qid}`;
   }
 

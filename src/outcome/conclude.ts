@@ -10,6 +10,7 @@ import type { EnvelopeParams, Notify } from '../delivery/envelope.js';
 import { flagNames } from '../delivery/flags.js';
 import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
+import type { RecordFeed } from '../webhooks/feed.js';
 import type { Attempt } from './attempt.js';
 import { type DsnRecipient, buildDsn } from './dsn.js';
 import { type FinishedRecord, HISTORY_LIMIT, type HistoryEntry, attemptEntries, finishedRecord } from './history.js';
@@ -29,6 +30,8 @@ interface AttemptedJob {
   recipients: readonly string[];
   receivedAt: number;
   messageId?: string | undefined;
+  /** The sender's tenant (X-Impulse-Tenant at intake), in every record of the message. */
+  tenant?: string | undefined;
   /** Attempts made before this one. */
   attempts: number;
   history: readonly HistoryEntry[];
@@ -49,6 +52,8 @@ interface QueuedDsn {
   now: number;
   eightBit: boolean;
   smtputf8: boolean;
+  /** The tenant of the message it reports on: a DSN's own records carry it too. */
+  tenant?: string | undefined;
 }
 
 interface OutcomesDeps {
@@ -56,6 +61,8 @@ interface OutcomesDeps {
   log: Logger;
   hooks: HookRegistry;
   counter: OutcomeCounter;
+  /** The webhooks' records of outcomes and of DSNs queued. */
+  feed: RecordFeed;
   /** The bounce class of a deferral's or failure's reply, under the rules in force. */
   bounceClass(reply: Reply): BounceClass;
   retryPolicy(binding: string, domain: string): RetryPolicy;
@@ -90,7 +97,7 @@ export class Outcomes {
     const classified = (replies: RecipientReply[]) => byReply(replies).map((g) => ({ ...g, bounceClass: this.deps.bounceClass(g.reply) }));
     const grouped: Grouped = { delivered: byReply(settled.delivered), deferred: classified(settled.deferred), failed: classified(settled.failed) };
     recordAttempt(this.deps, job, grouped, {
-      qid: job.qid, message_id: job.messageId, domain: job.domain, binding: job.binding, attempt: n,
+      qid: job.qid, message_id: job.messageId, tenant: job.tenant, domain: job.domain, binding: job.binding, attempt: n,
       mx_host: attempt.target?.host, mx_ip: attempt.target?.address, age_s: Math.round((now - job.receivedAt) / 1000), ...action, ...flags,
     }, settled.retryAt, original, now);
     if (reported.length > 0) await this.report(job, original, reported, now, n);
@@ -141,10 +148,14 @@ export class Outcomes {
     });
     // Derived from the job and attempt, so a job re-run after a crash re-adds the same DSN job.
     const qid = `${job.jobId}.B${n}`;
-    await this.deps.queueDsn({ qid, to: job.sender, body: dsn.body, now, eightBit: dsn.eightBit, smtputf8: dsn.utf8 });
-    this.deps.log.info({
-      event: 'dsn_queued', qid: job.qid, dsn_qid: qid, to: job.sender, recipients: recipients.map((r) => r.recipient),
+    await this.deps.queueDsn({ qid, to: job.sender, body: dsn.body, now, eightBit: dsn.eightBit, smtputf8: dsn.utf8, tenant: job.tenant });
+    const { log, feed } = this.deps;
+    if (!log.isLevelEnabled('info') && !feed.wants('bounce_queued')) return;
+    const record = {
+      event: 'bounce_queued', qid: job.qid, tenant: job.tenant, dsn_qid: qid, to: job.sender, recipients: recipients.map((r) => r.recipient),
       actions: [...new Set(recipients.map((r) => r.action))],
-    }, 'DSN queued');
+    };
+    log.info(record, 'DSN queued');
+    feed.publish(record);
   }
 }

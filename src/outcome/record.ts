@@ -7,6 +7,7 @@ import { type Reply, formatReply } from '../core/reply.js';
 import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
+import type { RecordFeed } from '../webhooks/feed.js';
 
 /** Where outcomes are counted (the metrics); counts are recipients. */
 export interface OutcomeCounter {
@@ -57,16 +58,18 @@ interface RecordDeps {
   log: Logger;
   hooks: HookRegistry;
   counter: OutcomeCounter;
+  /** The webhooks' records, the log's records of these events. */
+  feed: RecordFeed;
 }
 
 /**
- * Logs, fires the outcome hooks and counts one attempt's outcome. `fields` go into every log
- * record; a deferral's records also carry `next_attempt`, a deferral's and a failure's their
+ * Logs, fires the outcome hooks, counts and hands the webhooks one attempt's outcome. `fields`
+ * (the message's `tenant` among them) go into every log record; a deferral's records also carry `next_attempt`, a deferral's and a failure's their
  * `bounce_class`. `body` gives hooks the headers.
  */
 export function recordAttempt(deps: RecordDeps, m: RecordedMessage, grouped: Grouped, fields: Record<string, unknown>,
   retryAt: number | undefined, body: Buffer | undefined, now: number): void {
-  const { hooks, log, counter } = deps;
+  const { hooks, log, counter, feed } = deps;
   let headers: Map<string, string> | undefined;
   const message = (recipients: string[]): HookMessage => {
     headers ??= body ? parseHeaders(body) : new Map<string, string>();
@@ -74,7 +77,11 @@ export function recordAttempt(deps: RecordDeps, m: RecordedMessage, grouped: Gro
   };
   const logged = (event: string, msg: string, g: ReplyGroup, extra: Record<string, unknown>): string => {
     const note = formatReply(g.reply);
-    if (log.isLevelEnabled('info')) log.info({ event, ...fields, recipients: g.recipients, reply: note, ...extra }, msg);
+    const info = log.isLevelEnabled('info');
+    if (!info && !feed.wants(event)) return note;
+    const record = { event, ...fields, recipients: g.recipients, reply: note, ...extra };
+    if (info) log.info(record, msg);
+    feed.publish(record);
     return note;
   };
   for (const g of grouped.delivered) {

@@ -229,7 +229,7 @@ export class Consumer {
     if (outcome.kind === 'parked') return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until, landed };
     const next = await this.deps.outcomes.conclude({
       jobId: job.id!, qid: data.qid, domain: data.domain, binding: binding.name, sender: data.sender, recipients: data.recipients,
-      receivedAt: data.receivedAt, messageId: data.messageId, attempts: data.attempts, history: data.history ?? [],
+      receivedAt: data.receivedAt, messageId: data.messageId, tenant: data.tenant, attempts: data.attempts, history: data.history ?? [],
       params: data, delayNotified: data.delayNotified ?? [],
     }, outcome.attempt, body);
     if (next.kind === 'finished') return { kind: 'complete', record: JSON.stringify(next.record), landed };

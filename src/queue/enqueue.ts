@@ -40,6 +40,7 @@ interface NewMessage extends Omit<EnvelopeParams, 'dsn'> {
   body: Buffer;
   receivedAt: number;
   messageId?: string | undefined;
+  tenant?: string | undefined;
 }
 
 /** Body TTL beyond message_expiration: time for the final attempt and its bounce. */
@@ -75,7 +76,7 @@ export class Enqueuer {
         name: domain,
         data: {
           qid: msg.qid, domain, sender: msg.sender, recipients, receivedAt: msg.receivedAt, attempts: 0,
-          messageId: msg.messageId, ...params,
+          messageId: msg.messageId, ...params, ...(msg.tenant !== undefined ? { tenant: msg.tenant } : {}),
           ...(choice && 'binding' in choice ? { binding: choice.binding } : {}),
           ...(choice && 'group' in choice ? { bindingGroup: choice.group } : {}),
           ...(dsn ? { dsn } : {}),

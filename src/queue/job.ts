@@ -31,6 +31,8 @@ export interface DeliveryJobData extends EnvelopeParams {
   /** Attempts made so far; BullMQ's own counter is not used because deferrals skip it. */
   attempts: number;
   messageId?: string | undefined;
+  /** The sender's tenant, from X-Impulse-Tenant at intake; kept only when given. */
+  tenant?: string | undefined;
   /** Binding assigned at intake; or the group, resolved to a binding at each attempt. */
   binding?: string | undefined;
   bindingGroup?: string | undefined;

@@ -10,6 +10,7 @@ import { formatReply } from '../core/reply.js';
 import { type ShapingAction, triggered } from './action.js';
 import { type CompiledRule, type ObservedReply, type ShapedQueue, type ShapingTarget, compileRules, ruleWatches, targetCovers, targetFields, targetKey, targetOf } from './rule.js';
 import type { ShapingStore } from './store.js';
+import type { RecordFeed } from '../webhooks/feed.js';
 import { TriggerCounts } from './trigger.js';
 
 export type ShapingChange = 'started' | 'ended';
@@ -24,6 +25,8 @@ interface ShaperDeps {
   counter: { shapingAction(rule: string, action: string, scope: string): void };
   /** The other nodes of a cluster: told of each action started or extended here, and of each an operator clears here. */
   peers: { shaped(change: ShapingChange, action: ShapingAction): void };
+  /** The webhooks' records of actions started here (another node's are its own to report). */
+  feed: RecordFeed;
 }
 
 /** How an action ended: its time ran out, an operator cleared it, or another node said it ended. */
@@ -171,8 +174,7 @@ export class Shaper {
     const next = triggered(existing, rule, target, reply, now);
     if (rule.action === 'bounce' && rule.duration === 0) {
       // Fails what is queued now; nothing stays in force.
-      this.deps.log.warn({ event: 'shaping_action', ...this.fields(next) }, `shaping rule ${rule.name}: ${rule.action}`);
-      this.deps.counter.shapingAction(rule.name, rule.action, target.scope);
+      this.started(next);
       this.deps.peers.shaped('started', next);
       this.emit(next, 'started');
       return;
@@ -184,9 +186,16 @@ export class Shaper {
       this.deps.log.info({ event: 'shaping_action_extended', ...this.fields(next) }, `shaping rule ${rule.name}: ${rule.action} extended`);
       return;
     }
-    this.deps.log.warn({ event: 'shaping_action', ...this.fields(next) }, `shaping rule ${rule.name}: ${rule.action}`);
-    this.deps.counter.shapingAction(rule.name, rule.action, target.scope);
+    this.started(next);
     this.emit(next, 'started');
+  }
+
+  /** An action started here: logged, counted, and a record for the webhooks. */
+  private started(a: ShapingAction): void {
+    const record = { event: 'shaping_action', ...this.fields(a) };
+    this.deps.log.warn(record, `shaping rule ${a.rule}: ${a.action}`);
+    this.deps.counter.shapingAction(a.rule, a.action, a.target.scope);
+    this.deps.feed.publish(record);
   }
 
   private put(a: ShapingAction): void {

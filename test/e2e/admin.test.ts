@@ -138,7 +138,7 @@ test('fail bounces everything queued for a domain with the operator\'s note; mes
     assert.equal(failed.code, 0, failed.stderr);
     assert.match(failed.stdout, /failed 2 messages/);
     const dsns = await world.sinks.senders!.waitForRecipients(['bob@sender.test'], 5000);
-    await d.waitForLogs((r) => r.event === 'dsn_queued' && r.to === 'bob@sender.test', 2);
+    await d.waitForLogs((r) => r.event === 'bounce_queued' && r.to === 'bob@sender.test', 2);
     assert.match(dsns[0]!.raw.toString(), /failed by an operator: domain retired/);
     const failures = d.logs.filter((r) => r.event === 'permanent_failure' && r.domain === 'doomed.test');
     assert.equal(failures.length, 2);
@@ -149,7 +149,7 @@ test('fail bounces everything queued for a domain with the operator\'s note; mes
     await d.waitForLog((r) => r.event === 'permanent_failure' && r.qid === quiet);
     const shown = await json<{ jobs: Array<{ state: string }> }>(d, 'message', 'show', quiet);
     assert.equal(shown.jobs[0]!.state, 'failed');
-    assert.equal(d.logs.filter((r) => r.event === 'dsn_queued' && r.qid === quiet).length, 0);
+    assert.equal(d.logs.filter((r) => r.event === 'bounce_queued' && r.qid === quiet).length, 0);
     const summary = await json<{ queue: Record<string, number>; counts: Record<string, number> }>(d, 'summary');
     assert.equal(summary.counts.failed, 3);
     assert.equal(world.sinks.senders!.messages.filter((m) => m.rcptTo.includes('carol@sender.test')).length, 0);

@@ -150,7 +150,7 @@ test('daemon kill -9 cycles under load: every accepted message is delivered; a d
   }).join('; ')}`);
   generations.forEach((g, i) => assertOncePerDaemon(g.logs, `daemon generation ${i}`));
   for (const g of generations) {
-    assert.deepEqual(g.logs.filter((r) => ['permanent_failure', 'dsn_queued', 'job_error'].includes(r.event)), [], replay);
+    assert.deepEqual(g.logs.filter((r) => ['permanent_failure', 'bounce_queued', 'job_error'].includes(r.event)), [], replay);
   }
   assert.equal(await generations.at(-1)!.stop('SIGTERM'), 0);
 });
@@ -193,7 +193,7 @@ test('Redis kill -9 cycles under load: intake answers 451 4.3.0 at once while it
   assert.deepEqual(twice, [], `no message delivered twice; ${replay}`);
   assertOncePerDaemon(daemon.logs, 'the daemon');
   assert.ok(daemon.logs.filter((r) => r.event === 'redis_down' && r.connection === 'worker').length >= CYCLES, 'each outage was logged');
-  assert.deepEqual(daemon.logs.filter((r) => ['permanent_failure', 'dsn_queued', 'job_error'].includes(r.event)), [], replay);
+  assert.deepEqual(daemon.logs.filter((r) => ['permanent_failure', 'bounce_queued', 'job_error'].includes(r.event)), [], replay);
   assert.equal(await daemon.stop('SIGTERM'), 0);
 });
 

@@ -141,7 +141,7 @@ test('SERVFAIL defers and never bounces', async () => {
   const deferrals = await daemon.waitForLogs(forQid(qid, 'transient_failure'), 2);
   for (const d of deferrals) assert.match(d.reply, /^451 4\.4\.3 .*servfail\.test/);
   assert.equal(daemon.logs.filter(forQid(qid, 'permanent_failure')).length, 0);
-  assert.equal(daemon.logs.filter(forQid(qid, 'dsn_queued')).length, 0);
+  assert.equal(daemon.logs.filter(forQid(qid, 'bounce_queued')).length, 0);
   assert.equal(copiesOf(world.sinks.sender!.messages, 'dns-defer@sender.test').length, 0);
 });
 

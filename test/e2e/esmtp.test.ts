@@ -118,7 +118,7 @@ test('a hop that offers them gets RET, ENVID, each recipient\'s NOTIFY and ORCPT
   assert.match(received, new RegExp(`with UTF8SMTP id ${qid}`));
   assert.ok(rest.toString('utf8').includes('Grüße, café.'), 'the 8-bit body arrives as sent');
   await daemon.waitForLogs((r) => r.event === 'delivery' && r.qid === qid, 1);
-  assert.equal(daemon.logs.filter((r) => r.event === 'dsn_queued' && r.qid === qid).length, 0, 'the hop offers DSN: it reports success, not Impulse');
+  assert.equal(daemon.logs.filter((r) => r.event === 'bounce_queued' && r.qid === qid).length, 0, 'the hop offers DSN: it reports success, not Impulse');
 });
 
 test('NOTIFY=SUCCESS through a hop without DSN: the sender gets a DSN with Action: relayed', async () => {
@@ -150,7 +150,7 @@ test('failure DSNs follow NOTIFY and RET: none for NEVER or SUCCESS only; RET=FU
   assert.equal(mimePart(bigDsn!.raw.raw, 'message/rfc822'), undefined, 'over dsn_max_return_size: headers only');
   assert.match(mimePart(bigDsn!.raw.raw, 'text/rfc822-headers') ?? '', /Subject: big/);
   for (const m of [never, success]) assert.deepEqual(dsnsAbout(m.qid), [], 'no DSN');
-  assert.equal(daemon.logs.filter((r) => r.event === 'dsn_queued' && (r.qid === never.qid || r.qid === success.qid)).length, 0);
+  assert.equal(daemon.logs.filter((r) => r.event === 'bounce_queued' && (r.qid === never.qid || r.qid === success.qid)).length, 0);
 });
 
 test('a hop without SMTPUTF8 never gets a UTF-8 address (5.6.7), one without 8BITMIME never 8-bit content (5.6.3): failed with a DSN, nothing sent', async () => {
@@ -177,5 +177,5 @@ test('delay_dsn_after: one delay DSN per recipient once mail has waited that lon
   const before = deferrals;
   await daemon.waitForLogs((r) => r.event === 'transient_failure' && r.qid === qid && r.attempt >= 4, 1, 30_000);
   assert.ok(deferrals > before);
-  assert.equal(daemon.logs.filter((r) => r.event === 'dsn_queued' && r.qid === qid).length, 1, 'still one');
+  assert.equal(daemon.logs.filter((r) => r.event === 'bounce_queued' && r.qid === qid).length, 1, 'still one');
 });

@@ -44,5 +44,5 @@ test('undelivered after message_expiration: 554 5.4.7 and a DSN to the sender', 
 test('a message from the null sender fails without a bounce', async () => {
   const qid = await inject('', 'y@gone.test');
   await daemon.waitForLog(forQid(qid, 'permanent_failure'));
-  assert.equal(daemon.logs.filter(forQid(qid, 'dsn_queued')).length, 0);
+  assert.equal(daemon.logs.filter(forQid(qid, 'bounce_queued')).length, 0);
 });

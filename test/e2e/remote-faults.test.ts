@@ -168,7 +168,7 @@ test('greeting 554 from the only MX means no service there now (RFC 5321 3.1): d
   assert.deepEqual(message!.rcptTo, ['x@greet554.test']);
   assert.equal((await daemon.waitForLog(forQid(qid, 'delivery'))).attempt, 2);
   assert.deepEqual(eventsOf(qid, 'permanent_failure'), []);
-  assert.deepEqual(eventsOf(qid, 'dsn_queued'), []);
+  assert.deepEqual(eventsOf(qid, 'bounce_queued'), []);
 });
 
 test('greeting 421 from the primary MX: the secondary is tried in the same attempt and delivers', async () => {

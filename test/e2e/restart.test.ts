@@ -99,6 +99,6 @@ test('kill -9 with mail held and a session in flight: the next start delivers ev
   const deliveries = await second.waitForLogs((r) => r.event === 'delivery' && qids.includes(r.qid), 3, 20_000);
   assert.deepEqual(deliveries.map((d) => d.attempt), [1, 1, 1], 'the crash charged no attempt');
   for (const to of recipients) assert.equal(sink.messages.filter((m) => m.rcptTo.includes(to)).length, 1, `${to} arrived once`);
-  assert.deepEqual(second.logs.filter((r) => r.event === 'permanent_failure' || r.event === 'dsn_queued'), []);
+  assert.deepEqual(second.logs.filter((r) => r.event === 'permanent_failure' || r.event === 'bounce_queued'), []);
   assert.equal(await second.stop('SIGTERM'), 0);
 });

@@ -11,6 +11,7 @@ import type { ConnectSpec, Connector, SmtpClient } from '../../src/delivery/conn
 import { HostConnections } from '../../src/delivery/host-connections.js';
 import { Initiator } from '../../src/delivery/initiator.js';
 import type { DnsResolver } from '../../src/dns/resolver.js';
+import { NO_FEED } from '../../src/webhooks/feed.js';
 import { HookRegistry } from '../../src/hooks/registry.js';
 import type { Attempt } from '../../src/outcome/attempt.js';
 import type { ParkedIndex } from '../../src/scheduler/backlog.js';
@@ -167,7 +168,7 @@ export class Harness {
     hooks.seal();
     const stored = this.shapingStored;
     this.shaper = new Shaper({
-      rules: config.shaping_rules, clock: this.clock, log, counter: { shapingAction: () => {} },
+      rules: config.shaping_rules, clock: this.clock, log, counter: { shapingAction: () => {} }, feed: NO_FEED,
       peers: { shaped: (change, action) => void this.shapingAnnounced.push({ change, id: action.id }) },
       store: {
         load: async (now) => [...stored.values()].filter((a) => a.until > now),

@@ -73,6 +73,13 @@ const summary: Summary = {
       rates: { received: 4, delivered: 3.5, transient: 0, failed: 0 },
     },
   ],
+  webhooks: [
+    { name: 'analytics', url: 'https://a.example/hook', queued: 0, oldest_age_s: null, state: 'posting' },
+    {
+      name: 'billing', url: 'https://b.example/hook', queued: 5120, oldest_age_s: 185, state: 'failing',
+      failing_since: '2025-03-01T11:57:00.000Z', failures: 7, last_reply: '451 4.4.2 HTTP 503, the batch is sent again later',
+    },
+  ],
 };
 
 test('summary rendering', () => {
@@ -97,6 +104,10 @@ test('summary rendering', () => {
     'NODE  STATUS  HOST            INBOUND  OUTBOUND  CONNECTING  HELD  DELIVERED/S  HEARTBEAT',
     'mta1  alive   h1.example.net       12        40           3  1200        10.12   0.4s ago',
     'mta2  silent  h2.example.net        -         -           -     -            -  1m12s ago',
+    '',
+    'WEBHOOK    STATE    QUEUED  OLDEST  LAST FAILURE',
+    'analytics  posting       0       -  -',
+    'billing    failing    5120   3m05s  7 failed since 2025-03-01T11:57:00Z: 451 4.4.2 HTTP 503, the batch is sent again later',
     '',
   ].join('\n'));
 });

@@ -1,6 +1,6 @@
 // `impulse summary`: the daemon at a glance, after Momentum's `summary`.
 import type { Command } from 'commander';
-import type { Counts, NodeSummary, Summary } from '../../admin/protocol.js';
+import type { Counts, NodeSummary, Summary, WebhookSummary } from '../../admin/protocol.js';
 import { type Column, fields, formatTime, humanAge, list, table } from '../format.js';
 import { type AdminOptions, adminCommand, run } from './shared.js';
 
@@ -13,6 +13,15 @@ const NODE_COLUMNS: Column[] = [
   { title: 'NODE' }, { title: 'STATUS' }, { title: 'HOST' }, { title: 'INBOUND', ...right }, { title: 'OUTBOUND', ...right },
   { title: 'CONNECTING', ...right }, { title: 'HELD', ...right }, { title: 'DELIVERED/S', ...right }, { title: 'HEARTBEAT', ...right },
 ];
+
+const WEBHOOK_COLUMNS: Column[] = [
+  { title: 'WEBHOOK' }, { title: 'STATE' }, { title: 'QUEUED', ...right }, { title: 'OLDEST', ...right }, { title: 'LAST FAILURE' },
+];
+
+function webhookRow(w: WebhookSummary): string[] {
+  const failing = w.state === 'failing' ? `${w.failures} failed since ${formatTime(w.failing_since!)}: ${w.last_reply}` : '-';
+  return [w.name, w.state, String(w.queued), w.oldest_age_s === null ? '-' : humanAge(w.oldest_age_s), failing];
+}
 
 /** A silent node's figures are its last, not its present: shown as '-'. */
 function nodeRow(n: NodeSummary): string[] {
@@ -41,10 +50,11 @@ export function renderSummary(s: Summary): string {
   const suspended = fields([['Suspended domains', list(s.suspended.domains)], ['Suspended bindings', list(s.suspended.bindings)]]);
   // A daemon started before an upgrade answers the newer CLI without nodes.
   const nodes = s.nodes ? `\n${table(NODE_COLUMNS, s.nodes.map(nodeRow))}` : '';
-  return `${head}\n${counts}\n${suspended}${nodes}`;
+  const webhooks = s.webhooks?.length ? `\n${table(WEBHOOK_COLUMNS, s.webhooks.map(webhookRow))}` : '';
+  return `${head}\n${counts}\n${suspended}${nodes}${webhooks}`;
 }
 
 export function register(program: Command): void {
-  adminCommand(program, 'summary', 'show version, uptime, connections, queue sizes, delivery counts and rates, what is suspended, and every node sharing the Redis')
+  adminCommand(program, 'summary', 'show version, uptime, connections, queue sizes, delivery counts and rates, what is suspended, every node sharing the Redis, and each webhook\'s stream')
     .action((opts: AdminOptions) => run(opts, (c) => c.call('summary'), renderSummary));
 }
