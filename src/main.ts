@@ -40,6 +40,7 @@ import { httpsPolicyFetcher } from './mta-sts/fetch.js';
 import { redisHealth } from './observability/health.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { PairRates } from './observability/pair-rates.js';
 import { WebhookMetrics } from './observability/webhook-metrics.js';
 import { type StatusServer, startStatusServer } from './observability/status-server.js';
 import { SystemdNotifier } from './observability/systemd-notify.js';
@@ -190,8 +191,14 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     observer: metrics, maxHeld: config.max_active_messages, shaping: shaper, replies,
     delays: { delayed: (domain, until, why, failures) => cluster?.delayed(domain, until, why, failures) }, gate,
   });
+  const pairRates = new PairRates(systemClock.now);
   const outcomes = new Outcomes({
-    clock: systemClock, log, hooks, counter: metrics, feed, reportingMta: config.hostname, bounceClass: (r) => bounceClasses.classify(r),
+    clock: systemClock, log, hooks, feed,
+    counter: {
+      delivered: (binding, domain, n, latencyMs) => { metrics.delivered(binding, n, latencyMs); pairRates.add(binding, domain, 'delivered', n); },
+      deferred: (binding, domain, status, bounceClass, n) => { metrics.deferred(binding, status, bounceClass, n); pairRates.add(binding, domain, 'deferred', n); },
+      failed: (binding, domain, status, bounceClass, n) => { metrics.failed(binding, status, bounceClass, n); pairRates.add(binding, domain, 'failed', n); },
+    }, reportingMta: config.hostname, bounceClass: (r) => bounceClasses.classify(r),
     retryPolicy: (binding, domain) => retryPolicyOf(options.of(binding, domain)),
     maxReturnSize: () => options.global.dsn_max_return_size,
     delayDsnAfter: () => options.global.delay_dsn_after,
@@ -237,7 +244,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     queues: () => scheduler!.queueFigures(),
   });
   const admin = new AdminServer({
-    scheduler, nodes, shaping: shaper, adaptive, cluster, shards: intakeShards, inspector, health, bindings, counts: metrics, webhooks,
+    scheduler, nodes, shaping: shaper, adaptive, cluster, shards: intakeShards, inspector, health, bindings, counts: metrics, webhooks, pairRates,
     inbound: () => intake!.sessions,
     config: () => ({ config: reloader.current.config, document: reloader.current.document }),
     reload: () => reloader.reload(), clock: systemClock, startedAt: systemClock.now(), version: VERSION,

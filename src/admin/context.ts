@@ -10,6 +10,7 @@ import type { ShardQueue, Sharded } from '../queue/shards.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
 import type { AdaptiveLimits } from '../shaping/adaptive.js';
 import type { Shaper } from '../shaping/shaper.js';
+import type { PairRates } from '../observability/pair-rates.js';
 import type { Webhooks } from '../webhooks/webhooks.js';
 import type { Counts, ReloadResult } from './protocol.js';
 
@@ -32,6 +33,8 @@ export interface AdminContext {
   counts: { counts(): Counts; rates(): Counts };
   /** Each webhook's queued records and poster. */
   webhooks: Pick<Webhooks, 'status'>;
+  /** This node's outcomes per second by binding × domain over the last minute. */
+  pairRates: Pick<PairRates, 'rates'>;
   /** SMTP intake sessions open now. */
   inbound(): number;
   /** The config in force: runtime values and the document as written (for scopes). */

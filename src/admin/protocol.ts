@@ -24,6 +24,7 @@ export const API = {
   reload: 'POST /v1/reload',
   shaping: 'GET /v1/shaping',
   shapingClear: 'POST /v1/shaping/clear',
+  top: 'GET /v1/top',
 } as const;
 
 /** 400 bad_request, 401 unauthorized, 404 not_found, 422 invalid_config, 500 internal. */
@@ -107,6 +108,30 @@ export interface MailqRow {
   /** Age of the oldest message of the row, active or delayed. */
   oldest_age_s?: number;
   last_error?: LastError;
+}
+
+/** A binding × domain as `impulse top` shows it. */
+export interface TopRow {
+  domain: string;
+  binding: string;
+  /** Recipients per second over the last minute, on this node. */
+  delivered_per_s: number;
+  deferred_per_s: number;
+  failed_per_s: number;
+  /** As mailq counts them: held or due now, delayed, open connections (every live node). */
+  active: number;
+  delayed: number;
+  connections: number;
+  oldest_age_s?: number;
+  /** Shaping actions in force over the pair, `<rule>:<action>`. */
+  shaping: string[];
+}
+
+export interface Top {
+  /** The node whose rates these are. */
+  node: string;
+  rows: TopRow[];
+  total_rows: number;
 }
 
 export interface Mailq {

@@ -11,6 +11,7 @@ import { clearShaping, shapingList } from './shaping.js';
 import type { AdminContext } from './context.js';
 import { showMessage } from './message.js';
 import type { ApiError, ErrorCode } from './protocol.js';
+import { top } from './top.js';
 import { NotFound, domainDetail, mailq, summary } from './views.js';
 
 interface AdminListen {
@@ -22,6 +23,8 @@ interface AdminListen {
 const STATUS: Record<ErrorCode, number> = { bad_request: 400, unauthorized: 401, not_found: 404, invalid_config: 422, internal: 500 };
 const MAX_BODY = 64 * 1024;
 const DEFAULT_MAILQ_LIMIT = 100;
+/** Rows of `impulse top` unless asked for more: more than any terminal shows, few enough to serve every second. */
+const DEFAULT_TOP_LIMIT = 500;
 
 class ApiFailure extends Error {
   constructor(readonly code: ErrorCode, message: string, readonly details?: string[]) {
@@ -51,6 +54,11 @@ const ROUTES: Array<[string, RegExp, Handler]> = [
     const limit = q.has('limit') ? Number(q.get('limit')) : DEFAULT_MAILQ_LIMIT;
     if (!Number.isInteger(limit) || limit < 1) throw new ApiFailure('bad_request', 'limit must be a positive integer');
     return mailq(ctx, { ...(q.get('domain') ? { domain: q.get('domain')!.toLowerCase() } : {}), ...(q.get('binding') ? { binding: q.get('binding')! } : {}), limit });
+  }],
+  ['GET', /^\/v1\/top$/, (ctx, _p, q) => {
+    const limit = q.has('limit') ? Number(q.get('limit')) : DEFAULT_TOP_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1) throw new ApiFailure('bad_request', 'limit must be a positive integer');
+    return top(ctx, limit);
   }],
   ['GET', /^\/v1\/domains\/([^/]+)$/, (ctx, [d]) => domainDetail(ctx, d!.toLowerCase())],
   ['POST', /^\/v1\/flush$/, (ctx, _p, _q, b) => flush(ctx, str(b.domain, 'domain')?.toLowerCase())],

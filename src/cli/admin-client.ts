@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import {
   API, type ApiError, type DomainDetail, type FailResult, type FlushResult, type Mailq, type MessageDetail,
-  type ReloadResult, type RetryResult, type ShapingCleared, type ShapingList, type SuspendResult, type Summary,
+  type ReloadResult, type RetryResult, type ShapingCleared, type ShapingList, type SuspendResult, type Summary, type Top,
 } from '../admin/protocol.js';
 import type { Config } from '../config/schema.js';
 
@@ -31,6 +31,7 @@ interface Responses {
   reload: ReloadResult;
   shaping: ShapingList;
   shapingClear: ShapingCleared;
+  top: Top;
 }
 type Route = keyof typeof API;
 

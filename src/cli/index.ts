@@ -16,6 +16,7 @@ import * as reload from './commands/reload.js';
 import { loadOrExit } from './commands/shared.js';
 import * as shaping from './commands/shaping.js';
 import * as summary from './commands/summary.js';
+import * as top from './commands/top.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -88,6 +89,6 @@ program.command('config-schema')
     process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
   });
 
-for (const commands of [summary, mailq, domain, queueActions, message, shaping, reload, hashPassword]) commands.register(program);
+for (const commands of [summary, top, mailq, domain, queueActions, message, shaping, reload, hashPassword]) commands.register(program);
 
 await program.parseAsync(process.argv);

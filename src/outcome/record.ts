@@ -9,11 +9,11 @@ import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
 import type { RecordFeed } from '../webhooks/feed.js';
 
-/** Where outcomes are counted (the metrics); counts are recipients. */
+/** Where outcomes are counted (the metrics, the rates `impulse top` shows); counts are recipients. */
 export interface OutcomeCounter {
-  delivered(binding: string, recipients: number, latencyMs: number): void;
-  deferred(binding: string, status: string, bounceClass: BounceClass, recipients: number): void;
-  failed(binding: string, status: string, bounceClass: BounceClass, recipients: number): void;
+  delivered(binding: string, domain: string, recipients: number, latencyMs: number): void;
+  deferred(binding: string, domain: string, status: string, bounceClass: BounceClass, recipients: number): void;
+  failed(binding: string, domain: string, status: string, bounceClass: BounceClass, recipients: number): void;
 }
 
 /** Recipients of one outcome sharing one reply: a log record, a hook call, a history entry each. */
@@ -86,18 +86,18 @@ export function recordAttempt(deps: RecordDeps, m: RecordedMessage, grouped: Gro
   };
   for (const g of grouped.delivered) {
     const note = logged('delivery', 'delivered', g, {});
-    counter.delivered(m.binding, g.recipients.length, now - m.receivedAt);
+    counter.delivered(m.binding, m.domain, g.recipients.length, now - m.receivedAt);
     if (hooks.has('log_delivery')) hooks.fire('log_delivery', message(g.recipients), m.domain, now, note);
   }
   const next = retryAt !== undefined ? { next_attempt: new Date(retryAt).toISOString() } : {};
   for (const g of grouped.deferred) {
     const note = logged('transient_failure', 'deferred', g, { bounce_class: g.bounceClass, ...next });
-    counter.deferred(m.binding, g.reply.enhanced, g.bounceClass, g.recipients.length);
+    counter.deferred(m.binding, m.domain, g.reply.enhanced, g.bounceClass, g.recipients.length);
     if (hooks.has('log_transient_failure')) hooks.fire('log_transient_failure', message(g.recipients), m.domain, now, note, g.bounceClass);
   }
   for (const g of grouped.failed) {
     const note = logged('permanent_failure', 'failed', g, { bounce_class: g.bounceClass });
-    counter.failed(m.binding, g.reply.enhanced, g.bounceClass, g.recipients.length);
+    counter.failed(m.binding, m.domain, g.reply.enhanced, g.bounceClass, g.recipients.length);
     if (hooks.has('log_permanent_failure')) hooks.fire('log_permanent_failure', message(g.recipients), m.domain, now, note, g.bounceClass);
   }
 }

@@ -47,15 +47,26 @@ export function adminCommand(parent: Command, nameAndArgs: string, description: 
     .addOption(new Option('--timeout <seconds>', 'how long to wait for the daemon').default(60).argParser(positiveNumber));
 }
 
+/** A client of the daemon the options name (its config found as the help says). */
+export function clientOf(opts: AdminOptions): AdminClient {
+  const { config, path } = loadOrExit(opts.config ?? defaultConfigPath());
+  return new AdminClient(endpointOf(config.admin), path, opts.timeout * 1000);
+}
+
+/** A failure of the daemon's, as a message and its exit code. */
+export function exitWith(err: unknown): never {
+  if (!(err instanceof CliError)) throw err;
+  process.stderr.write(`impulse: ${err.message}\n${err.details.map((d) => `  ${d}\n`).join('')}`);
+  process.exit(err.exitCode);
+}
+
 /** One request: the answer printed as JSON or rendered text, a failure as a message and its exit code. */
 export async function run<T>(opts: AdminOptions, call: (client: AdminClient) => Promise<T>, render: (result: T) => string): Promise<void> {
-  const { config, path } = loadOrExit(opts.config ?? defaultConfigPath());
+  const client = clientOf(opts);
   try {
-    const result = await call(new AdminClient(endpointOf(config.admin), path, opts.timeout * 1000));
+    const result = await call(client);
     process.stdout.write(opts.json ? `${JSON.stringify(result, null, 2)}\n` : render(result));
   } catch (err) {
-    if (!(err instanceof CliError)) throw err;
-    process.stderr.write(`impulse: ${err.message}\n${err.details.map((d) => `  ${d}\n`).join('')}`);
-    process.exit(err.exitCode);
+    exitWith(err);
   }
 }
