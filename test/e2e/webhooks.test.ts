@@ -1,6 +1,7 @@
 // Outcome records to the sender's systems: queued in Redis as they are logged, POSTed in signed
 // JSON batches to real HTTP endpoints on loopback, kept through an endpoint's outage and a
-// kill -9 of the daemon, in order per message, none twice; a stalled endpoint holds no mail.
+// kill -9 of the daemon, in order per message, none twice; a stalled endpoint holds no mail; of
+// two nodes one posts while the other stands by.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, test } from 'node:test';
@@ -8,6 +9,7 @@ import type { Daemon } from '../helpers/daemon.js';
 import { runCli } from '../helpers/daemon.js';
 import { type Receiver, startReceiver } from '../helpers/http-receiver.js';
 import { freePort } from '../helpers/ports.js';
+import { type TestRedis, startRedis } from '../helpers/redis.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
 import { type World, buildWorld, mxZone } from './world.js';
 
@@ -37,8 +39,8 @@ async function receiver(): Promise<Receiver> {
   return r;
 }
 
-async function send(to: string, headers: Record<string, string> = {}): Promise<string> {
-  const { response } = await sendMail({ host: '127.0.0.1', port: world.intakePort, from: SENDER, to: [to], raw: makeMessage({ from: SENDER, to: [to], headers }) });
+async function send(to: string, headers: Record<string, string> = {}, port = world.intakePort): Promise<string> {
+  const { response } = await sendMail({ host: '127.0.0.1', port, from: SENDER, to: [to], raw: makeMessage({ from: SENDER, to: [to], headers }) });
   return /queued as (\S+)/.exec(response)![1]!;
 }
 
@@ -154,5 +156,36 @@ test('kill -9 of the daemon while records wait for the endpoint: the next start 
     for (const qid of qids) assert.deepEqual(events.get(qid), ['reception', 'delivery'], qid);
   } finally {
     await daemon.stop();
+  }
+});
+
+test('two nodes on one Redis: one posts the webhook, the other stands by; a stop hands the lease over and every record arrives once', async () => {
+  const hook = await receiver();
+  hook.setMode({ answer: 503 });
+  const redis: TestRedis = await startRedis();
+  const webhooks = [{ name: 'shared', url: hook.url, events: ['reception', 'delivery'], batch_size: 10 }];
+  const a = await world.startNode('hook-a', { redis: { url: redis.url }, webhooks });
+  const b = await world.startNode('hook-b', { redis: { url: redis.url }, webhooks });
+  try {
+    const qids: string[] = [];
+    for (let i = 0; i < 10; i++) qids.push(await send(`n${i}@hook.test`, {}, i % 2 === 0 ? a.port : b.port));
+    await world.sinks.hook!.waitForRecipients(qids.map((_, i) => `n${i}@hook.test`));
+    const failed = await Promise.race([a, b].map((n) => n.daemon.waitForLog((r) => r.event === 'webhook_failed' && r.webhook === 'shared', 20_000).then(() => n)));
+    const other = failed === a ? b : a;
+    const state = async (n: typeof a) => /^shared\s+(\w+)/m.exec((await runCli(['summary', '-c', n.daemon.configPath])).stdout)?.[1];
+    assert.equal(await state(failed), 'failing');
+    assert.equal(await state(other), 'standby', 'the other node does not post');
+    assert.equal(other.daemon.logs.filter((r) => r.event === 'webhook_failed').length, 0);
+    assert.equal(await failed.daemon.stop(), 0);
+    hook.setMode({ answer: 200 });
+    const records = await hook.until((r) => (r.taken.length >= 20 ? r.taken : undefined), 30_000);
+    assert.equal(records.length, 20);
+    noneTwice(records);
+    const events = byMessage(records);
+    for (const qid of qids) assert.deepEqual(events.get(qid), ['reception', 'delivery'], qid);
+    assert.deepEqual(new Set(records.map((r) => r.node)), new Set(['hook-a', 'hook-b']), 'records of both nodes, in one stream');
+  } finally {
+    await Promise.all([a.daemon.stop(), b.daemon.stop()]);
+    await redis.stop();
   }
 });
