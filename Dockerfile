@@ -28,8 +28,9 @@ WORKDIR /opt/impulse
 COPY package.json package-lock.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
-# The commented reference of every key, to start a configuration of one's own from.
-COPY config/impulse.yaml ./config/impulse.yaml
+# The commented reference of every key, to start a configuration of one's own from, and the
+# JSON Schema its first line names for editors.
+COPY config/impulse.yaml config/impulse.schema.json ./config/
 # The image's own configuration differs from config/impulse.yaml only where a container needs
 # it to: listeners on all interfaces (127.0.0.1 inside a container is unreachable through a
 # published port), and Redis data and the admin socket in the state volume (paths relative to

@@ -88,6 +88,7 @@ test('the Dockerfile\'s build, run in a temp copy, gives a production tree the d
   }
   assert.ok(existsSync(join(runtime, 'node_modules', 'bullmq')), 'production dependencies are in the tree');
   assert.ok(!existsSync(join(runtime, 'node_modules', 'typescript')), 'dev dependencies were pruned');
+  assert.ok(existsSync(join(runtime, 'config', 'impulse.schema.json')), 'the schema the reference config names is beside it');
   const entry = /^\["node",\s*"\/opt\/impulse\/(\S+)"\]$/.exec(steps.find((s) => s.instruction === 'ENTRYPOINT')!.args)![1]!;
 
   const daemon = await startDaemon(world.config, { cliPath: join(runtime, entry), dir: world.dir });
