@@ -44,7 +44,7 @@ test('host verification proves only the name it was made for: a sibling reached 
   assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'ca'), ['mx.other-name.test'], options), true);
 });
 
-test('a sibling\'s published policy outranks its options: MTA-STS enforce takes only a host-verified session, DANE only one it vouched for', () => {
+test('a sibling\'s published policy outranks its options: MTA-STS enforce (and testing) take only a host-verified session, DANE only one it vouched for', () => {
   const enforce: TlsRequirement = { kind: 'sts-enforce', policy: ref };
   const testing: TlsRequirement = { kind: 'sts-testing', policy: ref, mxAllowed: false };
   const refused: TlsRequirement = { kind: 'refused', policy: ref, resultType: 'validation-failure', reply: { code: 451, enhanced: '4.7.5', text: 'x' } };
@@ -56,7 +56,9 @@ test('a sibling\'s published policy outranks its options: MTA-STS enforce takes 
     ['enforce refuses a plain session its options would take', plain, enforce, false],
     ['enforce refuses TLS verified only to a CA', caVerified, enforce, false],
     ['enforce takes a host-verified session', hostVerified, enforce, true],
-    ['testing goes by the options', plain, testing, true],
+    ['testing refuses a session enforce would refuse: its own connections report the failure', plain, testing, false],
+    ['testing refuses a verified session to an MX its policy does not allow', hostVerified, testing, false],
+    ['testing takes a session enforce would take, then by the options', hostVerified, { ...testing, mxAllowed: true } as TlsRequirement, true],
     ['a host the policy rules out carries nothing', hostVerified, refused, false],
     ['DANE refuses a host-verified session DANE did not vouch for', hostVerified, dane, false],
     ['DANE takes a session it vouched for, whatever the options', daneVerified, dane, true],
