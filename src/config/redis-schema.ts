@@ -3,6 +3,7 @@
 // is split into, and how many replicas must hold a message before intake answers 250.
 import { z } from 'zod';
 import { parseDuration } from './units.js';
+import { urlOf } from './url.js';
 
 /** Shards of the delivery queue on a Redis Cluster when `shards` is not set: enough to spread over a few masters. */
 const CLUSTER_SHARDS = 16;
@@ -10,14 +11,7 @@ const CLUSTER_SHARDS = 16;
 const MAX_WAIT_TIMEOUT_MS = 10_000;
 const DEFAULT_WAIT_TIMEOUT = '1s';
 
-const redisUrl = z.string().refine((v) => {
-  try {
-    const u = new URL(v);
-    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
-  } catch {
-    return false;
-  }
-}, { message: 'expected a redis:// or rediss:// URL such as redis://10.0.0.1:6379' });
+const redisUrl = urlOf(['redis:', 'rediss:'], 'expected a redis:// or rediss:// URL such as redis://10.0.0.1:6379');
 
 const sentinelAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
   message: 'expected host:port of a sentinel, such as 10.0.0.1:26379',

@@ -1,6 +1,7 @@
 // The `webhooks` section: which outcome records go to which HTTP endpoint of the sender's
 // systems, in batches of what size, signed with what secret.
 import { z } from 'zod';
+import { urlOf } from './url.js';
 
 /** The records a webhook may take: each is the log record of that event. */
 const WEBHOOK_EVENTS = ['reception', 'delivery', 'transient_failure', 'permanent_failure', 'bounce_queued', 'shaping_action'] as const;
@@ -12,14 +13,7 @@ const OWN_HEADERS = ['content-type', 'content-length', 'host', 'x-impulse-signat
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const NAME = /^[A-Za-z0-9_.-]+$/;
 
-const httpUrl = z.string().refine((v) => {
-  try {
-    const u = new URL(v);
-    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-  } catch {
-    return false;
-  }
-}, { message: 'expected an http:// or https:// URL such as https://hooks.example.com/impulse' });
+const httpUrl = urlOf(['http:', 'https:'], 'expected an http:// or https:// URL such as https://hooks.example.com/impulse');
 
 /** One webhook's schema, with durations as the caller's schema takes them. */
 export function webhookSchema<D extends z.ZodType>(duration: (byDefault: string) => D) {

@@ -16,7 +16,7 @@ import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
 import type { Enqueuer } from '../queue/enqueue.js';
 import { ReplicaShortfall } from '../store/replica-wait.js';
-import type { RecordFeed } from '../webhooks/feed.js';
+import { type RecordFeed, logEvent } from '../webhooks/feed.js';
 import { domainOf, recipientsByDomain } from '../queue/job.js';
 import { BareNewlineDetector } from './bare-newline.js';
 import { CodedServer } from './coded-server.js';
@@ -181,16 +181,11 @@ export class Intake {
       throw smtpError(451, '4.3.0 Temporary queue failure, try again later');
     }
     for (const j of jobs) this.deps.counter.received(this.deps.bindings.resolve(j.binding ?? {}, qid).name, j.recipients.length);
-    const info = log.isLevelEnabled('info');
-    if (info || this.deps.feed.wants('reception')) {
-      const record = {
-        event: 'reception', qid, message_id: messageId, tenant, sender, recipients, size: body.length, client: session.remoteAddress, user: session.user,
-        bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
-        ...(dkim.labels.length > 0 ? { dkim: dkim.labels } : {}),
-      };
-      if (info) log.info(record, 'received');
-      this.deps.feed.publish(record);
-    }
+    logEvent(log, this.deps.feed, 'reception', 'received', () => ({
+      qid, message_id: messageId, tenant, sender, recipients, size: body.length, client: session.remoteAddress, user: session.user,
+      bindings: Object.fromEntries([...bindings].map(([d, c]) => [d, 'binding' in c ? c.binding : `group:${c.group}`])),
+      ...(dkim.labels.length > 0 ? { dkim: dkim.labels } : {}),
+    }));
     return `2.0.0 Ok queued as ${qid}`;
   }
 

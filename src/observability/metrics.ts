@@ -284,6 +284,6 @@ function attempt<T>(read: () => T): T | undefined {
 }
 
 /** The value, or undefined when the source rejects or takes longer than SOURCE_TIMEOUT_MS. */
-function sourceValue<T>(p: Promise<T>): Promise<T | undefined> {
+export function sourceValue<T>(p: Promise<T>): Promise<T | undefined> {
   return withTimeout(p.catch(() => undefined), SOURCE_TIMEOUT_MS, () => undefined);
 }

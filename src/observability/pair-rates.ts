@@ -26,12 +26,13 @@ export class PairRates {
 
   add(binding: string, domain: string, outcome: PairOutcome, recipients: number): void {
     const key = `${binding}\u0000${domain}`;
+    const now = this.now();
     let p = this.pairs.get(key);
     if (!p) {
-      p = { binding, domain, start: this.now(), current: zero(), previous: zero() };
+      p = { binding, domain, start: now, current: zero(), previous: zero() };
       this.pairs.set(key, p);
     }
-    this.roll(p, this.now());
+    this.roll(p, now);
     p.current[outcome] += recipients;
   }
 

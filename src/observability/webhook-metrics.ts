@@ -1,11 +1,8 @@
 // The webhooks' metrics: records posted and dropped, requests the endpoint did not take, and at
 // scrape time each stream's length and the age of its oldest record.
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { withTimeout } from '../core/timeout.js';
 import type { WebhookCounts } from '../webhooks/poster.js';
-
-/** Under Prometheus' default 10 s scrape timeout, as the other scrape-time gauges. */
-const SOURCE_TIMEOUT_MS = 2000;
+import { sourceValue } from './metrics.js';
 
 interface QueuedFigures {
   name: string;
@@ -29,7 +26,7 @@ export class WebhookMetrics implements WebhookCounts {
     // One read per scrape serves both gauges: the registry collects them concurrently.
     let reading: Promise<QueuedFigures[] | undefined> | undefined;
     const read = () => {
-      reading ??= withTimeout(streams().catch(() => undefined), SOURCE_TIMEOUT_MS, () => undefined).finally(() => { reading = undefined; });
+      reading ??= sourceValue(streams()).finally(() => { reading = undefined; });
       return reading;
     };
     new Gauge({

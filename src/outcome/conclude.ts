@@ -10,7 +10,7 @@ import type { EnvelopeParams, Notify } from '../delivery/envelope.js';
 import { flagNames } from '../delivery/flags.js';
 import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
-import type { RecordFeed } from '../webhooks/feed.js';
+import { type RecordFeed, logEvent } from '../webhooks/feed.js';
 import type { Attempt } from './attempt.js';
 import { type DsnRecipient, buildDsn } from './dsn.js';
 import { type FinishedRecord, HISTORY_LIMIT, type HistoryEntry, attemptEntries, finishedRecord } from './history.js';
@@ -149,13 +149,9 @@ export class Outcomes {
     // Derived from the job and attempt, so a job re-run after a crash re-adds the same DSN job.
     const qid = `${job.jobId}.B${n}`;
     await this.deps.queueDsn({ qid, to: job.sender, body: dsn.body, now, eightBit: dsn.eightBit, smtputf8: dsn.utf8, tenant: job.tenant });
-    const { log, feed } = this.deps;
-    if (!log.isLevelEnabled('info') && !feed.wants('bounce_queued')) return;
-    const record = {
-      event: 'bounce_queued', qid: job.qid, tenant: job.tenant, dsn_qid: qid, to: job.sender, recipients: recipients.map((r) => r.recipient),
+    logEvent(this.deps.log, this.deps.feed, 'bounce_queued', 'DSN queued', () => ({
+      qid: job.qid, tenant: job.tenant, dsn_qid: qid, to: job.sender, recipients: recipients.map((r) => r.recipient),
       actions: [...new Set(recipients.map((r) => r.action))],
-    };
-    log.info(record, 'DSN queued');
-    feed.publish(record);
+    }));
   }
 }

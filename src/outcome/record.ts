@@ -7,7 +7,7 @@ import { type Reply, formatReply } from '../core/reply.js';
 import type { RecipientReply } from '../delivery/session.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { HookMessage } from '../hooks/signatures.js';
-import type { RecordFeed } from '../webhooks/feed.js';
+import { type RecordFeed, logEvent } from '../webhooks/feed.js';
 
 /** Where outcomes are counted (the metrics, the rates `impulse top` shows); counts are recipients. */
 export interface OutcomeCounter {
@@ -77,11 +77,7 @@ export function recordAttempt(deps: RecordDeps, m: RecordedMessage, grouped: Gro
   };
   const logged = (event: string, msg: string, g: ReplyGroup, extra: Record<string, unknown>): string => {
     const note = formatReply(g.reply);
-    const info = log.isLevelEnabled('info');
-    if (!info && !feed.wants(event)) return note;
-    const record = { event, ...fields, recipients: g.recipients, reply: note, ...extra };
-    if (info) log.info(record, msg);
-    feed.publish(record);
+    logEvent(log, feed, event, msg, () => ({ ...fields, recipients: g.recipients, reply: note, ...extra }));
     return note;
   };
   for (const g of grouped.delivered) {

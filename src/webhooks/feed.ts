@@ -20,6 +20,18 @@ export interface RecordFeed {
   publish(record: EventRecord): void;
 }
 
+/**
+ * Logs an event at info and hands the same record to the webhooks: built only when the log or a
+ * webhook takes it, so neither pays for the other when it is off.
+ */
+export function logEvent(log: Logger, feed: RecordFeed, event: string, msg: string, build: () => Omit<EventRecord, 'event'>): void {
+  const info = log.isLevelEnabled('info');
+  if (!info && !feed.wants(event)) return;
+  const record = { event, ...build() };
+  if (info) log.info(record, msg);
+  feed.publish(record);
+}
+
 /** The feed when no webhook is configured. */
 export const NO_FEED: RecordFeed = { wants: () => false, publish: () => {} };
 

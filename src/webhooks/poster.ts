@@ -137,14 +137,18 @@ export class Poster {
 
   /** Drops what webhook_retention and max_queued no longer allow, logged and counted. */
   private async trim(): Promise<void> {
-    const { stream, clock, log, counts } = this.deps;
+    const { stream, clock } = this.deps;
     const { expired, overflow } = await stream.trim(clock.now() - this.deps.retentionMs, this.deps.settings.max_queued);
-    for (const [reason, records] of [['expired', expired], ['overflow', overflow]] as const) {
-      if (records === 0) continue;
-      counts.dropped(stream.name, reason, records);
-      log.warn({ event: 'webhook_records_dropped', webhook: stream.name, reason, records },
-        reason === 'expired' ? 'webhook records older than webhook_retention dropped' : 'more than max_queued records waiting: the oldest dropped');
-    }
+    this.dropped('expired', expired);
+    this.dropped('overflow', overflow);
+  }
+
+  private dropped(reason: 'expired' | 'overflow', records: number): void {
+    if (records === 0) return;
+    const { stream, log, counts } = this.deps;
+    counts.dropped(stream.name, reason, records);
+    log.warn({ event: 'webhook_records_dropped', webhook: stream.name, reason, records },
+      reason === 'expired' ? 'webhook records older than webhook_retention dropped' : 'more than max_queued records waiting: the oldest dropped');
   }
 
   /**
@@ -184,9 +188,7 @@ export class Poster {
       const expired = batch.filter((e) => entryTime(e.id) < oldest);
       if (expired.length > 0) {
         await stream.settle(expired.map((e) => e.id));
-        counts.dropped(stream.name, 'expired', expired.length);
-        log.warn({ event: 'webhook_records_dropped', webhook: stream.name, reason: 'expired', records: expired.length },
-          'webhook records older than webhook_retention dropped');
+        this.dropped('expired', expired.length);
         batch = batch.filter((e) => entryTime(e.id) >= oldest);
         if (batch.length === 0) return;
       }

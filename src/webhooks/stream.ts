@@ -1,7 +1,7 @@
 // One webhook's stream in Redis: a stream of its records in the order they were logged, read by
 // one poster at a time (a lease) through a consumer group, so a batch taken but not acknowledged
 // when its poster died is read again, first, by the next one. Records are deleted once their
-// endpoint took them, so the stream's length is the stream.
+// endpoint took them, so the stream's length is what waits for the endpoint.
 import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from '../store/redis.js';
 
@@ -83,9 +83,10 @@ export class RecordStream {
 
   /** Drops records older than `minTime` (ms), then the oldest beyond `maxLen`; returns how many of each. */
   async trim(minTime: number, maxLen: number): Promise<{ expired: number; overflow: number }> {
-    const expired = await this.redis.xtrim(this.key, 'MINID', `${minTime}-0`);
-    const overflow = await this.redis.xtrim(this.key, 'MAXLEN', maxLen);
-    return { expired, overflow };
+    const replies = await this.redis.multi().xtrim(this.key, 'MINID', `${minTime}-0`).xtrim(this.key, 'MAXLEN', maxLen).exec();
+    const failed = replies?.find(([err]) => err);
+    if (!replies || failed) throw failed?.[0] ?? new Error('the trim transaction was aborted');
+    return { expired: replies[0]![1] as number, overflow: replies[1]![1] as number };
   }
 
   /** Records waiting, and the time the oldest was logged. */

@@ -51,7 +51,12 @@ function byMessage(records: Array<Record<string, any>>): Map<string, string[]> {
   return out;
 }
 
-const noneTwice = (records: Array<Record<string, any>>) => assert.equal(new Set(records.map((r) => r.id)).size, records.length, 'no record taken twice');
+/** Every record taken once, and each of these messages' reception then its delivery. */
+function receivedThenDelivered(records: Array<Record<string, any>>, qids: readonly string[]): void {
+  assert.equal(new Set(records.map((r) => r.id)).size, records.length, 'no record taken twice');
+  const events = byMessage(records);
+  for (const qid of qids) assert.deepEqual(events.get(qid), ['reception', 'delivery'], qid);
+}
 
 test('an endpoint down for a while: every record arrives once it is up, in order per message, signed, with its tenant; the tenant filter and the stream in summary and metrics', async () => {
   const all = await receiver();
@@ -87,9 +92,8 @@ test('an endpoint down for a while: every record arrives once it is up, in order
     const records = await all.until((r) => (r.taken.length >= expected ? r.taken : undefined), 30_000);
     await daemon.waitForLog((r) => r.event === 'webhook_recovered' && r.webhook === 'all');
     assert.equal(records.length, expected);
-    noneTwice(records);
+    receivedThenDelivered(records, qids);
     const events = byMessage(records);
-    for (const qid of qids) assert.deepEqual(events.get(qid), ['reception', 'delivery'], qid);
     assert.deepEqual(events.get(bad), ['reception', 'permanent_failure', 'bounce_queued']);
     const dsn = records.find((r) => r.event === 'bounce_queued')!.dsn_qid;
     assert.deepEqual(events.get(dsn), ['delivery'], 'the DSN\'s own delivery');
@@ -128,9 +132,7 @@ test('a stalled endpoint holds no mail: every message is delivered while its rec
     assert.equal(slow.requests.length, 0, 'nothing answered yet');
     slow.setMode({ answer: 200 });
     const records = await slow.until((r) => (r.taken.length >= 40 ? r.taken : undefined));
-    noneTwice(records);
-    const events = byMessage(records);
-    for (const qid of qids) assert.deepEqual(events.get(qid), ['reception', 'delivery'], qid);
+    receivedThenDelivered(records, qids);
   } finally {
     await daemon.stop();
   }
@@ -151,9 +153,7 @@ test('kill -9 of the daemon while records wait for the endpoint: the next start 
     daemon = await world.start(config);
     const records = await hook.until((r) => (r.taken.length >= 16 ? r.taken : undefined), 30_000);
     assert.equal(records.length, 16);
-    noneTwice(records);
-    const events = byMessage(records);
-    for (const qid of qids) assert.deepEqual(events.get(qid), ['reception', 'delivery'], qid);
+    receivedThenDelivered(records, qids);
   } finally {
     await daemon.stop();
   }
@@ -180,9 +180,7 @@ test('two nodes on one Redis: one posts the webhook, the other stands by; a stop
     hook.setMode({ answer: 200 });
     const records = await hook.until((r) => (r.taken.length >= 20 ? r.taken : undefined), 30_000);
     assert.equal(records.length, 20);
-    noneTwice(records);
-    const events = byMessage(records);
-    for (const qid of qids) assert.deepEqual(events.get(qid), ['reception', 'delivery'], qid);
+    receivedThenDelivered(records, qids);
     assert.deepEqual(new Set(records.map((r) => r.node)), new Set(['hook-a', 'hook-b']), 'records of both nodes, in one stream');
   } finally {
     await Promise.all([a.daemon.stop(), b.daemon.stop()]);
