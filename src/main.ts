@@ -27,6 +27,7 @@ import { Initiator } from './delivery/initiator.js';
 import { DestinationPolicies } from './delivery/destination-tls.js';
 import { isLocalAddress } from './delivery/local-address.js';
 import { loadTrust } from './delivery/tls-trust.js';
+import { BodyCompression, fixedCompression } from './store/body-compression.js';
 import { loadDkimKeys } from './dkim/keys.js';
 import { DkimSigner } from './dkim/signer.js';
 import { createDnsClient } from './dns/client.js';
@@ -134,7 +135,9 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     (binding, domain) => shaper.overlay(binding, domain, (d) => scheduler?.mxHostsOf(d) ?? []),
   ));
   const replies = { observe: (o: ObservedReply) => { shaper.observe(o); adaptive.observe(o); } };
-  const intakeShards = openShards(intakeRedis, layout, config.redis.compress_bodies, log);
+  const { compress_bodies: compressBodies, compress_bodies_above: compressAbove } = config.redis;
+  const compression = compressBodies && compressAbove > 0 ? new BodyCompression(queueRedis, compressAbove, log) : undefined;
+  const intakeShards = openShards(intakeRedis, layout, compression ?? fixedCompression(compressBodies), log);
   const replicas = waitReplicas ? new ReplicaWait(intakeRedis, waitReplicas, waitTimeout!) : undefined;
   const enqueuer = new Enqueuer(intakeShards, () => options.longestExpiration(), replicas);
   const pluginContext = { log, baseDir: dirname(resolve(loaded.path)) };
@@ -184,7 +187,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   });
   // DSNs are queued in the middle of an attempt: like the attempt's other writes they wait out a
   // Redis outage, where intake's fail fast and would make the attempt be made again.
-  const queueShards = openShards(queueRedis, layout, config.redis.compress_bodies, log);
+  const queueShards = openShards(queueRedis, layout, compression ?? fixedCompression(compressBodies), log);
   const dsnEnqueuer = new Enqueuer(queueShards, () => options.longestExpiration());
   scheduler = new Scheduler({
     initiator, parked: new RedisParkedIndex(queueRedis, queueShards), options, bindings, hooks, clock: systemClock, log,
@@ -262,6 +265,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     shaper.close();
     await status?.close();
     metrics.close();
+    compression?.stop();
     await Promise.all([...intakeShards.all, ...queueShards.all].map((p) => p.queue.close()));
     intakeRedis.disconnect();
     queueRedis.disconnect();
@@ -271,6 +275,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
 
   try {
     await layout.claim(queueRedis);
+    await compression?.start();
     await nodes.start();
   } catch (err) {
     await stop();

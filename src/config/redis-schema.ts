@@ -20,7 +20,7 @@ const sentinelAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\
 /** The ways to reach Redis; exactly one may be set (none means embedded). */
 const TOPOLOGY_KEYS = ['url', 'embedded', 'cluster', 'sentinels'] as const;
 
-export function redisSchema<DO extends z.ZodType>(durationOpt: () => DO) {
+export function redisSchema<DO extends z.ZodType, S extends z.ZodType>(durationOpt: () => DO, size: (d: string) => S) {
   return z.strictObject({
     url: redisUrl.optional().describe('redis:// or rediss:// URL of one external Redis; excludes embedded, cluster and sentinels'),
     embedded: z.boolean().optional().describe('start and stop a private redis-server under dir (the default when no other way to reach Redis is set)'),
@@ -45,7 +45,9 @@ export function redisSchema<DO extends z.ZodType>(durationOpt: () => DO) {
     binary: z.string().default('redis-server').describe('redis-server executable for the embedded Redis'),
     prefix: z.string().default('impulse').describe('key prefix of every Impulse key in Redis'),
     compress_bodies: z.boolean().default(true)
-      .describe('store message bodies Brotli-compressed (fastest quality) when that saves at least 1/16 of a body: less Redis memory and AOF, some CPU'),
+      .describe('store message bodies Brotli-compressed (fastest quality) when that saves at least 1/16 of a body: less Redis memory and AOF, some CPU; false never compresses'),
+    compress_bodies_above: size('64MB')
+      .describe('with compress_bodies, bodies are compressed while Redis\'s used memory (the fullest master\'s, on a Cluster) is at least this, and stored as they came again below three quarters of it: mail that leaves within seconds never pays the CPU; 0 compresses every body'),
   }).superRefine((r, ctx) => {
     const ways = TOPOLOGY_KEYS.filter((k) => (k === 'embedded' ? r.embedded === true : r[k] !== undefined));
     if (ways.length > 1) {

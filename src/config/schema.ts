@@ -168,7 +168,7 @@ function makeSchema<D extends z.ZodType, DO extends z.ZodType, S extends z.ZodTy
     message: 'auth needs tls: AUTH is accepted only after STARTTLS, so set tls: { cert, key } on this listener', path: ['auth'],
   });
 
-  const redis = redisSchema(durationOpt);
+  const redis = redisSchema(durationOpt, size);
 
   const admin = z.strictObject({
     socket: z.string().default('var/impulse.sock')

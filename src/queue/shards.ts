@@ -12,6 +12,7 @@ import { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { type RedisClient, isOutage } from '../store/redis.js';
 import { MessageStore } from '../store/message-store.js';
+import type { CompressionSwitch } from '../store/body-compression.js';
 import { SLOTS, keySlot } from '../store/key-slot.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './job.js';
 
@@ -112,13 +113,13 @@ export interface ShardQueue {
 const EVENTS_MAX_LEN = 1000;
 
 /** Every shard's queue and message store on one connection. */
-export function openShards(connection: RedisClient, layout: ShardLayout, compressBodies: boolean, log: Logger): Sharded<ShardQueue> {
+export function openShards(connection: RedisClient, layout: ShardLayout, compression: CompressionSwitch, log: Logger): Sharded<ShardQueue> {
   return new Sharded(layout, (shard) => {
     const queue = new Queue<DeliveryJobData>(DELIVERY_QUEUE, { connection, prefix: shard.prefix, streams: { events: { maxLen: EVENTS_MAX_LEN } } });
     // Without a listener BullMQ prints each reconnection attempt to stderr; watchRedis logs the outage once.
     queue.on('error', (err) => {
       if (!isOutage(err)) log.error({ event: 'queue_error', err: err.message }, 'queue error');
     });
-    return { shard, queue, store: new MessageStore(connection, shard.prefix, compressBodies) };
+    return { shard, queue, store: new MessageStore(connection, shard.prefix, compression) };
   });
 }

@@ -1,11 +1,12 @@
 // Message bodies in Redis, stored once per message whatever its number of domains, compressed
-// when that pays, and cut into pieces that fit the allocator (body-pieces.ts). A set of the
+// when that pays (body-compression.ts says when), and cut into pieces that fit the allocator (body-pieces.ts). A set of the
 // message's unfinished job ids decides when the body may go; a message with one job has no set
 // (the release script reads a missing set as empty). The TTL reclaims bodies whose jobs never
 // got queued (intake failed half-way) or were forgotten by a crash.
 import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
 import type { RedisClient } from './redis.js';
 import { cutBody, pieceFields } from './body-pieces.js';
+import type { CompressionSwitch } from './body-compression.js';
 import { jobIdFor } from '../core/ids.js';
 
 /** Where bodies stored before they were cut into pieces keep theirs. */
@@ -73,8 +74,8 @@ const PUT_COMMAND = 'impulsePutBody';
 type PutCommand = (body: string, jobs: string, ttlMs: number, fields: number, ...rest: Array<string | Buffer>) => Promise<number>;
 
 export class MessageStore {
-  /** `compressBodies`: store bodies Brotli-compressed when that saves space (redis.compress_bodies). */
-  constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly compressBodies = true) {
+  /** `compression`: whether a body stored now is Brotli-compressed when that saves space. */
+  constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly compression: CompressionSwitch = { on: true }) {
     if (!(RELEASE_COMMAND in redis)) redis.defineCommand(RELEASE_COMMAND, { numberOfKeys: 3, lua: RELEASE });
     if (!(PUT_COMMAND in redis)) redis.defineCommand(PUT_COMMAND, { numberOfKeys: 2, lua: PUT });
   }
@@ -96,7 +97,7 @@ export class MessageStore {
   }
 
   private pieces(body: Buffer): Record<string, Buffer> {
-    const z = this.compressBodies ? compress(body) : undefined;
+    const z = this.compression.on ? compress(body) : undefined;
     return z ? cutBody(z, 'z') : cutBody(body);
   }
 

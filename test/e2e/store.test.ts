@@ -3,13 +3,16 @@
 // does not as it came; a body stored whole by an earlier version is still read; a message with
 // one job keeps no job set and its body goes with that job, a message with several goes with the last.
 // A message written half-way (its body or one of its jobs refused) leaves nothing to deliver.
+// With compress_bodies_above, bodies are compressed only while Redis's used memory is high.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { Enqueuer } from '../../src/queue/enqueue.js';
 import { ShardLayout, Sharded } from '../../src/queue/shards.js';
 import type { DeliveryJobData } from '../../src/queue/job.js';
+import { BodyCompression, fixedCompression } from '../../src/store/body-compression.js';
 import { MessageStore } from '../../src/store/message-store.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
 
@@ -69,7 +72,7 @@ test('a body that compresses is stored compressed, one that does not as it came;
 });
 
 test('with compress_bodies off a compressible body is stored as it came, and compressed ones stored before are still read', async () => {
-  const plain = new MessageStore(redis, 'impulse', false);
+  const plain = new MessageStore(redis, 'impulse', fixedCompression(false));
   const text = Buffer.from('Subject: plain\r\n\r\n' + 'the same line again and again\r\n'.repeat(100));
   await plain.put('PLAIN', text, ['PLAIN-0'], DAY);
   const p = await stored('PLAIN');
@@ -78,6 +81,40 @@ test('with compress_bodies off a compressible body is stored as it came, and com
   assert.ok((await plain.get('PLAIN'))?.equals(text));
   await store.put('ZIPPED', text, ['ZIPPED-0'], DAY);
   assert.ok((await plain.get('ZIPPED'))?.equals(text), 'a store with compression off reads compressed bodies');
+});
+
+test('with compress_bodies_above, bodies are stored as they came while Redis uses less, compressed from when it uses that much, and as they came below three quarters of it', async () => {
+  const records: Array<{ event: string; on: boolean; redis_used_memory: number; threshold: number }> = [];
+  const log = pino({}, { write: (line: string) => records.push(JSON.parse(line) as (typeof records)[number]) });
+  const usedNow = async () => Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))![1]);
+  const above = await usedNow() + 8 * 1024 * 1024;
+  const compression = new BodyCompression(redis, above, log);
+  const switched = new MessageStore(redis, 'impulse', compression);
+  const text = Buffer.from('Subject: switched\r\n\r\n' + 'a line that compresses well\r\n'.repeat(100));
+
+  await compression.refresh();
+  await switched.put('LOW', text, ['LOW-0'], DAY);
+  assert.ok((await stored('LOW')).fields.every((f) => /^\d$/.test(f)), 'stored as it came below the threshold');
+  assert.equal(records.length, 0, 'nothing logged while nothing changed');
+
+  // 10 MB of other data takes Redis over the threshold: in small values, as one large one would
+  // hold Redis's query buffer (and so its used memory) up for a while after it is deleted.
+  const ballast = Array.from({ length: 640 }, (_, i) => `ballast:${i}`);
+  const filling = redis.pipeline();
+  for (const key of ballast) filling.set(key, Buffer.alloc(16 * 1024, 1));
+  await filling.exec();
+  await compression.refresh();
+  await switched.put('HIGH', text, ['HIGH-0'], DAY);
+  assert.ok((await stored('HIGH')).fields.every((f) => /^z\d$/.test(f)), 'compressed above the threshold');
+  assert.deepEqual(records.map((r) => [r.event, r.on, r.threshold]), [['body_compression', true, above]]);
+  assert.ok(records[0]!.redis_used_memory >= above, `logged with the memory it saw: ${records[0]!.redis_used_memory}`);
+
+  await redis.del(...ballast);
+  await compression.refresh();
+  await switched.put('LOW2', text, ['LOW2-0'], DAY);
+  assert.ok((await stored('LOW2')).fields.every((f) => /^\d$/.test(f)), 'stored as it came again once well below');
+  assert.deepEqual(records.map((r) => r.on), [true, false]);
+  for (const qid of ['LOW', 'HIGH', 'LOW2']) assert.ok((await switched.get(qid))?.equals(text), `${qid} reads back`);
 });
 
 test('a body stored whole, as before it was cut into pieces, is still read', async () => {
