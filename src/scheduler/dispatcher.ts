@@ -115,8 +115,10 @@ export class Dispatcher implements QueueConnection {
   /** The attempt, or 'abandoned' when the job's lock is no longer this daemon's before a transaction starts. */
   private async send(entry: Entry, batch: number): Promise<Attempt | 'abandoned'> {
     const client = this.handle.client!;
-    if (!(await entry.stillHeld())) return 'abandoned';
-    const body = await entry.body.get();
+    // Asked together, the lock check and the body read leave in one write and share one round trip;
+    // a body read for a job no longer held is only dropped.
+    const [held, body] = await Promise.all([entry.stillHeld(), entry.body.get()]);
+    if (!held) return 'abandoned';
     if (!body) {
       // The node that took the job over may have delivered it and released its body meanwhile.
       if (!(await entry.stillHeld())) return 'abandoned';
