@@ -27,10 +27,10 @@ before(async () => {
     },
     sinks: { main: { host: '127.0.0.70', behaviour: gate }, senders: { host: '127.0.0.71' } },
     config: {
-      // A deferral waits an hour: only flush, retry or fail can make it leave within the test.
+      // A deferral waits an hour, as does a suspended domain's mail (suspended_recheck_interval's
+      // default): only flush, retry, fail or resume make mail leave within the test.
       retry_interval: '1h',
       max_retry_interval: '2h',
-      suspended_recheck_interval: '500ms',
     },
   });
 });
