@@ -12,7 +12,7 @@ import { type RelayEnvelope, RelayConnection } from './relay-connection.js';
 import { TlsError, resultOf, tlsFailureOf, tlsFailureReply, tlsReason } from './tls-failure.js';
 import { judgeSession } from './tls-judge.js';
 import { type TlsOutcome, type TlsPolicy, tlsOptions } from './tls-policy.js';
-import type { TlsRequirement } from './tls-requirement.js';
+import type { PolicyCheck, TlsRequirement } from './tls-requirement.js';
 
 /** The requirements a connection is attempted under (a refused host is never attempted). */
 export type AttemptRequirement = Exclude<TlsRequirement, { kind: 'refused' }>;
@@ -42,6 +42,8 @@ export interface SmtpClient {
   /** Calls the listener once the socket has closed, both ways: a receiver counting sessions no longer counts it. */
   onClose(listener: () => void): void;
   offClose(listener: () => void): void;
+  /** The session judged under another policy (a sibling's, in testing mode), by the checks its own session would get. */
+  judge(requirement: TlsRequirement, host: string): PolicyCheck | undefined;
   send(envelope: RelayEnvelope, body: Buffer): Promise<SMTPConnection.SentMessageInfo>;
   reset(): Promise<void>;
   quit(): void;
@@ -192,6 +194,7 @@ function open(spec: ConnectSpec, trust: SecureContext | undefined, startTls: boo
           if (conn._socket) conn._socket.off('close', listener);
           conn.off('end', listener);
         },
+        judge: (requirement, host) => judgeSession(requirement, conn.secure ? conn._socket || undefined : undefined, host).policy,
         send: (envelope, body) => new Promise((res, rej) => conn.send(envelope, body, (e, info) => (e ? rej(e) : res(info)))),
         reset: () => new Promise((res, rej) => conn.reset((e) => (e ? rej(e) : res()))),
         quit: () => conn.quit(),

@@ -362,13 +362,16 @@ export class Initiator {
     });
   }
 
-  /** Counts a verdict under a published policy; a failure in testing mode is logged, as it changed nothing else. */
-  private notePolicy(handle: ConnectionHandle, check: PolicyCheck): void {
+  /**
+   * Counts a verdict under a published policy; a failure in testing mode is logged, as it changed
+   * nothing else. `mxHost`: the MX name the policy was checked for (a sibling's own, when it rides).
+   */
+  notePolicy(handle: ConnectionHandle, check: PolicyCheck, mxHost = handle.target.host): void {
     this.deps.observer.tlsPolicy(check);
     if (check.result === 'success' || check.mode !== 'testing') return;
     this.deps.log.warn({
       event: 'tls_policy_failure', mode: check.mode, policy_type: check.policy.type, policy_domain: check.policy.domain, policy_id: check.policy.id,
-      result_type: check.result, reason: check.reason, domain: handle.domain.domain, binding: handle.binding, mx_host: handle.target.host, mx_ip: handle.target.address,
+      result_type: check.result, reason: check.reason, domain: handle.domain.domain, binding: handle.binding, mx_host: mxHost, mx_ip: handle.target.address,
     }, 'session would have failed the destination\'s TLS policy (testing mode: delivered anyway)');
   }
 

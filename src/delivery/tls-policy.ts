@@ -61,9 +61,8 @@ export function tlsCarries(session: { secure: boolean; tls: TlsOutcome }, host: 
   if (requirement.kind === 'dane-encrypt') return session.secure;
   // Host verification proved `host`, which must be an MX name of the sibling its policy allowed.
   if (requirement.kind === 'sts-enforce') return session.secure && session.tls.verified === 'host' && mxHosts.includes(host);
-  // Testing mode reports, per session, what enforce would refuse: a session enforce would refuse
-  // is left to the sibling's own connections, whose sessions report it under its policy.
-  if (requirement.kind === 'sts-testing' && !(requirement.mxAllowed && session.secure && session.tls.verified === 'host' && mxHosts.includes(host))) return false;
+  // Testing mode carries as the options say: the site judges the session under the sibling's
+  // policy when the sibling first rides it, and reports what enforce would have refused.
   if (o.tls === 'no') return true;
   if (!session.secure) {
     if (o.tls === 'required') return false;

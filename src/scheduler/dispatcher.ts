@@ -41,16 +41,27 @@ export class Dispatcher implements QueueConnection {
   private wake: (() => void) | undefined;
   /** The last transaction was refused part-way, leaving the session mid-envelope: the next starts with RSET. */
   private needsReset = false;
+  /** Domains the session has served: a sibling's TLS policy is judged on its first ride only. */
+  private readonly served: Set<string>;
 
   constructor(
     private current: ReadyQueue,
     readonly handle: ConnectionHandle,
     private readonly owner: DispatcherOwner,
     private readonly clock: Pick<Clock, 'after'>,
-  ) {}
+  ) {
+    this.served = new Set([current.domain]);
+  }
 
   get queue(): ReadyQueue {
     return this.current;
+  }
+
+  /** Whether the session has not served `domain` yet (it has served the domain it was opened for), noting that it now has. */
+  firstVisit(domain: string): boolean {
+    if (this.served.has(domain)) return false;
+    this.served.add(domain);
+    return true;
   }
 
   get isIdle(): boolean {

@@ -82,6 +82,7 @@ export class Scheduler implements DispatcherOwner {
         this.prefetch(dest);
         this.pump.mark(src);
       },
+      policyChecked: (conn, check, mxHost) => deps.initiator.notePolicy(conn.handle, check, mxHost),
     });
     this.maintainer = new Maintainer({
       initiator: deps.initiator, options, holds, clock, log, observer, backlog: this.backlog, sites: this.sites, owner: this,

@@ -7,8 +7,9 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
+import type { Target } from '../delivery/route.js';
 import { tlsCarries } from '../delivery/tls-policy.js';
-import { requirementFor } from '../delivery/tls-requirement.js';
+import { type PolicyCheck, type TlsRequirement, requirementFor } from '../delivery/tls-requirement.js';
 import type { HookRegistry } from '../hooks/registry.js';
 import type { Dispatcher } from './dispatcher.js';
 import { connectionGoal } from './policy.js';
@@ -54,6 +55,8 @@ interface SitesDeps {
   queueOf(record: DomainRecord, binding: string): ReadyQueue | undefined;
   /** A connection moved from `src` to `dest`. */
   moved(src: ReadyQueue, dest: ReadyQueue): void;
+  /** A session judged under a sibling's published policy as the sibling first rode it; `mxHost`, the sibling's name for the MX. */
+  policyChecked(conn: Dispatcher, check: PolicyCheck, mxHost: string): void;
 }
 
 export class Sites {
@@ -169,14 +172,31 @@ export class Sites {
     const from = conn.queue;
     if (from !== queue && (o.cluster_max_outbound_connections !== undefined
       || this.deps.options.of(from.binding.name, from.domain).cluster_max_outbound_connections !== undefined)) return false;
+    const { targets, requirement } = this.requirementOf(conn, queue);
+    return target.port === o.remote_smtp_port
+      && tlsCarries(conn.handle.client!, target.host, o, targets.map((t) => t.host), requirement);
+  }
+
+  /** What the sibling's policy asks of its own MX behind this connection: that MX found by name, else by address. */
+  private requirementOf(conn: Dispatcher, queue: ReadyQueue): { targets: readonly Target[]; own: Target | undefined; requirement: TlsRequirement } {
+    const target = conn.handle.target;
     const mx = queue.record.mx;
-    // What the sibling's policy asks of its own MX behind this connection: by name, else by address.
     const targets = queue.record.targets();
     const own = targets.find((t) => t.host === target.host) ?? targets.find((t) => t.address === target.address);
     const requirement = mx.phase === 'resolved' && own
-      ? requirementFor(queue.domain, own.host, own.port, mx.tls, o) : { kind: 'options' as const };
-    return target.port === o.remote_smtp_port
-      && tlsCarries(conn.handle.client!, target.host, o, targets.map((t) => t.host), requirement);
+      ? requirementFor(queue.domain, own.host, own.port, mx.tls, this.deps.options.of(queue.binding.name, queue.domain)) : { kind: 'options' as const };
+    return { targets, own, requirement };
+  }
+
+  /**
+   * MTA-STS testing mode counts every session under the policy and logs what enforce would have
+   * refused: a sibling riding a session is judged as its own session would be, once per session.
+   */
+  private noteSiblingPolicy(conn: Dispatcher, dest: ReadyQueue): void {
+    const { own, requirement } = this.requirementOf(conn, dest);
+    if (requirement.kind !== 'sts-testing' || !own || !conn.firstVisit(dest.domain)) return;
+    const check = conn.handle.client?.judge(requirement, own.host);
+    if (check) this.deps.policyChecked(conn, check, own.host);
   }
 
   /** The queue is forgotten. */
@@ -210,6 +230,7 @@ export class Sites {
     src.connections.delete(conn);
     dest.connections.add(conn);
     conn.join(dest);
+    this.noteSiblingPolicy(conn, dest);
     dest.to({ phase: 'served' }, this.deps.clock.now());
     this.deps.moved(src, dest);
   }

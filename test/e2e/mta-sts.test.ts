@@ -1,7 +1,8 @@
 // MTA-STS (RFC 8461) end to end: policies published in the test DNS and served over HTTPS on a
 // loopback address with a certificate from the test CA; sinks with and without STARTTLS and
 // with good, self-signed and wrongly named certificates. Enforce defers what the policy rules
-// out, testing delivers and logs it, and a policy cached in Redis outlives a failed refresh.
+// out, testing delivers and logs it (a sibling riding another domain's session too), and a
+// policy cached in Redis outlives a failed refresh.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -47,6 +48,8 @@ before(async () => {
       ...stsDomain('unavailable.test', '127.0.0.122', '1'),
       ...stsDomain('webpki.test', '127.0.0.122', '1'),
       ...stsDomain('rotate.test', '127.0.0.125', '1'),
+      ...stsDomain('ride.test', '127.0.0.124', '1'),
+      ...stsDomain('ride2.test', '127.0.0.124', '1'),
     },
     sinks: {
       enforce: { host: '127.0.0.120', tls: keyPair(ca.sign('mx.enforce.test')) },
@@ -68,6 +71,8 @@ before(async () => {
   policies.serve('unavailable.test', { body: 'not found', status: 404 });
   policies.serve('webpki.test', { body: policyText('enforce', ['*.elsewhere.test']), wrongCertificate: true });
   policies.serve('rotate.test', { body: policyText('enforce', ['mx.rotate.test']) });
+  policies.serve('ride.test', { body: policyText('testing', ['mx.ride.test']) });
+  policies.serve('ride2.test', { body: policyText('testing', ['*.elsewhere.test']) });
 });
 
 after(async () => {
@@ -151,6 +156,31 @@ test('enforce delivers only to allowed MXs over verified TLS and defers the rest
     assert.ok(count('policy_type="sts",policy_domain="plain.test",mode="enforce",result="starttls-not-supported"') >= 1);
     assert.ok(count('policy_type="sts",policy_domain="badcert.test",mode="enforce",result="certificate-not-trusted"') >= 1);
     assert.equal(count('policy_type="sts",policy_domain="testing.test",mode="testing",result="validation-failure"'), 1);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('a sibling under a testing policy rides another domain\'s session, and that session is judged and counted under its policy as its own would be', async () => {
+  const statusPort = await freePort('127.0.0.1');
+  const d = await world.start({ redis: redisIn('ride'), metrics: { listen: `127.0.0.1:${statusPort}` } });
+  try {
+    await inject('a@ride.test');
+    const [first] = await world.sinks.testing!.waitForRecipients(['a@ride.test']);
+    // ride2.test shares the MX address: its mail takes over ride.test's idle session rather than open one.
+    await inject('b@ride2.test');
+    const [second] = await world.sinks.testing!.waitForRecipients(['b@ride2.test']);
+    assert.equal(second!.connectionId, first!.connectionId, 'ride2.test\'s mail rode ride.test\'s session');
+    const wouldFail = await d.waitForLogs((r) => r.event === 'tls_policy_failure' && /^ride2?\.test$/.test(r.policy_domain), 2);
+    const byDomain = Object.fromEntries(wouldFail.map((r) => [r.policy_domain, r]));
+    assert.deepEqual([byDomain['ride.test']?.result_type, byDomain['ride.test']?.mx_host], ['certificate-not-trusted', 'mx.ride.test']);
+    // Judged for its own MX name, which the policy does not allow, though the session was opened to ride.test's.
+    assert.deepEqual([byDomain['ride2.test']?.result_type, byDomain['ride2.test']?.domain, byDomain['ride2.test']?.mx_host],
+      ['validation-failure', 'ride2.test', 'mx.ride2.test']);
+    const metrics = await (await fetch(`http://127.0.0.1:${statusPort}/metrics`)).text();
+    const count = (labels: string) => Number(new RegExp(`^impulse_tls_policy_sessions_total\\{${labels}\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+    assert.equal(count('policy_type="sts",policy_domain="ride2.test",mode="testing",result="validation-failure"'), 1);
+    assert.equal(count('policy_type="sts",policy_domain="ride.test",mode="testing",result="certificate-not-trusted"'), 1);
   } finally {
     await d.stop();
   }

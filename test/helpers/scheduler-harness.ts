@@ -10,6 +10,8 @@ import { AddressHealth } from '../../src/delivery/address-health.js';
 import type { ConnectSpec, Connector, SmtpClient } from '../../src/delivery/connector.js';
 import { HostConnections } from '../../src/delivery/host-connections.js';
 import { Initiator } from '../../src/delivery/initiator.js';
+import { judgeSession } from '../../src/delivery/tls-judge.js';
+import type { PolicyCheck, TlsRequirement } from '../../src/delivery/tls-requirement.js';
 import type { DnsResolver } from '../../src/dns/resolver.js';
 import { NO_FEED } from '../../src/webhooks/feed.js';
 import { HookRegistry } from '../../src/hooks/registry.js';
@@ -95,6 +97,11 @@ class ScriptedClient extends EventEmitter implements SmtpClient {
 
   offClose(listener: () => void): void {
     this.off('end', listener);
+  }
+
+  /** A scripted session has no TLS socket to judge: it is judged as a plain-text one. */
+  judge(requirement: TlsRequirement, host: string): PolicyCheck | undefined {
+    return judgeSession(requirement, undefined, host).policy;
   }
 
   send(envelope: { from: string; to: string[] }) {

@@ -20,7 +20,7 @@ import { optionsFrom } from '../helpers/options.js';
 import { DestinationPolicies } from '../../src/delivery/destination-tls.js';
 
 const binding: Binding = { name: 'b1', bindAddress: '127.0.0.10', ehloHostname: 'b1.test' };
-const client: SmtpClient = { secure: false, tls: { verified: 'no' }, extensions: [], closed: false, onClose: () => {}, offClose: () => {}, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
+const client: SmtpClient = { secure: false, tls: { verified: 'no' }, extensions: [], closed: false, onClose: () => {}, offClose: () => {}, judge: () => undefined, send: async () => ({}) as never, reset: async () => {}, quit: () => {}, close: () => {} };
 
 type Outcome = { sync: { error: number; reply: { code: number; enhanced: string }; retry?: Promise<void> } } | { via: 'connected' | 'timeout'; handle: ConnectionHandle; error?: ConnectionError };
 

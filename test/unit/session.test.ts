@@ -11,7 +11,7 @@ type SendResult = Awaited<ReturnType<SmtpClient['send']>>;
 function clientSending(send: (envelope: unknown) => Promise<SendResult>, extensions: string[] = []): SmtpClient & { closes: number } {
   const client = {
     closes: 0, secure: false, tls: { verified: 'no' as const }, extensions, closed: false,
-    onClose: () => {}, offClose: () => {}, send, reset: async () => {}, quit: () => {},
+    onClose: () => {}, offClose: () => {}, judge: () => undefined, send, reset: async () => {}, quit: () => {},
     close: () => {
       client.closes++;
     },

@@ -44,7 +44,7 @@ test('host verification proves only the name it was made for: a sibling reached 
   assert.equal(tlsCarries(hostVerified, 'mx.shared.test', policy('required', 'ca'), ['mx.other-name.test'], options), true);
 });
 
-test('a sibling\'s published policy outranks its options: MTA-STS enforce (and testing) take only a host-verified session, DANE only one it vouched for', () => {
+test('a sibling\'s published policy outranks its options: MTA-STS enforce takes only a host-verified session, DANE only one it vouched for; testing goes by the options', () => {
   const enforce: TlsRequirement = { kind: 'sts-enforce', policy: ref };
   const testing: TlsRequirement = { kind: 'sts-testing', policy: ref, mxAllowed: false };
   const refused: TlsRequirement = { kind: 'refused', policy: ref, resultType: 'validation-failure', reply: { code: 451, enhanced: '4.7.5', text: 'x' } };
@@ -52,13 +52,13 @@ test('a sibling\'s published policy outranks its options: MTA-STS enforce (and t
   const tlsa = { type: 'tlsa' as const, domain: 'sibling.test', id: '_25._tcp.mx.shared.test' };
   const dane: TlsRequirement = { kind: 'dane', policy: tlsa, records: [] };
   const daneVerified: Session = { secure: true, tls: { verified: 'no', policy: { policy: tlsa, mode: 'enforce', result: 'success' } } };
-  const table: Array<[string, Session, TlsRequirement, boolean]> = [
+  const table: Array<[string, Session, TlsRequirement, boolean, ScopedTls?]> = [
     ['enforce refuses a plain session its options would take', plain, enforce, false],
     ['enforce refuses TLS verified only to a CA', caVerified, enforce, false],
     ['enforce takes a host-verified session', hostVerified, enforce, true],
-    ['testing refuses a session enforce would refuse: its own connections report the failure', plain, testing, false],
-    ['testing refuses a verified session to an MX its policy does not allow', hostVerified, testing, false],
-    ['testing takes a session enforce would take, then by the options', hostVerified, { ...testing, mxAllowed: true } as TlsRequirement, true],
+    ['testing takes a session enforce would refuse when its options do (the site reports the failure)', plain, testing, true],
+    ['testing takes a verified session to an MX its policy does not allow, as its options do', hostVerified, testing, true],
+    ['testing refuses what its options refuse', plain, testing, false, policy('required', 'no')],
     ['a host the policy rules out carries nothing', hostVerified, refused, false],
     ['DANE refuses a host-verified session DANE did not vouch for', hostVerified, dane, false],
     ['DANE takes a session it vouched for, whatever the options', daneVerified, dane, true],
@@ -66,8 +66,8 @@ test('a sibling\'s published policy outranks its options: MTA-STS enforce (and t
     ['DANE with unusable records refuses a plain one', plain, { kind: 'dane-encrypt', policy: tlsa }, false],
     ['DANE refuses a session vouched for by another host\'s records', daneVerified, { ...dane, policy: { ...tlsa, id: '_25._tcp.mx.other.test' } } as TlsRequirement, false],
   ];
-  for (const [what, session, requirement, expected] of table) {
-    assert.equal(tlsCarries(session, 'mx.shared.test', lax, ['mx.shared.test'], requirement), expected, what);
+  for (const [what, session, requirement, expected, o] of table) {
+    assert.equal(tlsCarries(session, 'mx.shared.test', o ?? lax, ['mx.shared.test'], requirement), expected, what);
   }
   assert.equal(tlsCarries(hostVerified, 'mx.shared.test', lax, ['mx.other-name.test'], enforce), false,
     'enforce: a session verified for a name the sibling shares only by address');
