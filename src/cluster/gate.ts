@@ -1,7 +1,8 @@
 // The cluster's shared limits on delivery, asked by this node before it opens a connection or
 // starts a message: leases under cluster_max_outbound_connections (per binding × domain, and per
 // MX host from `hosts:`) and the cluster throttles. Nothing is asked of Redis for a pair none of
-// them applies to, so a node with no cluster limit pays no round trip.
+// them applies to, so a node with no cluster limit pays no round trip. A connection moving to a
+// sibling domain takes that pair's lease before it moves and gives back its former pair's.
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import { type Reply, reply } from '../core/reply.js';
 import type { ClusterThrottles } from './gcra.js';
@@ -12,8 +13,32 @@ export interface ClusterPermit {
   release(): void;
 }
 
+/** What each of a connection's leases counts it under: its binding × domain, and its MX host. */
+type LeaseRole = 'pair' | 'host';
+
+class Permit implements ClusterPermit {
+  readonly held = new Map<LeaseRole, Lease>();
+
+  constructor(private readonly leases: ClusterLeases) {}
+
+  release(): void {
+    for (const lease of this.held.values()) this.leases.release(lease);
+    this.held.clear();
+  }
+}
+
+/** A lease taken for the binding × domain a connection is about to serve, not yet the connection's. */
+export interface PairLease {
+  /** The connection's permit from now on: its former pair's lease given back, its host's kept. */
+  adopt(permit: ClusterPermit | undefined): ClusterPermit;
+  /** The move did not happen: the lease goes back. */
+  drop(): void;
+}
+
 /** Let in, or a wait: `retry` settles when asking again is worth it (a lease freed or lapsed, the throttle's next slot). */
 type GateAnswer = { permit: ClusterPermit } | { retry: Promise<void>; reply: Reply };
+
+const pairKey = (binding: string, domain: string) => `pair:${binding}:${domain}`;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
@@ -31,12 +56,12 @@ export class ClusterGate {
   enter(binding: string, domain: string, host: string): Promise<GateAnswer> | undefined {
     const { options } = this.deps;
     const o = options.of(binding, domain);
-    const limits: Array<{ key: string; limit: number; what: string }> = [];
+    const limits: Array<{ role: LeaseRole; key: string; limit: number; what: string }> = [];
     if (o.cluster_max_outbound_connections !== undefined) {
-      limits.push({ key: `pair:${binding}:${domain}`, limit: o.cluster_max_outbound_connections, what: `binding ${binding} to ${domain}` });
+      limits.push({ role: 'pair', key: pairKey(binding, domain), limit: o.cluster_max_outbound_connections, what: `binding ${binding} to ${domain}` });
     }
     const hostLimit = options.hostClusterLimit(host);
-    if (hostLimit !== undefined) limits.push({ key: `host:${host.toLowerCase()}`, limit: hostLimit, what: `MX host ${host}` });
+    if (hostLimit !== undefined) limits.push({ role: 'host', key: `host:${host.toLowerCase()}`, limit: hostLimit, what: `MX host ${host}` });
     const rate = o.cluster_outbound_throttle_connections;
     if (limits.length === 0 && !rate) return undefined;
     return this.admit(limits, rate ? { key: options.scopeOf(binding, domain, 'cluster_outbound_throttle_connections'), rate } : undefined)
@@ -54,9 +79,37 @@ export class ClusterGate {
       .catch(() => REDIS_ERROR_RETRY_MS);
   }
 
-  private async admit(limits: Array<{ key: string; limit: number; what: string }>, throttle: { key: string; rate: { count: number; perMs: number } } | undefined): Promise<GateAnswer> {
-    const held: Lease[] = [];
-    const permit = { release: () => held.splice(0).forEach((l) => this.deps.leases.release(l)) };
+  /**
+   * A lease for a connection moving to serve (binding, domain) under its cluster_max_outbound_connections,
+   * or undefined when that pair has its limit's worth across the cluster (or Redis cannot say): then
+   * the connection stays where it is. A pair without the limit needs nothing and gets a lease of nothing.
+   */
+  async movePair(binding: string, domain: string): Promise<PairLease | undefined> {
+    const { leases } = this.deps;
+    const limit = this.deps.options.of(binding, domain).cluster_max_outbound_connections;
+    let lease: Lease | undefined;
+    if (limit !== undefined) {
+      const got = await leases.acquire(pairKey(binding, domain), limit).catch(() => undefined);
+      if (got === undefined || 'freed' in got) return undefined;
+      lease = got.lease;
+    }
+    return {
+      adopt: (permit) => {
+        const p = permit instanceof Permit ? permit : new Permit(leases);
+        const former = p.held.get('pair');
+        if (former) leases.release(former);
+        p.held.delete('pair');
+        if (lease) p.held.set('pair', lease);
+        return p;
+      },
+      drop: () => {
+        if (lease) leases.release(lease);
+      },
+    };
+  }
+
+  private async admit(limits: Array<{ role: LeaseRole; key: string; limit: number; what: string }>, throttle: { key: string; rate: { count: number; perMs: number } } | undefined): Promise<GateAnswer> {
+    const permit = new Permit(this.deps.leases);
     try {
       for (const l of limits) {
         const got = await this.deps.leases.acquire(l.key, l.limit);
@@ -64,7 +117,7 @@ export class ClusterGate {
           permit.release();
           return { retry: got.freed, reply: reply(451, '4.4.5', `[internal] cluster_max_outbound_connections (${l.limit}) of ${l.what} reached across the cluster`) };
         }
-        held.push(got.lease);
+        permit.held.set(l.role, got.lease);
       }
       if (throttle) {
         const wait = await this.deps.throttles.take(throttle.key, throttle.rate);

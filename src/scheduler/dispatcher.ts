@@ -15,8 +15,8 @@ export interface DispatcherOwner {
   options(queue: ReadyQueue): Pick<ScopedValues, 'idle_timeout' | 'max_deliveries_per_connection' | 'max_recipients_per_batch'>;
   /** The next message for the dispatcher's queue, or undefined; may first lend the dispatcher to a sibling. */
   take(d: Dispatcher): Entry | undefined;
-  /** Moves the dispatcher to a sibling domain's queue; false when none has work and room. */
-  migrate(d: Dispatcher): boolean;
+  /** Moves the dispatcher to a sibling domain's queue; false when none has work and room (settled once a cluster lease is had or refused). */
+  migrate(d: Dispatcher): boolean | Promise<boolean>;
   /** Milliseconds until the message throttles (this node's, the cluster's) allow a message on the queue; 0 takes one. */
   throttleWait(queue: ReadyQueue): number | Promise<number>;
   /** A message taken that this connection will not send (throttled past its idle time). */
@@ -93,7 +93,8 @@ export class Dispatcher implements QueueConnection {
         if (client.closed || this.owner.isStopping()) break;
         const entry = this.owner.take(this);
         if (!entry) {
-          if (this.owner.migrate(this)) continue;
+          const moved = this.owner.migrate(this);
+          if (moved === true || (moved !== false && await moved)) continue;
           if (!(await this.idle(this.owner.options(this.current).idle_timeout))) break;
           continue;
         }

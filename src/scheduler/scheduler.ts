@@ -43,7 +43,7 @@ interface SchedulerDeps {
   /** The window: jobs held at most (max_active_messages), fixed until restart. */
   maxHeld: number;
   /** The cluster's message throttle, asked after this node's allows a message; absent on a node alone. */
-  gate?: Pick<ClusterGate, 'message'> | undefined;
+  gate?: Pick<ClusterGate, 'message' | 'movePair'> | undefined;
   /** Told of each domain this node delays (mx_failures_to_delay), so the other nodes of a cluster hold it too. */
   delays: { delayed(domain: string, until: number, reply: Reply, failures: number): void };
 }
@@ -83,6 +83,7 @@ export class Scheduler implements DispatcherOwner {
         this.pump.mark(src);
       },
       policyChecked: (conn, check, mxHost) => deps.initiator.notePolicy(conn.handle, check, mxHost),
+      movePair: async (binding, domain) => deps.gate?.movePair(binding, domain),
     });
     this.maintainer = new Maintainer({
       initiator: deps.initiator, options, holds, clock, log, observer, backlog: this.backlog, sites: this.sites, owner: this,
@@ -285,7 +286,7 @@ export class Scheduler implements DispatcherOwner {
     return e;
   }
 
-  migrate(d: Dispatcher): boolean {
+  migrate(d: Dispatcher): boolean | Promise<boolean> {
     return !this.stopping && this.sites.migrate(d);
   }
 

@@ -2,8 +2,10 @@
 // with one connection goal (KumoMTA's site), and connections move between sibling domains (any MX
 // host or address in common, Momentum's migration): an emptied connection goes to a sibling with
 // mail, a busy site lends connections to a sibling that has none, and a queue takes over idle
-// connections of its binding before it opens its own. A move never lowers a domain's TLS policy.
+// connections of its binding before it opens its own. A move never lowers a domain's TLS policy,
+// and one between pairs the cluster counts connections for takes the new pair's lease first.
 import type { Logger } from 'pino';
+import type { PairLease } from '../cluster/gate.js';
 import type { Clock } from '../core/clock.js';
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
@@ -55,6 +57,8 @@ interface SitesDeps {
   queueOf(record: DomainRecord, binding: string): ReadyQueue | undefined;
   /** A connection moved from `src` to `dest`. */
   moved(src: ReadyQueue, dest: ReadyQueue): void;
+  /** The cluster lease of (binding, domain) a connection takes before it moves there; undefined: none to be had now. */
+  movePair(binding: string, domain: string): Promise<PairLease | undefined>;
   /** A session judged under a sibling's published policy as the sibling first rode it; `mxHost`, the sibling's name for the MX. */
   policyChecked(conn: Dispatcher, check: PolicyCheck, mxHost: string): void;
 }
@@ -122,15 +126,18 @@ export class Sites {
         this.starving.delete(q);
         continue;
       }
-      if (!this.canServe(conn, q, now)) continue;
+      if (!this.canServe(conn, q, now) || this.needsLease(conn, q)) continue;
       this.starving.delete(q);
       this.move(conn, q);
       return;
     }
   }
 
-  /** Moves an emptied connection to a sibling queue with mail and room; false when there is none. */
-  migrate(conn: Dispatcher): boolean {
+  /**
+   * Moves an emptied connection to a sibling queue with mail and room; false when there is none.
+   * A move between pairs that count their connections across the cluster waits for the lease.
+   */
+  migrate(conn: Dispatcher): boolean | Promise<boolean> {
     if (!this.enabled) return false;
     const now = this.deps.clock.now();
     for (const q of this.withMail) {
@@ -139,10 +146,35 @@ export class Sites {
         continue;
       }
       if (q === conn.queue || !this.canServe(conn, q, now)) continue;
+      if (this.needsLease(conn, q)) return this.moveLeased(conn, q);
       this.move(conn, q);
       return true;
     }
     return false;
+  }
+
+  /**
+   * The destination pair's lease first, the former pair's given back as the connection moves: the
+   * cluster counts the connection under the pair it serves. Refused (the pair has its limit's worth
+   * across the cluster), it stays. A session that ended meanwhile gives the new lease back.
+   */
+  private async moveLeased(conn: Dispatcher, dest: ReadyQueue): Promise<boolean> {
+    const lease = await this.deps.movePair(dest.binding.name, dest.domain);
+    if (!lease) return false;
+    if (conn.handle.phase === 'closed' || conn.handle.client?.closed !== false) {
+      lease.drop();
+      return false;
+    }
+    conn.handle.permit = lease.adopt(conn.handle.permit);
+    this.move(conn, dest);
+    return true;
+  }
+
+  /** A move between pairs one of which counts its connections across the cluster (cluster_max_outbound_connections). */
+  private needsLease(conn: Dispatcher, queue: ReadyQueue): boolean {
+    const from = conn.queue;
+    return from !== queue && (this.deps.options.of(queue.binding.name, queue.domain).cluster_max_outbound_connections !== undefined
+      || this.deps.options.of(from.binding.name, from.domain).cluster_max_outbound_connections !== undefined);
   }
 
   /** Idle connections of the queue's binding that can carry its mail come over, up to `room`; how many came. */
@@ -151,7 +183,7 @@ export class Sites {
     let moved = 0;
     for (const c of connections) {
       if (moved >= room) break;
-      if (!c.isIdle || c.queue === queue || c.queue.binding.name !== queue.binding.name || !this.canCarry(c, queue)) continue;
+      if (!c.isIdle || c.queue === queue || c.queue.binding.name !== queue.binding.name || this.needsLease(c, queue) || !this.canCarry(c, queue)) continue;
       this.move(c, queue);
       c.nudge();
       moved++;
@@ -161,17 +193,14 @@ export class Sites {
 
   /**
    * A connection may serve a sibling only if it reaches one of its MXs the way the sibling's own
-   * options ask, and neither counts its connections across the cluster (the connection's lease
-   * is its own pair's).
+   * options ask. An idle or lent connection moves only between pairs that do not count their
+   * connections across the cluster; an emptied one takes the lease first (migrate).
    */
   canCarry(conn: Dispatcher, queue: ReadyQueue): boolean {
     const target = conn.handle.target;
     // First the cheap test most connections fail: takeOver asks it of every idle connection.
     if (!queue.record.reaches(target)) return false;
     const o = this.deps.options.of(queue.binding.name, queue.domain);
-    const from = conn.queue;
-    if (from !== queue && (o.cluster_max_outbound_connections !== undefined
-      || this.deps.options.of(from.binding.name, from.domain).cluster_max_outbound_connections !== undefined)) return false;
     const { targets, requirement } = this.requirementOf(conn, queue);
     return target.port === o.remote_smtp_port
       && tlsCarries(conn.handle.client!, target.host, o, targets.map((t) => t.host), requirement);

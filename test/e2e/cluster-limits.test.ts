@@ -1,8 +1,10 @@
 // Limits shared by the nodes of a cluster, as the receiver sees them: cluster_max_outbound_connections
 // caps the sessions three daemons open together (per binding × domain, and per MX host from
-// `hosts:`), and cluster_outbound_throttle_messages paces what two daemons start together.
+// `hosts:`), a connection moving between sibling domains carries its lease along, and
+// cluster_outbound_throttle_messages paces what two daemons start together.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
 import { type Daemon } from '../helpers/daemon.js';
 import { type TestRedis, startRedis } from '../helpers/redis.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
@@ -25,11 +27,16 @@ before(async () => {
       'h1.test': { mx: [{ preference: 10, exchange: 'mx.shared.test' }] },
       'h2.test': { mx: [{ preference: 10, exchange: 'mx.shared.test' }] },
       'mx.shared.test': { a: ['127.0.0.141'] },
+      // Two sibling domains on one MX host, each with its own pair limit.
+      'mig1.test': { mx: [{ preference: 10, exchange: 'mx.mig.test' }] },
+      'mig2.test': { mx: [{ preference: 10, exchange: 'mx.mig.test' }] },
+      'mx.mig.test': { a: ['127.0.0.143'] },
     },
     sinks: {
       cap: { host: '127.0.0.140', behaviour: slowData },
       shared: { host: '127.0.0.141', behaviour: slowData },
       paced: { host: '127.0.0.142' },
+      mig: { host: '127.0.0.143', behaviour: slowData },
     },
     config: {
       redis: { url: redis.url }, connection_allocation_aggressiveness: 'high', max_deliveries_per_connection: 5,
@@ -72,6 +79,32 @@ test('cluster_max_outbound_connections: three nodes together never hold more ses
     for (const { daemon } of three) assert.ok(deliveredBy(daemon, 'cap.test') > 0, 'each node delivered some of it');
   } finally {
     await Promise.all(three.map(({ daemon }) => daemon.stop()));
+  }
+});
+
+test('an emptied connection moves to a sibling domain under cluster_max_outbound_connections with that pair\'s lease, giving back its former pair\'s', async () => {
+  // One connection for the site (max_outbound_connections 1), held open while the test looks at
+  // the leases: the sibling's mail waits for it, which it takes over once its first domain is done.
+  const capped = { cluster_max_outbound_connections: 1, max_outbound_connections: 1 };
+  const [node] = await nodes('mig', 1, {
+    domains: { 'mig1.test': capped, 'mig2.test': capped }, max_deliveries_per_connection: 100, idle_timeout: '1m',
+  });
+  const client = new Redis(redis.url);
+  try {
+    const mail = ['m0@mig1.test', 'n0@mig2.test', 'm1@mig1.test', 'n1@mig2.test', 'm2@mig1.test', 'n2@mig2.test'];
+    await inject([node!], mail);
+    const got = (await world.sinks.mig!.waitForRecipients(mail, 30_000)).sort((a, b) => a.receivedAt - b.receivedAt);
+    assert.equal(new Set(got.map((m) => m.connectionId)).size, 1, 'one session carried both domains\' mail');
+    const domains = got.map((m) => m.rcptTo[0]!.split('@')[1]);
+    assert.equal(domains.filter((d, i) => i > 0 && d !== domains[i - 1]).length, 1, `one move: ${domains.join(' ')}`);
+    const last = domains.at(-1)!;
+    const first = domains[0]!;
+    // The idle session is counted under the pair it serves now, no longer under the one it left.
+    const live = (domain: string) => client.zcard(`impulse:lease:pair:default:${domain}`);
+    assert.deepEqual([await live(last), await live(first)], [1, 0]);
+  } finally {
+    client.disconnect();
+    await node!.daemon.stop();
   }
 });
 
