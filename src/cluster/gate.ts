@@ -2,7 +2,9 @@
 // starts a message: leases under cluster_max_outbound_connections (per binding × domain, and per
 // MX host from `hosts:`) and the cluster throttles. Nothing is asked of Redis for a pair none of
 // them applies to, so a node with no cluster limit pays no round trip. A connection moving to a
-// sibling domain takes that pair's lease before it moves and gives back its former pair's.
+// sibling domain takes that pair's lease before it moves, and keeps the leases of the pairs it
+// served before: it may go back to them without another round trip, and the cluster counts it
+// under every pair it may serve, so no pair ever has more than its limit.
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import { type Reply, reply } from '../core/reply.js';
 import type { ClusterThrottles } from './gcra.js';
@@ -13,11 +15,9 @@ export interface ClusterPermit {
   release(): void;
 }
 
-/** What each of a connection's leases counts it under: its binding × domain, and its MX host. */
-type LeaseRole = 'pair' | 'host';
-
+/** A connection's leases by key: its MX host's, and each binding × domain's it has served. */
 class Permit implements ClusterPermit {
-  readonly held = new Map<LeaseRole, Lease>();
+  readonly held = new Map<string, Lease>();
 
   constructor(private readonly leases: ClusterLeases) {}
 
@@ -29,7 +29,7 @@ class Permit implements ClusterPermit {
 
 /** A lease taken for the binding × domain a connection is about to serve, not yet the connection's. */
 export interface PairLease {
-  /** The connection's permit from now on: its former pair's lease given back, its host's kept. */
+  /** The connection's permit from now on, this lease added to those it holds. */
   adopt(permit: ClusterPermit | undefined): ClusterPermit;
   /** The move did not happen: the lease goes back. */
   drop(): void;
@@ -56,12 +56,12 @@ export class ClusterGate {
   enter(binding: string, domain: string, host: string): Promise<GateAnswer> | undefined {
     const { options } = this.deps;
     const o = options.of(binding, domain);
-    const limits: Array<{ role: LeaseRole; key: string; limit: number; what: string }> = [];
+    const limits: Array<{ key: string; limit: number; what: string }> = [];
     if (o.cluster_max_outbound_connections !== undefined) {
-      limits.push({ role: 'pair', key: pairKey(binding, domain), limit: o.cluster_max_outbound_connections, what: `binding ${binding} to ${domain}` });
+      limits.push({ key: pairKey(binding, domain), limit: o.cluster_max_outbound_connections, what: `binding ${binding} to ${domain}` });
     }
     const hostLimit = options.hostClusterLimit(host);
-    if (hostLimit !== undefined) limits.push({ role: 'host', key: `host:${host.toLowerCase()}`, limit: hostLimit, what: `MX host ${host}` });
+    if (hostLimit !== undefined) limits.push({ key: `host:${host.toLowerCase()}`, limit: hostLimit, what: `MX host ${host}` });
     const rate = o.cluster_outbound_throttle_connections;
     if (limits.length === 0 && !rate) return undefined;
     return this.admit(limits, rate ? { key: options.scopeOf(binding, domain, 'cluster_outbound_throttle_connections'), rate } : undefined)
@@ -80,35 +80,36 @@ export class ClusterGate {
   }
 
   /**
-   * A lease for a connection moving to serve (binding, domain) under its cluster_max_outbound_connections,
-   * or undefined when that pair has its limit's worth across the cluster (or Redis cannot say): then
-   * the connection stays where it is. A pair without the limit needs nothing and gets a lease of nothing.
+   * Whether a connection holding `permit` may serve (binding, domain) as it is: the pair has no
+   * cluster_max_outbound_connections, or the connection holds its lease already.
+   */
+  covers(permit: ClusterPermit | undefined, binding: string, domain: string): boolean {
+    if (this.deps.options.of(binding, domain).cluster_max_outbound_connections === undefined) return true;
+    return permit instanceof Permit && permit.held.has(pairKey(binding, domain));
+  }
+
+  /**
+   * The lease of (binding, domain) for a connection moving to serve it, or undefined when that pair
+   * has its limit's worth across the cluster (or Redis cannot say): then the connection stays.
    */
   async movePair(binding: string, domain: string): Promise<PairLease | undefined> {
     const { leases } = this.deps;
+    const key = pairKey(binding, domain);
     const limit = this.deps.options.of(binding, domain).cluster_max_outbound_connections;
-    let lease: Lease | undefined;
-    if (limit !== undefined) {
-      const got = await leases.acquire(pairKey(binding, domain), limit).catch(() => undefined);
-      if (got === undefined || 'freed' in got) return undefined;
-      lease = got.lease;
-    }
+    if (limit === undefined) return { adopt: (permit) => permit ?? new Permit(leases), drop: () => {} };
+    const got = await leases.acquire(key, limit).catch(() => undefined);
+    if (got === undefined || 'freed' in got) return undefined;
     return {
       adopt: (permit) => {
         const p = permit instanceof Permit ? permit : new Permit(leases);
-        const former = p.held.get('pair');
-        if (former) leases.release(former);
-        p.held.delete('pair');
-        if (lease) p.held.set('pair', lease);
+        p.held.set(key, got.lease);
         return p;
       },
-      drop: () => {
-        if (lease) leases.release(lease);
-      },
+      drop: () => leases.release(got.lease),
     };
   }
 
-  private async admit(limits: Array<{ role: LeaseRole; key: string; limit: number; what: string }>, throttle: { key: string; rate: { count: number; perMs: number } } | undefined): Promise<GateAnswer> {
+  private async admit(limits: Array<{ key: string; limit: number; what: string }>, throttle: { key: string; rate: { count: number; perMs: number } } | undefined): Promise<GateAnswer> {
     const permit = new Permit(this.deps.leases);
     try {
       for (const l of limits) {
@@ -117,7 +118,7 @@ export class ClusterGate {
           permit.release();
           return { retry: got.freed, reply: reply(451, '4.4.5', `[internal] cluster_max_outbound_connections (${l.limit}) of ${l.what} reached across the cluster`) };
         }
-        permit.held.set(l.role, got.lease);
+        permit.held.set(l.key, got.lease);
       }
       if (throttle) {
         const wait = await this.deps.throttles.take(throttle.key, throttle.rate);

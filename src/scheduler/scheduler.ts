@@ -43,7 +43,7 @@ interface SchedulerDeps {
   /** The window: jobs held at most (max_active_messages), fixed until restart. */
   maxHeld: number;
   /** The cluster's message throttle, asked after this node's allows a message; absent on a node alone. */
-  gate?: Pick<ClusterGate, 'message' | 'movePair'> | undefined;
+  gate?: Pick<ClusterGate, 'message' | 'covers' | 'movePair'> | undefined;
   /** Told of each domain this node delays (mx_failures_to_delay), so the other nodes of a cluster hold it too. */
   delays: { delayed(domain: string, until: number, reply: Reply, failures: number): void };
 }
@@ -83,6 +83,7 @@ export class Scheduler implements DispatcherOwner {
         this.pump.mark(src);
       },
       policyChecked: (conn, check, mxHost) => deps.initiator.notePolicy(conn.handle, check, mxHost),
+      covers: (permit, binding, domain) => deps.gate?.covers(permit, binding, domain) ?? this.deps.options.of(binding, domain).cluster_max_outbound_connections === undefined,
       movePair: async (binding, domain) => deps.gate?.movePair(binding, domain),
     });
     this.maintainer = new Maintainer({

@@ -3,9 +3,9 @@
 // host or address in common, Momentum's migration): an emptied connection goes to a sibling with
 // mail, a busy site lends connections to a sibling that has none, and a queue takes over idle
 // connections of its binding before it opens its own. A move never lowers a domain's TLS policy,
-// and one between pairs the cluster counts connections for takes the new pair's lease first.
+// and one to a pair the cluster counts connections for takes that pair's lease first.
 import type { Logger } from 'pino';
-import type { PairLease } from '../cluster/gate.js';
+import type { ClusterPermit, PairLease } from '../cluster/gate.js';
 import type { Clock } from '../core/clock.js';
 import type { DeliveryOptions } from '../config/delivery-options.js';
 import type { DomainRecord } from '../delivery/domain-record.js';
@@ -57,6 +57,8 @@ interface SitesDeps {
   queueOf(record: DomainRecord, binding: string): ReadyQueue | undefined;
   /** A connection moved from `src` to `dest`. */
   moved(src: ReadyQueue, dest: ReadyQueue): void;
+  /** Whether a connection holding `permit` may serve (binding, domain) without taking its cluster lease. */
+  covers(permit: ClusterPermit | undefined, binding: string, domain: string): boolean;
   /** The cluster lease of (binding, domain) a connection takes before it moves there; undefined: none to be had now. */
   movePair(binding: string, domain: string): Promise<PairLease | undefined>;
   /** A session judged under a sibling's published policy as the sibling first rode it; `mxHost`, the sibling's name for the MX. */
@@ -135,7 +137,8 @@ export class Sites {
 
   /**
    * Moves an emptied connection to a sibling queue with mail and room; false when there is none.
-   * A move between pairs that count their connections across the cluster waits for the lease.
+   * A move to a pair that counts its connections across the cluster waits for its lease, unless
+   * the connection holds it from an earlier visit.
    */
   migrate(conn: Dispatcher): boolean | Promise<boolean> {
     if (!this.enabled) return false;
@@ -154,9 +157,9 @@ export class Sites {
   }
 
   /**
-   * The destination pair's lease first, the former pair's given back as the connection moves: the
-   * cluster counts the connection under the pair it serves. Refused (the pair has its limit's worth
-   * across the cluster), it stays. A session that ended meanwhile gives the new lease back.
+   * The destination pair's lease first, added to those the connection holds (gate.ts says why it
+   * keeps them). Refused (the pair has its limit's worth across the cluster), it stays. A session
+   * that ended meanwhile gives the new lease back.
    */
   private async moveLeased(conn: Dispatcher, dest: ReadyQueue): Promise<boolean> {
     const lease = await this.deps.movePair(dest.binding.name, dest.domain);
@@ -170,11 +173,9 @@ export class Sites {
     return true;
   }
 
-  /** A move between pairs one of which counts its connections across the cluster (cluster_max_outbound_connections). */
+  /** A move to a pair that counts its connections across the cluster (cluster_max_outbound_connections), whose lease the connection lacks. */
   private needsLease(conn: Dispatcher, queue: ReadyQueue): boolean {
-    const from = conn.queue;
-    return from !== queue && (this.deps.options.of(queue.binding.name, queue.domain).cluster_max_outbound_connections !== undefined
-      || this.deps.options.of(from.binding.name, from.domain).cluster_max_outbound_connections !== undefined);
+    return !this.deps.covers(conn.handle.permit, queue.binding.name, queue.domain);
   }
 
   /** Idle connections of the queue's binding that can carry its mail come over, up to `room`; how many came. */
@@ -193,8 +194,8 @@ export class Sites {
 
   /**
    * A connection may serve a sibling only if it reaches one of its MXs the way the sibling's own
-   * options ask. An idle or lent connection moves only between pairs that do not count their
-   * connections across the cluster; an emptied one takes the lease first (migrate).
+   * options ask. An idle or lent connection moves only to a pair whose cluster lease, if it has
+   * the limit, it holds; an emptied one takes the lease first (migrate).
    */
   canCarry(conn: Dispatcher, queue: ReadyQueue): boolean {
     const target = conn.handle.target;
