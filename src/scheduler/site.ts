@@ -202,19 +202,19 @@ export class Sites {
     // First the cheap test most connections fail: takeOver asks it of every idle connection.
     if (!queue.record.reaches(target)) return false;
     const o = this.deps.options.of(queue.binding.name, queue.domain);
-    const { targets, requirement } = this.requirementOf(conn, queue);
+    const { targets, requirement } = this.requirementOf(conn, queue, o);
     return target.port === o.remote_smtp_port
       && tlsCarries(conn.handle.client!, target.host, o, targets.map((t) => t.host), requirement);
   }
 
   /** What the sibling's policy asks of its own MX behind this connection: that MX found by name, else by address. */
-  private requirementOf(conn: Dispatcher, queue: ReadyQueue): { targets: readonly Target[]; own: Target | undefined; requirement: TlsRequirement } {
+  private requirementOf(conn: Dispatcher, queue: ReadyQueue, o = this.deps.options.of(queue.binding.name, queue.domain)): { targets: readonly Target[]; own: Target | undefined; requirement: TlsRequirement } {
     const target = conn.handle.target;
     const mx = queue.record.mx;
     const targets = queue.record.targets();
     const own = targets.find((t) => t.host === target.host) ?? targets.find((t) => t.address === target.address);
     const requirement = mx.phase === 'resolved' && own
-      ? requirementFor(queue.domain, own.host, own.port, mx.tls, this.deps.options.of(queue.binding.name, queue.domain)) : { kind: 'options' as const };
+      ? requirementFor(queue.domain, own.host, own.port, mx.tls, o) : { kind: 'options' as const };
     return { targets, own, requirement };
   }
 
@@ -223,8 +223,9 @@ export class Sites {
    * refused: a sibling riding a session is judged as its own session would be, once per session.
    */
   private noteSiblingPolicy(conn: Dispatcher, dest: ReadyQueue): void {
+    if (!conn.firstVisit(dest.domain)) return;
     const { own, requirement } = this.requirementOf(conn, dest);
-    if (requirement.kind !== 'sts-testing' || !own || !conn.firstVisit(dest.domain)) return;
+    if (requirement.kind !== 'sts-testing' || !own) return;
     const check = conn.handle.client?.judge(requirement, own.host);
     if (check) this.deps.policyChecked(conn, check, own.host);
   }

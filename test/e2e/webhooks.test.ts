@@ -44,6 +44,14 @@ async function send(to: string, headers: Record<string, string> = {}, port = wor
   return /queued as (\S+)/.exec(response)![1]!;
 }
 
+/** `n` messages to <prefix><i>@hook.test, each to the intake port `portOf(i)`, once all are at the sink: their queue ids. */
+async function sendDelivered(prefix: string, n: number, portOf: (i: number) => number = () => world.intakePort): Promise<string[]> {
+  const qids: string[] = [];
+  for (let i = 0; i < n; i++) qids.push(await send(`${prefix}${i}@hook.test`, {}, portOf(i)));
+  await world.sinks.hook!.waitForRecipients(qids.map((_, i) => `${prefix}${i}@hook.test`));
+  return qids;
+}
+
 /** Each record's event, per message, in the order the endpoint took them. */
 function byMessage(records: Array<Record<string, any>>): Map<string, string[]> {
   const out = new Map<string, string[]>();
@@ -132,9 +140,7 @@ test('a stalled endpoint holds no mail: every message is delivered while its rec
   slow.setMode({ stall: true });
   const daemon = await world.start({ webhooks: [{ name: 'slow', url: slow.url, events: ['reception', 'delivery'], timeout: '60s' }] });
   try {
-    const qids: string[] = [];
-    for (let i = 0; i < 20; i++) qids.push(await send(`s${i}@hook.test`));
-    await world.sinks.hook!.waitForRecipients(qids.map((_, i) => `s${i}@hook.test`));
+    const qids = await sendDelivered('s', 20);
     assert.equal(slow.requests.length, 0, 'nothing answered yet');
     slow.setMode({ answer: 200 });
     const records = await slow.until((r) => (r.taken.length >= 40 ? r.taken : undefined));
@@ -149,10 +155,8 @@ test('kill -9 of the daemon while records wait for the endpoint: the next start 
   hook.setMode({ answer: 500 });
   const config = { webhooks: [{ name: 'crash', url: hook.url, events: ['reception', 'delivery'], batch_size: 4 }] };
   let daemon: Daemon = await world.start(config);
-  const qids: string[] = [];
   try {
-    for (let i = 0; i < 8; i++) qids.push(await send(`k${i}@hook.test`));
-    await world.sinks.hook!.waitForRecipients(qids.map((_, i) => `k${i}@hook.test`));
+    const qids = await sendDelivered('k', 8);
     await daemon.waitForLog((r) => r.event === 'webhook_failed' && r.webhook === 'crash');
     await daemon.stop('SIGKILL');
     hook.setMode({ answer: 200 });
@@ -173,9 +177,7 @@ test('two nodes on one Redis: one posts the webhook, the other stands by; a stop
   const a = await world.startNode('hook-a', { redis: { url: redis.url }, webhooks });
   const b = await world.startNode('hook-b', { redis: { url: redis.url }, webhooks });
   try {
-    const qids: string[] = [];
-    for (let i = 0; i < 10; i++) qids.push(await send(`n${i}@hook.test`, {}, i % 2 === 0 ? a.port : b.port));
-    await world.sinks.hook!.waitForRecipients(qids.map((_, i) => `n${i}@hook.test`));
+    const qids = await sendDelivered('n', 10, (i) => (i % 2 === 0 ? a.port : b.port));
     const failed = await Promise.race([a, b].map((n) => n.daemon.waitForLog((r) => r.event === 'webhook_failed' && r.webhook === 'shared', 20_000).then(() => n)));
     const other = failed === a ? b : a;
     const state = async (n: typeof a) => /^shared\s+(\w+)/m.exec((await runCli(['summary', '-c', n.daemon.configPath])).stdout)?.[1];
