@@ -7,7 +7,7 @@ import { startDaemon } from '../dist/test/helpers/daemon.js';
 import { makeDkimKey } from '../dist/test/helpers/dkim.js';
 import { freePort } from '../dist/test/helpers/ports.js';
 import { INJECT_FROM_DOMAIN } from './inject.mjs';
-import { cpuSeconds, peakRssKb, rssKb } from './proc.mjs';
+import { cpuSeconds, peakRssKb, resetPeakRss, rssKb } from './proc.mjs';
 
 // At log_level warn the 'ready' record (info) is not printed: the intake accepting connections is
 // the sign, as it starts listening just before 'ready'.
@@ -50,6 +50,7 @@ export async function startDaemons({ dir, nodes, redis, config, nodeArgs, log })
     },
     rssKb: () => started.reduce((kb, n) => kb + rssKb(n.pid), 0),
     peakRssKb: () => Math.max(...started.map((n) => peakRssKb(n.pid))),
+    resetPeakRss: () => started.forEach((n) => resetPeakRss(n.pid)),
     logs: () => started.flatMap((n) => n.daemon.logs),
     describe: () => started.map((n) => `daemon ${n.pid} on :${n.intake.port}`).join(', '),
   };

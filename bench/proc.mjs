@@ -1,5 +1,5 @@
 // What /proc says about a process: CPU time, memory, children. Linux only, like the benchmark.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 
 // USER_HZ: 100 on every Linux this runs on (`getconf CLK_TCK`); /proc/<pid>/stat counts in it.
 const TICKS_PER_S = 100;
@@ -23,6 +23,11 @@ function statusKb(pid, field) {
 
 export const rssKb = (pid) => statusKb(pid, 'VmRSS');
 export const peakRssKb = (pid) => statusKb(pid, 'VmHWM');
+
+/** Starts VmHWM over from the current RSS (Linux ≥ 4.0), so a run's phases each get their own peak. */
+export function resetPeakRss(pid) {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
 
 function childrenOf(pid) {
   try {
