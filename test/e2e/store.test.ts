@@ -1,7 +1,8 @@
 // The message store against a real Redis: a body comes back byte for byte whatever its size, its
 // hash holding nothing but its pieces; a body that compresses is stored compressed and one that
 // does not as it came; a body stored whole by an earlier version is still read; a message with
-// one job keeps no job set and its body goes with that job, a message with several goes with the last.
+// one job keeps no job set and its body goes with that job, a message with several goes with the last;
+// the releases of one turn go in one call.
 // A message written half-way (its body or one of its jobs refused) leaves nothing to deliver.
 // With compress_bodies_above, bodies are compressed only while Redis's used memory is high.
 import assert from 'node:assert/strict';
@@ -138,6 +139,25 @@ test('one job: no job set, its release removes the body; several: the last relea
   assert.ok(await store.get('TWO'), 'kept while a job remains');
   assert.equal(await store.release('TWO', 'TWO-1'), true);
   assert.equal(await redis.exists('impulse:msg:TWO', 'impulse:msg:TWO:jobs'), 0);
+});
+
+test('releases asked in one turn leave in one script call, each with its own answer and history record', async () => {
+  await store.put('B1', Buffer.from('1'), ['B1-0'], DAY);
+  await store.put('B2', Buffer.from('2'), ['B2-0', 'B2-1'], DAY);
+  await store.put('B3', Buffer.from('3'), ['B3-0'], DAY);
+  const calls = async () => Number(/^cmdstat_evalsha:calls=(\d+)/m.exec(await redis.info('commandstats'))?.[1] ?? 0);
+  const before = await calls();
+  const removed = await Promise.all([
+    store.release('B1', 'B1-0', '{"n":1}', DAY),
+    store.release('B2', 'B2-0', '{"n":2}', DAY),
+    store.release('B3', 'B3-0'),
+  ]);
+  assert.equal(await calls() - before, 1);
+  assert.deepEqual(removed, [true, false, true]);
+  assert.equal(await store.get('B1'), undefined);
+  assert.ok(await store.get('B2'), 'kept while a job remains');
+  assert.deepEqual(Object.fromEntries(await store.history('B2')), { 'B2-0': '{"n":2}' });
+  assert.equal((await store.history('B3')).size, 0, 'no record asked, none kept');
 });
 
 test('a message whose body Redis refuses leaves no job, and one whose jobs it refuses leaves no body', async () => {
