@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Bindings } from '../binding/registry.js';
 import type { Clock } from '../core/clock.js';
 import { Lazy } from '../core/lazy.js';
+import { TurnBatch } from '../core/turn-batch.js';
 import type { Reply } from '../core/reply.js';
 import { chargedAttempt } from '../outcome/attempt.js';
 import type { Outcomes } from '../outcome/conclude.js';
@@ -89,6 +90,7 @@ export class Consumer {
   private readonly copies = new JobCopies();
   private readonly doomed = new Map<string, Doom>();
   private readonly ledger: AttemptLedger;
+  private readonly locks = new Map<string, TurnBatch<string, string | null>>();
 
   constructor(private readonly deps: ConsumerDeps) {
     this.ledger = new AttemptLedger(() => deps.clock.now());
@@ -196,12 +198,22 @@ export class Consumer {
 
   /**
    * Whether the job's lock in Redis is still the one this daemon's newest copy of the job took:
-   * one GET. Another value means the lock lapsed and another node (or a later fetch) holds it.
+   * one key of an MGET. Another value means the lock lapsed and another node (or a later fetch) holds it.
    */
   private async holdsLock(prefix: string, job: Job<DeliveryJobData, string | undefined>): Promise<boolean> {
     const token = this.copies.newest.get(job.id!)?.job.token;
     if (token === undefined) return false;
-    return (await this.deps.connection.get(`${prefix}:${DELIVERY_QUEUE}:${job.id!}:lock`)) === token;
+    return (await this.lockReads(prefix).ask(`${prefix}:${DELIVERY_QUEUE}:${job.id!}:lock`)) === token;
+  }
+
+  /** A shard's lock checks of one turn read in one MGET: its keys share the shard's slot. */
+  private lockReads(prefix: string): TurnBatch<string, string | null> {
+    let reads = this.locks.get(prefix);
+    if (!reads) {
+      reads = new TurnBatch((keys) => this.deps.connection.mget(...keys));
+      this.locks.set(prefix, reads);
+    }
+    return reads;
   }
 
   /** Hands the job to the scheduler, and the attempt it gets to the outcome path; returns what to write to the job. */

@@ -8,6 +8,7 @@ import type { RedisClient } from './redis.js';
 import { cutBody, pieceFields } from './body-pieces.js';
 import type { CompressionSwitch } from './body-compression.js';
 import { jobIdFor } from '../core/ids.js';
+import { TurnBatch } from '../core/turn-batch.js';
 
 /** Where bodies stored before they were cut into pieces keep theirs. */
 const WHOLE_BODY = 'body';
@@ -64,10 +65,9 @@ const RELEASE_COMMAND = 'impulseReleaseBodies';
 /** The number of keys, then the keys, then the arguments (ioredis's form for a script defined without a key count). */
 type ReleaseCommand = (keyCount: number, ...keysThenArgs: Array<string | number>) => Promise<number[]>;
 
-interface PendingRelease {
+interface Release {
   keys: [string, string, string];
   args: [string, string, string];
-  settle(err: Error | undefined, removed: boolean): void;
 }
 
 // One script rather than MULTI: a pipeline on a connection with BullMQ's scripts defined costs
@@ -89,8 +89,7 @@ const PUT_COMMAND = 'impulsePutBody';
 type PutCommand = (body: string, jobs: string, ttlMs: number, fields: number, ...rest: Array<string | Buffer>) => Promise<number>;
 
 export class MessageStore {
-  /** Releases asked in this turn of the event loop, sent together at its end. */
-  private releases: PendingRelease[] = [];
+  private readonly releases = new TurnBatch<Release, boolean>((batch) => this.releaseAll(batch));
 
   /** `compression`: whether a body stored now is Brotli-compressed when that saves space. */
   constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly compression: CompressionSwitch = { on: true }) {
@@ -137,30 +136,17 @@ export class MessageStore {
   /**
    * Marks one job of the message finished, keeping `record` (JSON) for `retentionMs`; the last
    * job removes the body. Idempotent. The releases asked in one turn of the event loop leave in
-   * one script call: jobs finish in bursts (a reply read from Redis finishes several), and each
-   * call costs the client and Redis more than the few commands it runs.
+   * one script call.
    */
   release(qid: string, jobId: string, record?: string, retentionMs = 0): Promise<boolean> {
     const keep = record !== undefined && retentionMs > 0 ? record : '';
-    return new Promise((resolve, reject) => {
-      if (this.releases.length === 0) setImmediate(() => this.sendReleases());
-      this.releases.push({
-        keys: [this.bodyKey(qid), this.jobsKey(qid), this.historyKey(qid)],
-        args: [jobId, keep, String(retentionMs)],
-        settle: (err, removed) => (err ? reject(err) : resolve(removed)),
-      });
-    });
+    return this.releases.ask({ keys: [this.bodyKey(qid), this.jobsKey(qid), this.historyKey(qid)], args: [jobId, keep, String(retentionMs)] });
   }
 
-
-  private sendReleases(): void {
-    const batch = this.releases;
-    this.releases = [];
+  private async releaseAll(batch: Release[]): Promise<boolean[]> {
     const release = (this.redis as unknown as Record<typeof RELEASE_COMMAND, ReleaseCommand>)[RELEASE_COMMAND];
-    release.call(this.redis, batch.length * 3, ...batch.flatMap((r) => r.keys), ...batch.flatMap((r) => r.args)).then(
-      (removed) => batch.forEach((r, i) => r.settle(undefined, removed[i] === 1)),
-      (err: Error) => batch.forEach((r) => r.settle(err, false)),
-    );
+    const removed = await release.call(this.redis, batch.length * 3, ...batch.flatMap((r) => r.keys), ...batch.flatMap((r) => r.args));
+    return removed.map((r) => r === 1);
   }
 
   /** What an operator may ask of a queued message: its size as received, however it is stored, and its unfinished jobs. */
