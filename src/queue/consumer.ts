@@ -90,10 +90,12 @@ export class Consumer {
   private readonly copies = new JobCopies();
   private readonly doomed = new Map<string, Doom>();
   private readonly ledger: AttemptLedger;
-  private readonly locks = new Map<string, TurnBatch<string, string | null>>();
+  /** Each shard's lock checks of one turn read in one MGET: its keys share the shard's slot. */
+  private readonly lockReads: Map<string, TurnBatch<string, string | null>>;
 
   constructor(private readonly deps: ConsumerDeps) {
     this.ledger = new AttemptLedger(() => deps.clock.now());
+    this.lockReads = new Map(deps.shards.all.map((part) => [part.shard.prefix, new TurnBatch((keys: string[]) => deps.connection.mget(...keys))]));
   }
 
   /**
@@ -203,17 +205,7 @@ export class Consumer {
   private async holdsLock(prefix: string, job: Job<DeliveryJobData, string | undefined>): Promise<boolean> {
     const token = this.copies.newest.get(job.id!)?.job.token;
     if (token === undefined) return false;
-    return (await this.lockReads(prefix).ask(`${prefix}:${DELIVERY_QUEUE}:${job.id!}:lock`)) === token;
-  }
-
-  /** A shard's lock checks of one turn read in one MGET: its keys share the shard's slot. */
-  private lockReads(prefix: string): TurnBatch<string, string | null> {
-    let reads = this.locks.get(prefix);
-    if (!reads) {
-      reads = new TurnBatch((keys) => this.deps.connection.mget(...keys));
-      this.locks.set(prefix, reads);
-    }
-    return reads;
+    return (await this.lockReads.get(prefix)!.ask(`${prefix}:${DELIVERY_QUEUE}:${job.id!}:lock`)) === token;
   }
 
   /** Hands the job to the scheduler, and the attempt it gets to the outcome path; returns what to write to the job. */

@@ -127,8 +127,8 @@ export class Dispatcher implements QueueConnection {
   /** The attempt, or 'abandoned' when the job's lock is no longer this daemon's before a transaction starts. */
   private async send(entry: Entry, batch: number): Promise<Attempt | 'abandoned'> {
     const client = this.handle.client!;
-    // Asked together, the lock check and the body read leave in one write and share one round trip;
-    // a body read for a job no longer held is only dropped.
+    // Asked together, the lock check and the body read leave in the same turn and are waited for
+    // together; a body read for a job no longer held is only dropped.
     const [held, body] = await Promise.all([entry.stillHeld(), entry.body.get()]);
     if (!held) return 'abandoned';
     if (!body) {
