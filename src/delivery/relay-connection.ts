@@ -1,10 +1,12 @@
 // nodemailer's SMTP client as a relaying MTA needs it: each recipient's own DSN request (NOTIFY,
-// ORCPT) on its RCPT TO, where nodemailer puts one request on every recipient, and SMTPUTF8 on
-// MAIL FROM for all SMTPUTF8 mail, where nodemailer adds it only for non-ASCII addresses. This
-// reaches into the client's internals (_envelope, _recipientQueue, _supportedExtensions,
-// _getDsnRcptToArgs, _sendCommand), which is why package.json pins nodemailer to one version.
+// ORCPT) on its RCPT TO, where nodemailer puts one request on every recipient; SMTPUTF8 on
+// MAIL FROM for all SMTPUTF8 mail, where nodemailer adds it only for non-ASCII addresses; and the
+// message dot-stuffed by dot-stuffing.ts. This reaches into the client's internals (_envelope,
+// _recipientQueue, _supportedExtensions, _getDsnRcptToArgs, _sendCommand, _createSendStream),
+// which is why package.json pins nodemailer to one version.
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { utf8AddrXtext, utf8AddressOf, xtext } from '../core/xtext.js';
+import { type DataStream, stuffDotsFast } from './dot-stuffing.js';
 import type { RecipientDsn } from './envelope.js';
 
 /** The envelope nodemailer takes, and what this client adds to it. */
@@ -21,6 +23,7 @@ interface Internals {
   _supportedExtensions: string[];
   _getDsnRcptToArgs(): string;
   _sendCommand(command: string): void;
+  _createSendStream(callback: unknown): DataStream;
 }
 
 const base = SMTPConnection.prototype as unknown as Internals;
@@ -62,5 +65,9 @@ export class RelayConnection extends SMTPConnection {
     const add = self._envelope?.smtputf8 && command.startsWith('MAIL FROM:') && !/ SMTPUTF8\b/.test(command)
       && self._supportedExtensions.includes('SMTPUTF8');
     base._sendCommand.call(this, add ? `${command} SMTPUTF8` : command);
+  }
+
+  _createSendStream(callback: unknown): DataStream {
+    return stuffDotsFast(base._createSendStream.call(this, callback));
   }
 }
