@@ -1,8 +1,8 @@
 // DATA's dot-stuffing (RFC 5321 4.5.2) done with native searches for the lines that need it, where
-// nodemailer's DataStream walks the message byte by byte in JavaScript: a tenth of the CPU on a
-// 5 KB message, 4% of the daemon's on W1. Only CRLF-clean text takes the fast way (intake refuses
-// bare CR and LF, so queued mail is); anything else is left to nodemailer's walk, which turns bare
-// line ends into CRLF as well.
+// nodemailer's DataStream walks the message byte by byte in JavaScript: 2 µs against 20 µs for a
+// 5 KB message, the walk 4% of the daemon's CPU on W1. Only CRLF-clean text takes the fast way
+// (intake refuses bare CR and LF, so queued mail is); anything else is left to nodemailer's walk,
+// which turns bare line ends into CRLF as well.
 import type { Transform, TransformCallback } from 'node:stream';
 
 const CR = 0x0d;
