@@ -82,7 +82,11 @@ test('the live view in a terminal: drawn, re-sorted by a key, and q quits, leavi
   }));
   /** The latest frame: what follows the last clear of the screen. */
   const frame = () => screen.slice(screen.lastIndexOf('\x1b[2J') + 4);
-  const shows = (re: RegExp) => changed.until(() => (re.test(frame()) ? frame() : undefined), 10_000, () => JSON.stringify(frame()));
+  // The terminal may hand a frame over in pieces: one counts once all three pairs' rows are in.
+  const shows = (re: RegExp) => changed.until(() => {
+    const f = frame();
+    return re.test(f) && rows(f).size === 3 ? f : undefined;
+  }, 10_000, () => JSON.stringify(frame()));
 
   const first = await shows(/sorted by active[\s\S]*slow\.test/);
   assert.ok(screen.startsWith('\x1b[?1049h\x1b[?25l') || screen.includes('\x1b[?1049h\x1b[?25l'), 'the alternate screen, cursor hidden');
