@@ -76,7 +76,9 @@ interface Memo {
 }
 
 export class OptionScopes {
-  private readonly memo = new Map<string, Memo>();
+  /** By binding, then domain: no key string is built for a lookup, which delivery makes many times a message. */
+  private readonly memo = new Map<string, Map<string, Memo>>();
+  private memoSize = 0;
 
   constructor(private cfg: Config) {}
 
@@ -84,6 +86,7 @@ export class OptionScopes {
   reconfigure(cfg: Config): void {
     this.cfg = cfg;
     this.memo.clear();
+    this.memoSize = 0;
   }
 
   get(binding: string, domain: string): ScopedValues {
@@ -96,13 +99,18 @@ export class OptionScopes {
   }
 
   private entry(binding: string, domain: string): Memo {
-    const key = `${binding}\u0000${domain}`;
-    let m = this.memo.get(key);
+    let m = this.memo.get(binding)?.get(domain);
     if (!m) {
       const explained = explainOptions(this.cfg, binding, domain);
       m = { explained, values: Object.fromEntries(SCOPED_OPTIONS.map((k) => [k, explained[k].value])) as ScopedValues };
-      if (this.memo.size >= MEMO_LIMIT) this.memo.clear();
-      this.memo.set(key, m);
+      if (this.memoSize >= MEMO_LIMIT) {
+        this.memo.clear();
+        this.memoSize = 0;
+      }
+      let domains = this.memo.get(binding);
+      if (!domains) this.memo.set(binding, (domains = new Map()));
+      domains.set(domain, m);
+      this.memoSize++;
     }
     return m;
   }
