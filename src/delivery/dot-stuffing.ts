@@ -1,14 +1,17 @@
 // DATA's dot-stuffing (RFC 5321 4.5.2) done with native searches for the lines that need it, where
-// nodemailer's DataStream walks the message byte by byte in JavaScript: 2 µs against 20 µs for a
+// nodemailer's DataStream walks the message byte by byte in JavaScript: 3 µs against 20 µs for a
 // 5 KB message, the walk 4% of the daemon's CPU on W1. Only CRLF-clean text takes the fast way
 // (intake refuses bare CR and LF, so queued mail is); anything else is left to nodemailer's walk,
 // which turns bare line ends into CRLF as well.
 import type { Transform, TransformCallback } from 'node:stream';
+import { onlyCrlf } from '../core/crlf.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
 const DOT = 0x2e;
 const STUFFED = Buffer.from('.');
+/** A line that starts with a dot, in CRLF text. */
+const LINE_DOT = Buffer.from('\n.');
 
 /**
  * `chunk` as DATA carries it: a "." added before every line that starts with one. `lastByte` is the
@@ -16,23 +19,14 @@ const STUFFED = Buffer.from('.');
  * CR or LF, or may continue or end one across the chunk's edges.
  */
 export function stuffDots(chunk: Buffer, lastByte: number | false): Buffer | undefined {
-  if (lastByte === CR) return undefined;
+  if (lastByte === CR || !onlyCrlf(chunk)) return undefined;
   const parts: Buffer[] = [];
   let from = 0;
   if (chunk[0] === DOT && (lastByte === LF || lastByte === false)) parts.push(STUFFED);
-  let lines = 0;
-  for (let lf = chunk.indexOf(LF); lf !== -1; lf = chunk.indexOf(LF, lf + 1)) {
-    if (lf === 0 || chunk[lf - 1] !== CR) return undefined;
-    lines++;
-    if (chunk[lf + 1] === DOT) {
-      parts.push(chunk.subarray(from, lf + 1), STUFFED);
-      from = lf + 1;
-    }
+  for (let at = chunk.indexOf(LINE_DOT); at >= 0; at = chunk.indexOf(LINE_DOT, at + 1)) {
+    parts.push(chunk.subarray(from, at + 1), STUFFED);
+    from = at + 1;
   }
-  // Every LF has its CR before it: one CR more means a bare one (or one whose LF is in the next chunk).
-  let crs = 0;
-  for (let cr = chunk.indexOf(CR); cr !== -1; cr = chunk.indexOf(CR, cr + 1)) crs++;
-  if (crs !== lines) return undefined;
   if (parts.length === 0) return chunk;
   parts.push(chunk.subarray(from));
   return Buffer.concat(parts);

@@ -8,6 +8,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { dkimBody } from 'mailauth/lib/dkim/body/index.js';
 import { parseHeaders } from 'mailauth/lib/tools.js';
+import { onlyCrlf } from '../core/crlf.js';
 import type { DkimKey } from './keys.js';
 import { relaxedHeaderField } from './relaxed-header.js';
 import { signatureField } from './signature-field.js';
@@ -38,8 +39,7 @@ const TRAILING_SPACE = Buffer.from(' \r\n');
  */
 export function plainRelaxedBody(body: Buffer): Buffer | undefined {
   if (body.includes(0x09) || body.includes('  ') || body.includes(TRAILING_SPACE)) return undefined;
-  for (let at = body.indexOf(LF); at >= 0; at = body.indexOf(LF, at + 1)) if (at === 0 || body[at - 1] !== CR) return undefined;
-  for (let at = body.indexOf(CR); at >= 0; at = body.indexOf(CR, at + 1)) if (body[at + 1] !== LF) return undefined;
+  if (!onlyCrlf(body)) return undefined;
   // Empty lines at the end are ignored; a body that is not empty then ends in one CRLF.
   let end = body.length;
   while (end >= 2 && body[end - 2] === CR && body[end - 1] === LF) end -= 2;
