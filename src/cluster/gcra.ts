@@ -6,6 +6,7 @@
 // idleness, and receivers count over their own sliding windows. The key expires when its TAT
 // passes: it would read as absent anyway. One EVALSHA per take or wait.
 import type { RedisClient } from '../store/redis.js';
+import { scriptCommand } from '../store/script-command.js';
 import type { Rate } from '../config/units.js';
 
 // KEYS[1] the TAT in µs; ARGV: emission interval in µs, burst tolerance in µs, '1' to
@@ -25,14 +26,13 @@ if ARGV[3] == '1' then
 end
 return 0`;
 
-/** The script's ioredis command: EVALSHA, so its text is not sent and hashed at every call. */
-const GCRA_COMMAND = 'impulseClusterThrottle';
-
-type GcraCommand = (key: string, intervalUs: number, toleranceUs: number, take: '0' | '1') => Promise<number>;
+type GcraArgs = [key: string, intervalUs: number, toleranceUs: number, take: '0' | '1'];
 
 export class ClusterThrottles {
-  constructor(private readonly redis: RedisClient, private readonly prefix: string) {
-    if (!(GCRA_COMMAND in redis)) redis.defineCommand(GCRA_COMMAND, { numberOfKeys: 1, lua: GCRA });
+  private readonly gcra: (...args: GcraArgs) => Promise<number>;
+
+  constructor(redis: RedisClient, private readonly prefix: string) {
+    this.gcra = scriptCommand<GcraArgs, number>(redis, 'impulseClusterThrottle', GCRA, 1);
   }
 
   /** Takes one event of `key` under `rate` if one is allowed now: resolves 0; else the ms until one is, taking nothing. */
@@ -49,7 +49,6 @@ export class ClusterThrottles {
     // Rounded up to a whole µs: when perMs does not divide by count the rate comes out a hair
     // slower, never faster.
     const intervalUs = Math.ceil((rate.perMs * 1000) / rate.count);
-    const gcra = (this.redis as unknown as Record<typeof GCRA_COMMAND, GcraCommand>)[GCRA_COMMAND];
-    return gcra.call(this.redis, `${this.prefix}:throttle:${key}`, intervalUs, intervalUs, take);
+    return this.gcra(`${this.prefix}:throttle:${key}`, intervalUs, intervalUs, take);
   }
 }

@@ -10,6 +10,7 @@
 // EVALSHA per key this node holds leases on, every ttlMs / 3, whatever the number of leases.
 import { randomBytes } from 'node:crypto';
 import type { RedisClient } from '../store/redis.js';
+import { scriptCommand } from '../store/script-command.js';
 import type { Logger } from 'pino';
 
 export interface Lease {
@@ -70,10 +71,10 @@ return 0`;
 const COUNT = `${NOW}
 return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')`;
 
-// Names of the scripts as ioredis commands: EVALSHA, so a script's text is not sent and hashed at every call.
+// Names of the scripts as ioredis commands (see script-command.ts).
 const SCRIPTS = { impulseLeaseAcquire: ACQUIRE, impulseLeaseRenew: RENEW, impulseLeaseRelease: RELEASE, impulseLeaseCount: COUNT };
 type ScriptName = keyof typeof SCRIPTS;
-type ScriptCommand = (key: string, ...args: Array<string | number>) => Promise<unknown>;
+type Script = (key: string, ...args: Array<string | number>) => Promise<unknown>;
 
 /** A set outlives its last renewal by this many TTLs, then goes with the node that abandoned it. */
 const SET_TTLS = 3;
@@ -104,14 +105,14 @@ export class ClusterLeases {
   private messages = 0;
   private renewal: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly scripts: Record<ScriptName, Script>;
 
   constructor(private readonly deps: LeasesDeps) {
     this.channel = `${deps.prefix}:lease-freed`;
     // Whole milliseconds, so that scores are whole and the time to a lapse is never rounded to 0.
     this.ttlMs = Math.max(1, Math.ceil(deps.ttlMs));
-    for (const [name, lua] of Object.entries(SCRIPTS)) {
-      if (!(name in deps.redis)) deps.redis.defineCommand(name, { numberOfKeys: 1, lua });
-    }
+    const script = ([name, lua]: [string, string]) => [name, scriptCommand<Parameters<Script>, unknown>(deps.redis, name, lua, 1)];
+    this.scripts = Object.fromEntries(Object.entries(SCRIPTS).map(script)) as Record<ScriptName, Script>;
   }
 
   async start(): Promise<void> {
@@ -190,8 +191,7 @@ export class ClusterLeases {
   }
 
   private run(name: ScriptName, key: string, ...args: Array<string | number>): Promise<unknown> {
-    const command = (this.deps.redis as unknown as Record<ScriptName, ScriptCommand>)[name];
-    return command.call(this.deps.redis, this.setKey(key), ...args);
+    return this.scripts[name](this.setKey(key), ...args);
   }
 
   /** Removes the lease from Redis and tells every node's waiters; never rejects. */

@@ -8,13 +8,14 @@
 import type { ParkedIndex } from '../scheduler/backlog.js';
 import type { ReadyQueueId } from '../scheduler/ready-queue.js';
 import type { RedisClient } from '../store/redis.js';
+import { scriptCommand } from '../store/script-command.js';
 import { promoteDelayed } from './promote.js';
 import type { ShardQueue, Sharded } from './shards.js';
 
 // Files an id in its queue's sorted set and the queue in the index of queues. One script rather
-// than a pipeline: ioredis copies all of BullMQ's scripts onto every pipeline of this connection,
-// and with a park per job those copies were three quarters of what outlived V8's young generation
-// while a suspended domain's mail came in.
+// than a pipeline (see script-command.ts): with a park per job, the pipelines' copies of BullMQ's
+// scripts were three quarters of what outlived V8's young generation while a suspended domain's
+// mail came in.
 const FILE = `
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
@@ -29,23 +30,13 @@ local out = { remaining }
 for i = 1, #ids, 2 do out[#out + 1] = ids[i] end
 return out`;
 
-/** The scripts' commands: EVALSHA, so their text is not sent and hashed at every call. */
-const FILE_COMMAND = 'impulseFileParked';
-const POP_COMMAND = 'impulsePopParked';
-
-interface Commands {
-  [FILE_COMMAND](ids: string, index: string, at: number, jobId: string, member: string): Promise<number>;
-  [POP_COMMAND](ids: string, index: string, count: number, member: string): Promise<[number, ...string[]]>;
-}
-
 export class RedisParkedIndex implements ParkedIndex {
-  constructor(private readonly redis: RedisClient, private readonly shards: Sharded<ShardQueue>) {
-    if (!(FILE_COMMAND in redis)) redis.defineCommand(FILE_COMMAND, { numberOfKeys: 2, lua: FILE });
-    if (!(POP_COMMAND in redis)) redis.defineCommand(POP_COMMAND, { numberOfKeys: 2, lua: POP });
-  }
+  private readonly fileId: (ids: string, index: string, at: number, jobId: string, member: string) => Promise<number>;
+  private readonly popIds: (ids: string, index: string, count: number, member: string) => Promise<[number, ...string[]]>;
 
-  private get commands(): Commands {
-    return this.redis as unknown as Commands;
+  constructor(private readonly redis: RedisClient, private readonly shards: Sharded<ShardQueue>) {
+    this.fileId = scriptCommand(redis, 'impulseFileParked', FILE, 2);
+    this.popIds = scriptCommand(redis, 'impulsePopParked', POP, 2);
   }
 
   private indexKey(prefix: string): string {
@@ -65,7 +56,7 @@ export class RedisParkedIndex implements ParkedIndex {
   /** Files a job just put in the delayed set as a park. */
   async file(queue: ReadyQueueId, jobId: string, at: number): Promise<void> {
     const { ids, index } = this.keys(queue);
-    await this.commands[FILE_COMMAND](ids, index, at, jobId, this.member(queue));
+    await this.fileId(ids, index, at, jobId, this.member(queue));
   }
 
   /** Drops an id whose job came back by itself: it must not be promoted early once it waits for something else. */
@@ -80,7 +71,7 @@ export class RedisParkedIndex implements ParkedIndex {
    */
   async promote(queue: ReadyQueueId, count: number): Promise<{ promoted: number; remaining: number }> {
     const { ids: key, index, part } = this.keys(queue);
-    const [remaining, ...ids] = await this.commands[POP_COMMAND](key, index, count, this.member(queue));
+    const [remaining, ...ids] = await this.popIds(key, index, count, this.member(queue));
     return { promoted: await promoteDelayed(part.queue, ids), remaining };
   }
 

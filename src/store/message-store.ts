@@ -5,6 +5,7 @@
 // got queued (intake failed half-way) or were forgotten by a crash.
 import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
 import type { RedisClient } from './redis.js';
+import { scriptCommand } from './script-command.js';
 import { cutBody, pieceFields } from './body-pieces.js';
 import type { CompressionSwitch } from './body-compression.js';
 import { jobIdFor } from '../core/ids.js';
@@ -59,11 +60,8 @@ for i = 0, #KEYS / 3 - 1 do
 end
 return removed`;
 
-/** The release script's command: EVALSHA, so its text is not sent and hashed at every call. */
-const RELEASE_COMMAND = 'impulseReleaseBodies';
-
 /** The number of keys, then the keys, then the arguments (ioredis's form for a script defined without a key count). */
-type ReleaseCommand = (keyCount: number, ...keysThenArgs: Array<string | number>) => Promise<number[]>;
+type ReleaseArgs = [keyCount: number, ...keysThenArgs: string[]];
 
 interface Release {
   keys: [string, string, string];
@@ -84,17 +82,17 @@ if #ARGV > 2 + 2 * fields then
 end
 return 1`;
 
-const PUT_COMMAND = 'impulsePutBody';
-
-type PutCommand = (body: string, jobs: string, ttlMs: number, fields: number, ...rest: Array<string | Buffer>) => Promise<number>;
+type PutArgs = [body: string, jobs: string, ttlMs: number, fields: number, ...rest: Array<string | Buffer>];
 
 export class MessageStore {
   private readonly releases = new TurnBatch<Release, boolean>((batch) => this.releaseAll(batch));
+  private readonly putBody: (...args: PutArgs) => Promise<number>;
+  private readonly releaseBodies: (...args: ReleaseArgs) => Promise<number[]>;
 
   /** `compression`: whether a body stored now is Brotli-compressed when that saves space. */
   constructor(private readonly redis: RedisClient, private readonly prefix: string, private readonly compression: CompressionSwitch = { on: true }) {
-    if (!(RELEASE_COMMAND in redis)) redis.defineCommand(RELEASE_COMMAND, { lua: RELEASE });
-    if (!(PUT_COMMAND in redis)) redis.defineCommand(PUT_COMMAND, { numberOfKeys: 2, lua: PUT });
+    this.releaseBodies = scriptCommand<ReleaseArgs, number[]>(redis, 'impulseReleaseBodies', RELEASE);
+    this.putBody = scriptCommand<PutArgs, number>(redis, 'impulsePutBody', PUT, 2);
   }
 
   private bodyKey(qid: string): string {
@@ -109,8 +107,7 @@ export class MessageStore {
   async put(qid: string, body: Buffer, jobIds: string[], ttlMs: number): Promise<void> {
     const fields = Object.entries(this.pieces(body)).flat();
     const ids = jobIds.length > 1 || jobIds[0] !== jobIdFor(qid, 0) ? jobIds : [];
-    const put = (this.redis as unknown as Record<typeof PUT_COMMAND, PutCommand>)[PUT_COMMAND];
-    await put.call(this.redis, this.bodyKey(qid), this.jobsKey(qid), ttlMs, fields.length / 2, ...fields, ...ids);
+    await this.putBody(this.bodyKey(qid), this.jobsKey(qid), ttlMs, fields.length / 2, ...fields, ...ids);
   }
 
   private pieces(body: Buffer): Record<string, Buffer> {
@@ -144,8 +141,7 @@ export class MessageStore {
   }
 
   private async releaseAll(batch: Release[]): Promise<boolean[]> {
-    const release = (this.redis as unknown as Record<typeof RELEASE_COMMAND, ReleaseCommand>)[RELEASE_COMMAND];
-    const removed = await release.call(this.redis, batch.length * 3, ...batch.flatMap((r) => r.keys), ...batch.flatMap((r) => r.args));
+    const removed = await this.releaseBodies(batch.length * 3, ...batch.flatMap((r) => r.keys), ...batch.flatMap((r) => r.args));
     return removed.map((r) => r === 1);
   }
 
