@@ -4,7 +4,7 @@
 // (the built CLI, as an operator starts it; `--nodes N` of them as a cluster); it injects the
 // workload, waits for the sink to have every accepted message, and prints one JSON result line.
 // After all runs it prints the median line. See bench/README.md for what each figure means.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeOnExit } from '../dist/test/helpers/cleanup.js';
@@ -26,6 +26,9 @@ const round = (v, digits = 0) => (v === null || v === undefined || !Number.isFin
 const rateOf = (count, fromMs, toMs) => (toMs > fromMs ? count / ((toMs - fromMs) / 1000) : null);
 /** The daemon's outbound idle_timeout (5 s) and a second: the --mta-sts warm-up's connections are closed by then. */
 const WARM_CONNECTIONS_CLOSE_MS = 6000;
+/** node's flags as `npm start` (and the systemd units and the image) give them: the daemon is measured as shipped. */
+const START = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).scripts.start.split(' ');
+const SHIPPED_NODE_ARGS = START.slice(1, START.findIndex((word) => word.endsWith('/cli/index.js')));
 
 /** Every daemon's CPU and the masters' counters, for the difference between two moments. */
 async function sample(up, topology) {
@@ -130,6 +133,7 @@ async function runOnce(run) {
     }
 
     const nodeArgs = [
+      ...SHIPPED_NODE_ARGS,
       ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),
       ...flags['node-args'].split(' ').filter(Boolean),
     ];

@@ -89,9 +89,12 @@ test('the Dockerfile\'s build, run in a temp copy, gives a production tree the d
   assert.ok(existsSync(join(runtime, 'node_modules', 'bullmq')), 'production dependencies are in the tree');
   assert.ok(!existsSync(join(runtime, 'node_modules', 'typescript')), 'dev dependencies were pruned');
   assert.ok(existsSync(join(runtime, 'config', 'impulse.schema.json')), 'the schema the reference config names is beside it');
-  const entry = /^\["node",\s*"\/opt\/impulse\/(\S+)"\]$/.exec(steps.find((s) => s.instruction === 'ENTRYPOINT')!.args)![1]!;
+  // The daemon runs as the image runs it: node's flags, then the entry point under /opt/impulse.
+  const [node, ...args] = JSON.parse(steps.find((s) => s.instruction === 'ENTRYPOINT')!.args) as string[];
+  assert.equal(node, 'node');
+  const entry = /^\/opt\/impulse\/(\S+)$/.exec(args.at(-1)!)![1]!;
 
-  const daemon = await startDaemon(world.config, { cliPath: join(runtime, entry), dir: world.dir });
+  const daemon = await startDaemon(world.config, { cliPath: join(runtime, entry), dir: world.dir, nodeArgs: args.slice(0, -1) });
   try {
     const to = 'ops@prod.test';
     await sendMail({ host: '127.0.0.1', port: world.intakePort, from: 's@sender.test', to: [to], raw: makeMessage({ from: 's@sender.test', to: [to] }) });

@@ -1,7 +1,8 @@
 // Running the daemon as an operator does: SIGHUP and `impulse reload` apply a changed limit
 // without a restart and refuse a broken file; the metrics scrape counts what the sink saw; a
 // second SIGTERM stops at once and loses nothing; the admin API over loopback wants its token;
-// the systemd unit and its one-per-core template pass systemd-analyze.
+// the systemd unit and its one-per-core template pass systemd-analyze, and every shipped way of
+// starting the daemon gives node the same flags.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
@@ -222,4 +223,18 @@ test('the systemd unit and its template for one daemon per core pass systemd-ana
     assert.equal(r.stderr.trim(), '');
   }
   assert.match(readFileSync(instance, 'utf8'), /^ExecStart=.* start -c \/etc\/impulse\/%i\.yaml$/m);
+});
+
+test('npm start, both systemd units and the image start node with the same flags, and node takes them', () => {
+  const file = (path: string) => readFileSync(fileURLToPath(new URL(`../../../${path}`, import.meta.url)), 'utf8');
+  const flagsOf = (words: string[]) => words.slice(1, words.findIndex((w) => w.endsWith('/cli/index.js')));
+  const start = (JSON.parse(file('package.json')) as { scripts: { start: string } }).scripts.start.split(' ');
+  const units = ['systemd/impulse.service', 'systemd/impulse@.service'].map((u) => /^ExecStart=(.*)$/m.exec(file(u))![1]!.split(' '));
+  const image = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(file('Dockerfile'))![1]!) as string[];
+  const flags = flagsOf(start);
+  assert.deepEqual(flags, ['--max-semi-space-size=16']);
+  for (const words of [...units, image]) assert.deepEqual(flagsOf(words), flags, words.join(' '));
+  const r = spawnSync(process.execPath, [...flags, '-e', ''], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '');
 });
