@@ -4,11 +4,11 @@
 // (the built CLI, as an operator starts it; `--nodes N` of them as a cluster); it injects the
 // workload, waits for the sink to have every accepted message, and prints one JSON result line.
 // After all runs it prints the median line. See bench/README.md for what each figure means.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeOnExit } from '../dist/test/helpers/cleanup.js';
-import { runCli } from '../dist/test/helpers/daemon.js';
+import { SHIPPED_NODE_ARGS, runCli } from '../dist/test/helpers/daemon.js';
 import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
 import { dkimKeys, startDaemons } from './daemons.mjs';
@@ -26,9 +26,6 @@ const round = (v, digits = 0) => (v === null || v === undefined || !Number.isFin
 const rateOf = (count, fromMs, toMs) => (toMs > fromMs ? count / ((toMs - fromMs) / 1000) : null);
 /** The daemon's outbound idle_timeout (5 s) and a second: the --mta-sts warm-up's connections are closed by then. */
 const WARM_CONNECTIONS_CLOSE_MS = 6000;
-/** node's flags as `npm start` (and the systemd units and the image) give them: the daemon is measured as shipped. */
-const START = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).scripts.start.split(' ');
-const SHIPPED_NODE_ARGS = START.slice(1, START.findIndex((word) => word.endsWith('/cli/index.js')));
 
 /** Every daemon's CPU and the masters' counters, for the difference between two moments. */
 async function sample(up, topology) {
@@ -132,6 +129,7 @@ async function runOnce(run) {
       return { workload: name, run, n: opts.n, size: opts.size, conns: opts.conns, ...figures, sink_cpu_s: round(summary.cpuS, 2) };
     }
 
+    // The daemon is measured as shipped: with node's flags as `npm start` gives them.
     const nodeArgs = [
       ...SHIPPED_NODE_ARGS,
       ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),

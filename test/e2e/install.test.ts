@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { startDaemon } from '../helpers/daemon.js';
+import { nodeFlagsOf, startDaemon } from '../helpers/daemon.js';
 import { runToEnd } from '../helpers/run.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
 import { type World, buildWorld, mxZone } from './world.js';
@@ -90,11 +90,11 @@ test('the Dockerfile\'s build, run in a temp copy, gives a production tree the d
   assert.ok(!existsSync(join(runtime, 'node_modules', 'typescript')), 'dev dependencies were pruned');
   assert.ok(existsSync(join(runtime, 'config', 'impulse.schema.json')), 'the schema the reference config names is beside it');
   // The daemon runs as the image runs it: node's flags, then the entry point under /opt/impulse.
-  const [node, ...args] = JSON.parse(steps.find((s) => s.instruction === 'ENTRYPOINT')!.args) as string[];
-  assert.equal(node, 'node');
-  const entry = /^\/opt\/impulse\/(\S+)$/.exec(args.at(-1)!)![1]!;
+  const command = JSON.parse(steps.find((s) => s.instruction === 'ENTRYPOINT')!.args) as string[];
+  assert.equal(command[0], 'node');
+  const entry = /^\/opt\/impulse\/(\S+)$/.exec(command.at(-1)!)![1]!;
 
-  const daemon = await startDaemon(world.config, { cliPath: join(runtime, entry), dir: world.dir, nodeArgs: args.slice(0, -1) });
+  const daemon = await startDaemon(world.config, { cliPath: join(runtime, entry), dir: world.dir, nodeArgs: nodeFlagsOf(command) });
   try {
     const to = 'ops@prod.test';
     await sendMail({ host: '127.0.0.1', port: world.intakePort, from: 's@sender.test', to: [to], raw: makeMessage({ from: 's@sender.test', to: [to] }) });

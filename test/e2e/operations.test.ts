@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
-import { type Daemon, runCli } from '../helpers/daemon.js';
+import { type Daemon, SHIPPED_NODE_ARGS, nodeFlagsOf, runCli } from '../helpers/daemon.js';
 import { freePort } from '../helpers/ports.js';
 import { makeMessage, sendMail, sendMany } from '../helpers/smtp-client.js';
 import { type World, buildWorld, mxZone, queueIdOf } from './world.js';
@@ -227,14 +227,11 @@ test('the systemd unit and its template for one daemon per core pass systemd-ana
 
 test('npm start, both systemd units and the image start node with the same flags, and node takes them', () => {
   const file = (path: string) => readFileSync(fileURLToPath(new URL(`../../../${path}`, import.meta.url)), 'utf8');
-  const flagsOf = (words: string[]) => words.slice(1, words.findIndex((w) => w.endsWith('/cli/index.js')));
-  const start = (JSON.parse(file('package.json')) as { scripts: { start: string } }).scripts.start.split(' ');
   const units = ['systemd/impulse.service', 'systemd/impulse@.service'].map((u) => /^ExecStart=(.*)$/m.exec(file(u))![1]!.split(' '));
   const image = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(file('Dockerfile'))![1]!) as string[];
-  const flags = flagsOf(start);
-  assert.deepEqual(flags, ['--max-semi-space-size=16']);
-  for (const words of [...units, image]) assert.deepEqual(flagsOf(words), flags, words.join(' '));
-  const r = spawnSync(process.execPath, [...flags, '-e', ''], { encoding: 'utf8' });
+  assert.deepEqual(SHIPPED_NODE_ARGS, ['--max-semi-space-size=16']);
+  for (const words of [...units, image]) assert.deepEqual(nodeFlagsOf(words), SHIPPED_NODE_ARGS, words.join(' '));
+  const r = spawnSync(process.execPath, [...SHIPPED_NODE_ARGS, '-e', ''], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, '');
 });

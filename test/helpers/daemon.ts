@@ -1,7 +1,7 @@
 // Runs the compiled daemon as a separate process, exactly as an operator would, so tests see its
 // real startup, signal handling, logs and exit codes.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,16 @@ import { Condition } from './wait.js';
 
 // This file compiles to dist/test/helpers/daemon.js; the CLI to dist/src/cli/index.js.
 export const CLI_PATH = fileURLToPath(new URL('../../src/cli/index.js', import.meta.url));
+
+/** node's flags in a command line that starts the daemon: the words between `node` and the CLI's script. */
+export function nodeFlagsOf(command: readonly string[]): string[] {
+  return command.slice(1, command.findIndex((word) => word.endsWith('/cli/index.js')));
+}
+
+/** node's flags as `npm start` (and the systemd units and the image) give them: the daemon as shipped. */
+export const SHIPPED_NODE_ARGS = nodeFlagsOf(
+  (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' '),
+);
 
 /** A parsed pino line, or { raw } for a line that is not JSON. */
 export type LogRecord = Record<string, any>;
