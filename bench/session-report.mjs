@@ -1,5 +1,7 @@
 // Medians of a measurement session (bench/session.sh): per variant, the runs' rate, latency,
-// connections and CPU per message, Impulse's from the runner's lines, Postfix's from the harness.
+// connections and CPU per message, Impulse's from the runner's lines, Postfix's from the harness;
+// then our rate against Postfix's run of the same round, which the VM's drift moves less than
+// either rate.
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { middle } from './report.mjs';
@@ -25,6 +27,10 @@ const postfix = (r) => ({
   cpu: r.cpu.relay_us_per_msg / 1000, lost: r.lost, duplicates: r.duplicates,
 });
 
+/** Our run and the Postfix run it is compared with, as session.sh labels them. */
+const PAIRS = [['w5', 'w5-postfix-tuned'], ['w5', 'w5-postfix'], ['w1', 'w1-postfix']];
+const rates = new Map();
+
 for (const file of readdirSync(dir).sort()) {
   let label, runs;
   if (file.endsWith('.jsonl')) {
@@ -41,8 +47,18 @@ for (const file of readdirSync(dir).sort()) {
       .map((d) => postfix(JSON.parse(readFileSync(join(d, 'run1', 'result.json'), 'utf8'))));
   } else continue;
   if (runs.length === 0) continue;
+  rates.set(label, runs.map((r) => r.rate));
   const m = (k) => median(runs.map((r) => r[k]));
   console.log(`${label}: ${m('rate')} msg/s [${runs.map((r) => r.rate).join(', ')}], p50 ${m('p50')} ms, p99 ${m('p99')} ms,`
     + ` ${m('perConn')} msgs/conn (${m('conns')} conns), CPU ${m('cpu')}${m('redisCpu') === null ? '' : ` + Redis ${m('redisCpu')}`} ms/msg,`
     + ` lost ${runs.map((r) => r.lost).join('/')}, duplicates ${runs.map((r) => r.duplicates).join('/')}`);
+}
+
+for (const [ours, theirs] of PAIRS) {
+  const a = rates.get(ours);
+  const b = rates.get(theirs);
+  // Rounds pair up only when every round ran both.
+  if (!a || !b || a.length !== b.length) continue;
+  const ratios = a.map((rate, i) => Number((rate / b[i]).toFixed(2)));
+  console.log(`${ours} / ${theirs} by round: ${ratios.join(', ')} (median ${middle(ratios)})`);
 }
