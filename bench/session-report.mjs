@@ -57,8 +57,12 @@ for (const file of readdirSync(dir).sort()) {
 for (const [ours, theirs] of PAIRS) {
   const a = rates.get(ours);
   const b = rates.get(theirs);
-  // Rounds pair up only when every round ran both.
-  if (!a || !b || a.length !== b.length) continue;
+  if (!a || !b) continue;
+  // Rounds pair up only when every round ran both (a failed Postfix run leaves no result).
+  if (a.length !== b.length) {
+    console.log(`${ours} / ${theirs} by round: not paired, ${a.length} runs against ${b.length}`);
+    continue;
+  }
   const ratios = a.map((rate, i) => Number((rate / b[i]).toFixed(2)));
   console.log(`${ours} / ${theirs} by round: ${ratios.join(', ')} (median ${middle(ratios)})`);
 }
