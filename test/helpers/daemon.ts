@@ -15,7 +15,9 @@ export const CLI_PATH = fileURLToPath(new URL('../../src/cli/index.js', import.m
 
 /** node's flags in a command line that starts the daemon: the words between `node` and the CLI's script. */
 export function nodeFlagsOf(command: readonly string[]): string[] {
-  return command.slice(1, command.findIndex((word) => word.endsWith('/cli/index.js')));
+  const script = command.findIndex((word) => word.endsWith('/cli/index.js'));
+  if (script < 1) throw new Error(`not a command that starts the daemon with node: ${command.join(' ')}`);
+  return command.slice(1, script);
 }
 
 /** node's flags as `npm start` (and the systemd units and the image) give them: the daemon as shipped. */
