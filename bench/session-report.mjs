@@ -30,9 +30,16 @@ const postfix = (r) => ({
 /** Our run and the Postfix run it is compared with, as session.sh labels them. */
 const PAIRS = [['w5', 'w5-postfix-tuned'], ['w5', 'w5-postfix'], ['w1', 'w1-postfix']];
 const rates = new Map();
+/** CPU per message by run: ours the daemon's and Redis's, Postfix's its relay processes'. */
+const cpus = new Map();
 
 for (const file of readdirSync(dir).sort()) {
   let label, runs;
+  if (file === 'yardstick.jsonl') {
+    const lines = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    console.log(`yardstick (bench/yardstick.mjs, at the start and at the end): ${lines.map((y) => `${y.yardstick_ns_per_iteration} ns`).join(', ')}`);
+    continue;
+  }
   if (file.endsWith('.jsonl')) {
     label = file.slice(0, -6);
     runs = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
@@ -48,6 +55,7 @@ for (const file of readdirSync(dir).sort()) {
   } else continue;
   if (runs.length === 0) continue;
   rates.set(label, runs.map((r) => r.rate));
+  cpus.set(label, runs.map((r) => r.cpu + (r.redisCpu ?? 0)));
   const m = (k) => median(runs.map((r) => r[k]));
   console.log(`${label}: ${m('rate')} msg/s [${runs.map((r) => r.rate).join(', ')}], p50 ${m('p50')} ms, p99 ${m('p99')} ms,`
     + ` ${m('perConn')} msgs/conn (${m('conns')} conns), CPU ${m('cpu')}${m('redisCpu') === null ? '' : ` + Redis ${m('redisCpu')}`} ms/msg,`
@@ -65,4 +73,7 @@ for (const [ours, theirs] of PAIRS) {
   }
   const ratios = a.map((rate, i) => Number((rate / b[i]).toFixed(2)));
   console.log(`${ours} / ${theirs} by round: ${ratios.join(', ')} (median ${middle(ratios)})`);
+  // Postfix's CPU per message as the machine's yardstick for C: ours divided by it moves with our code, not the VM.
+  const shares = cpus.get(ours).map((cpu, i) => Number((cpu / cpus.get(theirs)[i]).toFixed(2)));
+  console.log(`${ours} / ${theirs} CPU per message by round: ${shares.join(', ')} (median ${middle(shares)})`);
 }

@@ -23,6 +23,8 @@ postfix() {
 }
 
 node scripts/setup.mjs >&2 || exit 1
+# The VM's speed for JavaScript, before and after: its drift within the session shows here.
+node bench/yardstick.mjs >> "$OUT/yardstick.jsonl"
 # 80% of this session's W5 rate, from a first run of its own.
 impulse calibration W5
 RATE=$(node -e "const l=require('fs').readFileSync('$OUT/calibration.jsonl','utf8').trim().split('\n').pop(); console.log(Math.round(JSON.parse(l).e2e_msg_s * 0.8))")
@@ -50,4 +52,5 @@ for ((round = 1; round <= ROUNDS; round++)); do
   impulse w1-nodes2 W1 --nodes 2
 done
 for ((round = 1; round <= ROUNDS; round++)); do impulse w7 W7; done
+node bench/yardstick.mjs >> "$OUT/yardstick.jsonl"
 node bench/session-report.mjs "$OUT"
