@@ -20,31 +20,60 @@ function sdsOverhead(len: number): number {
 
 function allocated(len: number): number {
   const need = len + sdsOverhead(len);
-  return CLASSES.find((c) => c >= need) ?? need;
+  for (const c of CLASSES) if (c >= need) return c;
+  return need;
+}
+
+/** The longest string content that fills a size class no larger than `len` bytes of content, if any. */
+function largestFilling(len: number): number | undefined {
+  for (let i = CLASSES.length - 1; i >= 0; i--) {
+    const content = CLASSES[i]! - sdsOverhead(CLASSES[i]!);
+    if (content <= len) return content;
+  }
+  return undefined;
 }
 
 /** What one more hash field costs beyond its value: its entry and its name. */
 const FIELD_COST = 40;
 const MAX_PIECES = 4;
 
-/** Lengths of the pieces a body of `len` bytes is stored in, in order; they sum to `len`. */
+/**
+ * Lengths of the pieces a body of `len` bytes is stored in, in order; they sum to `len`. Called
+ * for every message, so it builds no array but the answer.
+ */
 export function pieceLengths(len: number): number[] {
-  let best: { parts: number[]; cost: number } | undefined;
+  let bestCount = 0;
+  let bestCost = Infinity;
   for (let k = 1; k <= MAX_PIECES; k++) {
-    const parts: number[] = [];
+    let count = 0;
+    let cost = 0;
     let rest = len;
     for (let i = 0; i < k - 1 && rest > 0; i++) {
-      const fit = CLASSES.filter((c) => c - sdsOverhead(c) <= rest).pop();
-      if (fit === undefined) break;
-      const head = fit - sdsOverhead(fit);
-      parts.push(head);
+      const head = largestFilling(rest);
+      if (head === undefined) break;
+      count++;
+      cost += allocated(head) + FIELD_COST;
       rest -= head;
     }
-    if (rest > 0 || parts.length === 0) parts.push(rest);
-    const cost = parts.reduce((sum, p) => sum + allocated(p) + FIELD_COST, 0);
-    if (!best || cost < best.cost) best = { parts, cost };
+    if (rest > 0 || count === 0) {
+      count++;
+      cost += allocated(rest) + FIELD_COST;
+    }
+    if (cost < bestCost) {
+      bestCost = cost;
+      bestCount = count;
+    }
   }
-  return best!.parts;
+  // The best cut's pieces again: full classes while more than one piece is left, then the rest.
+  const parts: number[] = [];
+  let rest = len;
+  for (let i = 0; i < bestCount - 1; i++) {
+    const head = largestFilling(rest)!;
+    parts.push(head);
+    rest -= head;
+  }
+  parts.push(rest);
+  return parts;
 }
 
 /** The body cut into pieces, as hash fields `<prefix>0`, `<prefix>1`, …, in order. */
