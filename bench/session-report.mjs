@@ -29,9 +29,8 @@ const postfix = (r) => ({
 
 /** Our run and the Postfix run it is compared with, as session.sh labels them. */
 const PAIRS = [['w5', 'w5-postfix-tuned'], ['w5', 'w5-postfix'], ['w1', 'w1-postfix']];
-const rates = new Map();
-/** CPU per message by run: ours the daemon's and Redis's, Postfix's its relay processes'. */
-const cpus = new Map();
+/** Each variant's runs, in round order, for the pairs below. */
+const runsOf = new Map();
 
 for (const file of readdirSync(dir).sort()) {
   let label, runs;
@@ -54,8 +53,7 @@ for (const file of readdirSync(dir).sort()) {
       .map((d) => postfix(JSON.parse(readFileSync(join(d, 'run1', 'result.json'), 'utf8'))));
   } else continue;
   if (runs.length === 0) continue;
-  rates.set(label, runs.map((r) => r.rate));
-  cpus.set(label, runs.map((r) => r.cpu + (r.redisCpu ?? 0)));
+  runsOf.set(label, runs);
   const m = (k) => median(runs.map((r) => r[k]));
   console.log(`${label}: ${m('rate')} msg/s [${runs.map((r) => r.rate).join(', ')}], p50 ${m('p50')} ms, p99 ${m('p99')} ms,`
     + ` ${m('perConn')} msgs/conn (${m('conns')} conns), CPU ${m('cpu')}${m('redisCpu') === null ? '' : ` + Redis ${m('redisCpu')}`} ms/msg,`
@@ -63,17 +61,18 @@ for (const file of readdirSync(dir).sort()) {
 }
 
 for (const [ours, theirs] of PAIRS) {
-  const a = rates.get(ours);
-  const b = rates.get(theirs);
+  const a = runsOf.get(ours);
+  const b = runsOf.get(theirs);
   if (!a || !b) continue;
   // Rounds pair up only when every round ran both (a failed Postfix run leaves no result).
   if (a.length !== b.length) {
     console.log(`${ours} / ${theirs} by round: not paired, ${a.length} runs against ${b.length}`);
     continue;
   }
-  const ratios = a.map((rate, i) => Number((rate / b[i]).toFixed(2)));
+  const ratios = a.map((run, i) => Number((run.rate / b[i].rate).toFixed(2)));
   console.log(`${ours} / ${theirs} by round: ${ratios.join(', ')} (median ${middle(ratios)})`);
-  // Postfix's CPU per message as the machine's yardstick for C: ours divided by it moves with our code, not the VM.
-  const shares = cpus.get(ours).map((cpu, i) => Number((cpu / cpus.get(theirs)[i]).toFixed(2)));
+  // Postfix's CPU per message (its relay processes) as the machine's yardstick for C: ours (daemon
+  // and Redis) divided by it moves with our code, not the VM.
+  const shares = a.map((run, i) => Number(((run.cpu + run.redisCpu) / b[i].cpu).toFixed(2)));
   console.log(`${ours} / ${theirs} CPU per message by round: ${shares.join(', ')} (median ${middle(shares)})`);
 }

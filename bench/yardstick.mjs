@@ -21,10 +21,9 @@ async function iteration(i, seen) {
   const data = { qid: `q${i.toString(36)}`, domain: `d${i % 50}.test`, sender: 'bench@inject.bench.test', recipients: [`u${i % 1000}@d${i % 50}.test`], receivedAt: 1_765_000_000_000 + i, attempts: 0 };
   const json = JSON.stringify(data);
   const back = JSON.parse(json);
-  let command = `*${8}\r\n`;
-  for (const arg of ['evalsha', 'a'.repeat(40), '3', `bull:deliveries:${back.qid}`, 'bull:deliveries:wait', 'bull:deliveries:events', json, String(back.receivedAt)]) {
-    command += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
-  }
+  const args = ['evalsha', 'a'.repeat(40), '3', `bull:deliveries:${back.qid}`, 'bull:deliveries:wait', 'bull:deliveries:events', json, String(back.receivedAt)];
+  let command = `*${args.length}\r\n`;
+  for (const arg of args) command += `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
   const wire = Buffer.concat([Buffer.from(command), BODY.subarray(0, 2048), BODY.subarray(2048)]);
   seen.set(back.qid, { wire, at: i });
   if (seen.size > 500) seen.delete(seen.keys().next().value);

@@ -38,41 +38,37 @@ const FIELD_COST = 40;
 const MAX_PIECES = 4;
 
 /**
- * Lengths of the pieces a body of `len` bytes is stored in, in order; they sum to `len`. Called
- * for every message, so it builds no array but the answer.
+ * Lengths of the pieces a body of `len` bytes is stored in, in order; they sum to `len`. Every cut
+ * considered starts with the same full-class pieces (the largest that fit, greedily), so they are
+ * found once and each cut is some of them plus the rest. Called for every message.
  */
 export function pieceLengths(len: number): number[] {
-  let bestCount = 0;
-  let bestCost = Infinity;
-  for (let k = 1; k <= MAX_PIECES; k++) {
-    let count = 0;
-    let cost = 0;
-    let rest = len;
-    for (let i = 0; i < k - 1 && rest > 0; i++) {
-      const head = largestFilling(rest);
-      if (head === undefined) break;
-      count++;
-      cost += allocated(head) + FIELD_COST;
-      rest -= head;
-    }
-    if (rest > 0 || count === 0) {
-      count++;
-      cost += allocated(rest) + FIELD_COST;
-    }
-    if (cost < bestCost) {
-      bestCost = cost;
-      bestCount = count;
-    }
-  }
-  // The best cut's pieces again: full classes while more than one piece is left, then the rest.
-  const parts: number[] = [];
+  const heads: number[] = [];
   let rest = len;
-  for (let i = 0; i < bestCount - 1; i++) {
-    const head = largestFilling(rest)!;
-    parts.push(head);
+  while (heads.length < MAX_PIECES - 1 && rest > 0) {
+    const head = largestFilling(rest);
+    if (head === undefined) break;
+    heads.push(head);
     rest -= head;
   }
-  parts.push(rest);
+  let best = 0;
+  let bestCost = Infinity;
+  let headsCost = 0;
+  let remainder = len;
+  for (let n = 0; n <= heads.length; n++) {
+    if (n > 0) {
+      headsCost += allocated(heads[n - 1]!) + FIELD_COST;
+      remainder -= heads[n - 1]!;
+    }
+    const cost = headsCost + (remainder > 0 || n === 0 ? allocated(remainder) + FIELD_COST : 0);
+    if (cost < bestCost) {
+      bestCost = cost;
+      best = n;
+    }
+  }
+  const parts = heads.slice(0, best);
+  const left = len - parts.reduce((sum, p) => sum + p, 0);
+  if (left > 0 || best === 0) parts.push(left);
   return parts;
 }
 
