@@ -9,7 +9,7 @@ const USAGE = `usage: npm run bench -- <${Object.keys(WORKLOADS).join('|')}> [--
   [--redis embedded|single|sentinel|cluster] (sentinel, cluster: W1, W2) [--nodes N] [--wait-replicas N]
   [--backlog N --tarpit-ms MS --settle-backlog] (W3) [--hold-s S --drain-s S] (W4; --hold-s W7) [--greet-ms MS --data-ms MS] (W5) [--limit-rate R] (W6)
   [--config '{"key": value}']
-  [--dkim rsa|ed25519|both] [--mta-sts] (W1, W5) [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
+  [--dkim rsa|ed25519|both] [--mta-sts] [--warm N] (W1, W5) [--cpu-prof DIR] [--node-args="FLAGS"] [--commandstats]`;
 
 const parsed = parseArgs({
   allowPositionals: true,
@@ -39,6 +39,8 @@ const parsed = parseArgs({
     dkim: { type: 'string' },
     // Every recipient domain publishes an MTA-STS policy in mode testing (bench/mta-sts.mjs).
     'mta-sts': { type: 'boolean', default: false },
+    // Messages delivered before the measured run, so that it finds V8's code compiled, as a daemon that has been running does.
+    warm: { type: 'string', default: '0' },
     // Profiling aids: the daemon writes a V8 CPU profile into this directory; Redis's per-command counts go to stderr.
     'cpu-prof': { type: 'string' },
     // Further node flags for the daemon, space-separated (e.g. "--heapsnapshot-signal=SIGUSR2").
@@ -115,4 +117,7 @@ export const opts = {
   limitRate,
   greetMs: count('greet-ms', d.greetMs ?? 0),
   dataMs: count('data-ms', d.dataMs ?? 0),
+  warm: count('warm', 0),
 };
+// The workloads whose rates the targets are about; the others measure other things (queue, memory, limits).
+if (opts.warm > 0 && !['W1', 'W5'].includes(name)) refuse(`--warm runs W1 or W5 only, not ${name}`);

@@ -28,7 +28,7 @@ const postfix = (r) => ({
 });
 
 /** Our run and the Postfix run it is compared with, as session.sh labels them. */
-const PAIRS = [['w5', 'w5-postfix-tuned'], ['w5', 'w5-postfix'], ['w1', 'w1-postfix']];
+const PAIRS = [['w5', 'w5-postfix-tuned'], ['w5-warm', 'w5-postfix-tuned'], ['w5', 'w5-postfix'], ['w1', 'w1-postfix'], ['w1-warm', 'w1-postfix']];
 /** Each variant's runs, in round order, for the pairs below. */
 const runsOf = new Map();
 

@@ -30,6 +30,7 @@ impulse calibration W5
 RATE=$(node -e "const l=require('fs').readFileSync('$OUT/calibration.jsonl','utf8').trim().split('\n').pop(); console.log(Math.round(JSON.parse(l).e2e_msg_s * 0.8))")
 for ((round = 1; round <= ROUNDS; round++)); do
   impulse w5 W5
+  impulse w5-warm W5 --warm 10000
   postfix w5-postfix N=10000 DOMAINS=500 SINK_HOSTS="$W5_HOSTS" "$W5_SINK"
   impulse w5-dkim-rsa W5 --dkim rsa
   impulse w5-dkim-ed25519 W5 --dkim ed25519
@@ -42,6 +43,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   impulse w5-rate80 W5 --rate "$RATE"
   impulse w5-rate80-normal W5 --rate "$RATE" --config '{"connection_allocation_aggressiveness": "normal"}'
   impulse w1 W1
+  impulse w1-warm W1 --warm 10000
   postfix w1-postfix N=20000 DOMAINS=50
   impulse w1-dkim-rsa W1 --dkim rsa
   impulse w1-dkim-ed25519 W1 --dkim ed25519
