@@ -119,5 +119,6 @@ export const opts = {
   dataMs: count('data-ms', d.dataMs ?? 0),
   warm: count('warm', 0),
 };
+if (!Number.isInteger(opts.warm)) refuse(`--warm must be a whole number of messages, not ${flags.warm}`);
 // The workloads whose rates the targets are about; the others measure other things (queue, memory, limits).
 if (opts.warm > 0 && !['W1', 'W5'].includes(name)) refuse(`--warm runs W1 or W5 only, not ${name}`);
