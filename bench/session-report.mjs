@@ -12,6 +12,9 @@ if (!dir) {
   process.exit(2);
 }
 
+/** A file's lines that are not empty: a .jsonl file's records, a .dirs file's directories. */
+const linesOf = (file) => readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean);
+
 /** The median of the runs that have the figure. */
 const median = (values) => {
   const have = values.filter((v) => typeof v === 'number');
@@ -35,13 +38,13 @@ const runsOf = new Map();
 for (const file of readdirSync(dir).sort()) {
   let label, runs;
   if (file === 'yardstick.jsonl') {
-    const lines = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const lines = linesOf(file).map((l) => JSON.parse(l));
     console.log(`yardstick (bench/yardstick.mjs, at the start and at the end): ${lines.map((y) => `${y.yardstick_ns_per_iteration} ns`).join(', ')}`);
     continue;
   }
   if (file.endsWith('.jsonl')) {
     label = file.slice(0, -6);
-    runs = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    runs = linesOf(file).map((l) => JSON.parse(l));
     if (runs[0]?.workload === 'W7') {
       console.log(label, runs.map((r) => ({ open: r.open_conns, failed: r.failed_conns, kb_per_conn: r.rss_per_conn_kb, cpu_pct: r.daemon_cpu_pct_open, left: r.open_after_stop })));
       continue;
@@ -49,8 +52,7 @@ for (const file of readdirSync(dir).sort()) {
     runs = runs.map(impulse);
   } else if (file.endsWith('.dirs')) {
     label = file.slice(0, -5);
-    runs = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean)
-      .map((d) => postfix(JSON.parse(readFileSync(join(d, 'run1', 'result.json'), 'utf8'))));
+    runs = linesOf(file).map((d) => postfix(JSON.parse(readFileSync(join(d, 'run1', 'result.json'), 'utf8'))));
   } else continue;
   if (runs.length === 0) continue;
   runsOf.set(label, runs);

@@ -52,6 +52,7 @@ export function pieceLengths(len: number): number[] {
     rest -= head;
   }
   let best = 0;
+  let bestLeft = len;
   let bestCost = Infinity;
   let headsCost = 0;
   let remainder = len;
@@ -64,11 +65,11 @@ export function pieceLengths(len: number): number[] {
     if (cost < bestCost) {
       bestCost = cost;
       best = n;
+      bestLeft = remainder;
     }
   }
   const parts = heads.slice(0, best);
-  const left = len - parts.reduce((sum, p) => sum + p, 0);
-  if (left > 0 || best === 0) parts.push(left);
+  if (bestLeft > 0 || best === 0) parts.push(bestLeft);
   return parts;
 }
 
