@@ -1,5 +1,6 @@
 // Medians of a measurement session (bench/session.sh): per variant, the runs' rate, latency,
-// connections and CPU per message, Impulse's from the runner's lines, Postfix's from the harness;
+// connections and CPU per message, from the runner's lines or from the shared harness's results
+// (Postfix's, and ours through it);
 // then our rate against Postfix's run of the same round, which the VM's drift moves less than
 // either rate.
 import { readFileSync, readdirSync } from 'node:fs';
@@ -25,13 +26,17 @@ const impulse = (r) => ({
   rate: r.e2e_msg_s, p50: r.latency_p50_ms, p99: r.latency_p99_ms, perConn: r.msgs_per_conn, conns: r.sink_conns,
   cpu: r.daemon_cpu_s_per_1k, redisCpu: r.redis_cpu_s_per_1k, lost: r.lost, duplicates: r.duplicates,
 });
-const postfix = (r) => ({
+/** A shared harness run's figures: its relay's CPU is the whole process tree's, Redis's included. */
+const harness = (r) => ({
   rate: r.e2e_msgs_s, p50: r.latency_ms.p50, p99: r.latency_ms.p99, perConn: r.msgs_per_connection.mean, conns: r.sink_connections,
   cpu: r.cpu.relay_us_per_msg / 1000, lost: r.lost, duplicates: r.duplicates,
 });
 
 /** Our run and the Postfix run it is compared with, as session.sh labels them. */
-const PAIRS = [['w5', 'w5-postfix-tuned'], ['w5-warm', 'w5-postfix-tuned'], ['w5', 'w5-postfix'], ['w1', 'w1-postfix'], ['w1-warm', 'w1-postfix']];
+const PAIRS = [
+  ['w5', 'w5-postfix-tuned'], ['w5-warm', 'w5-postfix-tuned'], ['w5-harness', 'w5-postfix-tuned'], ['w5', 'w5-postfix'],
+  ['w1', 'w1-postfix'], ['w1-warm', 'w1-postfix'], ['w1-harness', 'w1-postfix'],
+];
 /** Each variant's runs, in round order, for the pairs below. */
 const runsOf = new Map();
 
@@ -52,7 +57,7 @@ for (const file of readdirSync(dir).sort()) {
     runs = runs.map(impulse);
   } else if (file.endsWith('.dirs')) {
     label = file.slice(0, -5);
-    runs = linesOf(file).map((d) => postfix(JSON.parse(readFileSync(join(d, 'run1', 'result.json'), 'utf8'))));
+    runs = linesOf(file).map((d) => harness(JSON.parse(readFileSync(join(d, 'run1', 'result.json'), 'utf8'))));
   } else continue;
   if (runs.length === 0) continue;
   runsOf.set(label, runs);
@@ -74,7 +79,7 @@ for (const [ours, theirs] of PAIRS) {
   const ratios = a.map((run, i) => Number((run.rate / b[i].rate).toFixed(2)));
   console.log(`${ours} / ${theirs} by round: ${ratios.join(', ')} (median ${middle(ratios)})`);
   // Postfix's CPU per message (its relay processes) as the machine's yardstick for C: ours (daemon
-  // and Redis) divided by it moves with our code, not the VM.
-  const shares = a.map((run, i) => Number(((run.cpu + run.redisCpu) / b[i].cpu).toFixed(2)));
+  // and Redis; a harness run's relay CPU holds both) divided by it moves with our code, not the VM.
+  const shares = a.map((run, i) => Number(((run.cpu + (run.redisCpu ?? 0)) / b[i].cpu).toFixed(2)));
   console.log(`${ours} / ${theirs} CPU per message by round: ${shares.join(', ')} (median ${middle(shares)})`);
 }
