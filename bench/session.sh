@@ -4,7 +4,7 @@
 # then W7. Results: one JSON line per run in $OUT/<label>.jsonl (runs of the shared harness,
 # Postfix's and our W5 and W1 through it: $OUT/<label>.dirs, their result directories);
 # `node bench/session-report.mjs $OUT` prints the medians.
-# ROUNDS=3 OUT=/tmp/impulse-session SHARED=../shared/bench (the shared harness, for Postfix).
+# ROUNDS=3 OUT=/tmp/impulse-session SHARED=../shared/bench (the shared harness: Postfix, and us through it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
