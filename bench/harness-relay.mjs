@@ -41,6 +41,7 @@ try {
 } catch (err) {
   refuse(`--config is not JSON: ${err.message}`);
 }
+if (typeof overrides !== 'object' || overrides === null || Array.isArray(overrides)) refuse(`--config must be a JSON object of config keys, not ${args.config}`);
 const env = (name, fallback) => {
   const v = process.env[name] ?? fallback;
   if (v === undefined) refuse(`${name} is not set: run this as run-cmd.sh's RELAY_CMD`);
