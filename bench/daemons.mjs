@@ -25,6 +25,24 @@ async function waitForIntake(port, proc, timeoutMs = 60_000) {
   }
 }
 
+/**
+ * What every bench daemon runs with, whoever starts it: production defaults but for names, quiet
+ * logs, no metrics port (daemons run side by side), loopback MX hosts allowed, the run's DNS
+ * server and sink port, and a short shutdown.
+ */
+export function benchDaemonConfig(dnsServer, sinkPort) {
+  return {
+    hostname: 'impulse.bench.test',
+    ehlo_hostname: 'out.bench.test',
+    log_level: 'warn',
+    dns: { servers: [dnsServer] },
+    metrics: { listen: false },
+    prohibited_hosts: [],
+    remote_smtp_port: sinkPort,
+    shutdown_timeout: '5s',
+  };
+}
+
 /** The daemon's `dkim:` entries: fresh keys for the injector's From: domain, written into `dir`. */
 export function dkimKeys(dir, which) {
   const types = which === 'both' ? ['rsa', 'ed25519'] : [which];

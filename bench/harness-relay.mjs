@@ -18,6 +18,7 @@ import { stringify } from 'yaml';
 import { CLI_PATH, SHIPPED_NODE_ARGS } from '../dist/test/helpers/daemon.js';
 import { startDns } from '../dist/test/helpers/dns.js';
 import { supportsReusePort } from '../dist/src/intake/reuse-port.js';
+import { benchDaemonConfig } from './daemons.mjs';
 import { startTopology } from './redis-topology.mjs';
 
 const log = (msg) => process.stderr.write(`[harness-relay] ${msg}\n`);
@@ -62,15 +63,8 @@ const daemons = Array.from({ length: nodes }, (_, i) => {
   const nodeDir = join(dir, `node-${i}`);
   mkdirSync(nodeDir);
   const config = {
-    hostname: 'impulse.bench.test',
-    ehlo_hostname: 'out.bench.test',
-    log_level: 'warn',
-    dns: { servers: [dns.server] },
-    metrics: { listen: false },
-    prohibited_hosts: [],
-    remote_smtp_port: sinkPort,
+    ...benchDaemonConfig(dns.server, sinkPort),
     routes,
-    shutdown_timeout: '5s',
     redis: topology ? topology.config : { embedded: true, dir: join(nodeDir, 'redis') },
     admin: { socket: join(nodeDir, 'admin.sock') },
     listen: [{ address: '127.0.0.1', port: relayPort, ...(nodes > 1 ? { reuse_port: true } : {}) }],

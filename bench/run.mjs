@@ -11,7 +11,7 @@ import { removeOnExit } from '../dist/test/helpers/cleanup.js';
 import { SHIPPED_NODE_ARGS, runCli } from '../dist/test/helpers/daemon.js';
 import { startDns } from '../dist/test/helpers/dns.js';
 import { freePort } from '../dist/test/helpers/ports.js';
-import { dkimKeys, startDaemons } from './daemons.mjs';
+import { benchDaemonConfig, dkimKeys, startDaemons } from './daemons.mjs';
 import { inject } from './inject.mjs';
 import { publishPolicies } from './mta-sts.mjs';
 import { holdOpen } from './open-connections.mjs';
@@ -86,14 +86,7 @@ async function deliveryFigures(sink, prefix, injected, timeoutMs) {
  */
 function baseConfig(dir, dns, sinkPort, policies) {
   return {
-    hostname: 'impulse.bench.test',
-    ehlo_hostname: 'out.bench.test',
-    log_level: 'warn',
-    dns: { servers: [dns.server] },
-    metrics: { listen: false },
-    prohibited_hosts: [],
-    remote_smtp_port: sinkPort,
-    shutdown_timeout: '5s',
+    ...benchDaemonConfig(dns.server, sinkPort),
     ...(flags.dkim ? { dkim: dkimKeys(dir, flags.dkim) } : {}),
     ...policies?.config,
     ...workload.config?.(opts),
