@@ -58,6 +58,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 # SIGTERM drains: intake stops, sessions in flight get shutdown_timeout (30 s by default). Docker
 # kills after 10 s unless told otherwise: run with --stop-timeout 40 (or docker stop -t 40).
 STOPSIGNAL SIGTERM
-# --max-semi-space-size=16: as in the systemd unit (docs/operations.md, "Memory").
-ENTRYPOINT ["node", "--max-semi-space-size=16", "/opt/impulse/dist/src/cli/index.js"]
+# node's flags as in the systemd unit (docs/operations.md, "Memory").
+ENTRYPOINT ["node", "--max-semi-space-size=16", "--no-allocation-site-pretenuring", "--heap-growing-percent=100", "/opt/impulse/dist/src/cli/index.js"]
 CMD ["start", "-c", "/etc/impulse/impulse.yaml"]

@@ -229,7 +229,7 @@ test('npm start, both systemd units and the image start node with the same flags
   const file = (path: string) => readFileSync(fileURLToPath(new URL(`../../../${path}`, import.meta.url)), 'utf8');
   const units = ['systemd/impulse.service', 'systemd/impulse@.service'].map((u) => /^ExecStart=(.*)$/m.exec(file(u))![1]!.split(' '));
   const image = JSON.parse(/^ENTRYPOINT (.*)$/m.exec(file('Dockerfile'))![1]!) as string[];
-  assert.deepEqual(SHIPPED_NODE_ARGS, ['--max-semi-space-size=16']);
+  assert.deepEqual(SHIPPED_NODE_ARGS, ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--heap-growing-percent=100']);
   for (const words of [...units, image]) assert.deepEqual(nodeFlagsOf(words), SHIPPED_NODE_ARGS, words.join(' '));
   const r = spawnSync(process.execPath, [...SHIPPED_NODE_ARGS, '-e', ''], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
