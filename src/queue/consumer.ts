@@ -78,7 +78,7 @@ function lockTimes(jobLockTimeout: number): { lockDuration: number; stalledInter
   return { lockDuration: Math.max(500, jobLockTimeout - stalledInterval), stalledInterval };
 }
 
-function returningOf(job: Job<DeliveryJobData, string | undefined>): Returning | undefined {
+function returningOf(job: Job<DeliveryJobData, void>): Returning | undefined {
   if (job.data.waiting === 'retry') return { from: 'retry' };
   // A promoted job's delay is 0; one that came back on its park's fallback time keeps its delay.
   if (job.data.waiting === 'parked') return { from: 'park', promoted: !(job.delay > 0) };
@@ -88,6 +88,12 @@ function returningOf(job: Job<DeliveryJobData, string | undefined>): Returning |
 export class Consumer {
   private workers: DeliveryWorker[] = [];
   private readonly copies = new JobCopies();
+  /**
+   * Each completed job's finished record, from its processor to its `completed` handler. BullMQ
+   * would write a returned value into the completion's script call and its events stream, where
+   * nothing reads it (the job itself is removed on completion): some 1 KB per message.
+   */
+  private readonly records = new WeakMap<Job<DeliveryJobData, void>, string>();
   private readonly doomed = new Map<string, Doom>();
   private readonly ledger: AttemptLedger;
   /** Each shard's lock checks of one turn read in one MGET: its keys share the shard's slot. */
@@ -123,9 +129,9 @@ export class Consumer {
 
   private listen(worker: DeliveryWorker, store: MessageStore): void {
     const { log } = this.deps;
-    worker.on('completed', (job, record: string | undefined) => {
+    worker.on('completed', (job) => {
       this.ledger.forget(job.id!);
-      store.release(job.data.qid, job.id!, record, this.deps.historyRetention()).catch((err: Error) =>
+      store.release(job.data.qid, job.id!, this.records.get(job), this.deps.historyRetention()).catch((err: Error) =>
         log.warn({ event: 'store_release_failed', qid: job.data.qid, err: err.message }, 'body kept until its TTL'));
     });
     worker.on('stalled', (jobId: string) =>
@@ -164,7 +170,7 @@ export class Consumer {
    * One attempt of the job, or the update of an attempt already made here for an earlier copy of
    * it (see attempt-ledger.ts), written to Redis by the copy that holds the job's lock.
    */
-  private async process(worker: DeliveryWorker, part: ShardQueue, job: Job<DeliveryJobData, string | undefined>, token: string | undefined): Promise<string | undefined> {
+  private async process(worker: DeliveryWorker, part: ShardQueue, job: Job<DeliveryJobData, void>, token: string | undefined): Promise<void> {
     const { update, again } = this.ledger.join(job.id!, job.data, () => this.attempt(part, job));
     if (again) {
       this.deps.log.warn({ event: 'job_reclaimed', qid: job.data.qid, domain: job.data.domain, job_id: job.id, attempt: job.data.attempts + 1 },
@@ -188,7 +194,8 @@ export class Consumer {
     }
     if (u.kind === 'complete') {
       u.landed(false);
-      return u.record;
+      this.records.set(job, u.record);
+      return;
     }
     await job.updateData(u.data);
     worker.stopRenewing(job);
@@ -202,14 +209,14 @@ export class Consumer {
    * Whether the job's lock in Redis is still the one this daemon's newest copy of the job took:
    * one key of an MGET. Another value means the lock lapsed and another node (or a later fetch) holds it.
    */
-  private async holdsLock(prefix: string, job: Job<DeliveryJobData, string | undefined>): Promise<boolean> {
+  private async holdsLock(prefix: string, job: Job<DeliveryJobData, void>): Promise<boolean> {
     const token = this.copies.newest.get(job.id!)?.job.token;
     if (token === undefined) return false;
     return (await this.lockReads.get(prefix)!.ask(`${prefix}:${DELIVERY_QUEUE}:${job.id!}:lock`)) === token;
   }
 
   /** Hands the job to the scheduler, and the attempt it gets to the outcome path; returns what to write to the job. */
-  private async attempt(part: ShardQueue, job: Job<DeliveryJobData, string | undefined>): Promise<JobUpdate> {
+  private async attempt(part: ShardQueue, job: Job<DeliveryJobData, void>): Promise<JobUpdate> {
     const data = job.data;
     const binding = this.deps.bindings.resolve({ binding: data.binding, group: data.bindingGroup }, data.qid);
     const body = new Lazy(() => part.store.get(data.qid));

@@ -30,7 +30,7 @@
 import { type Job, type JobJson, Worker, type WorkerOptions } from 'bullmq';
 import { type DeliveryJobData, JOB_OPTIONS } from './job.js';
 
-type DeliveryJob = Job<DeliveryJobData, string | undefined>;
+type DeliveryJob = Job<DeliveryJobData, void>;
 
 /** The newest copy fetched of each job the daemon is working on, the one holding its lock, and its worker. */
 export class JobCopies {
@@ -42,10 +42,10 @@ export class JobCopies {
   }
 }
 
-export class DeliveryWorker extends Worker<DeliveryJobData, string | undefined> {
+export class DeliveryWorker extends Worker<DeliveryJobData, void> {
   constructor(
     name: string,
-    processor: (job: DeliveryJob, token?: string) => Promise<string | undefined>,
+    processor: (job: DeliveryJob, token?: string) => Promise<void>,
     opts: WorkerOptions,
     private readonly copies: JobCopies,
   ) {
