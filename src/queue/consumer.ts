@@ -91,7 +91,7 @@ export class Consumer {
   /**
    * Each completed job's finished record, from its processor to its `completed` handler. BullMQ
    * would write a returned value into the completion's script call and its events stream, where
-   * nothing reads it (the job itself is removed on completion): some 1 KB per message.
+   * nothing reads it (the job itself is removed on completion): some 500 B per message.
    */
   private readonly records = new WeakMap<Job<DeliveryJobData, void>, string>();
   private readonly doomed = new Map<string, Doom>();

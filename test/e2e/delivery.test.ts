@@ -169,6 +169,10 @@ test('finished jobs leave nothing behind in Redis', async () => {
     assert.equal(await redis.exists('impulse:delivery:completed'), 0);
     assert.equal(await redis.exists('impulse:delivery:failed'), 0);
     assert.equal(await redis.zcard('impulse:delivery:delayed'), 1);
+    // A completion is recorded without the finished record: that is kept in the message's history only.
+    const completions = (await redis.xrange('impulse:delivery:events', '-', '+')).map(([, f]) => f).filter((f) => f[1] === 'completed');
+    assert.ok(completions.length > 0, 'the events stream records completions');
+    for (const fields of completions) assert.equal(fields[fields.indexOf('returnvalue') + 1], 'null', fields.join(' '));
   } finally {
     await redis.quit();
   }
