@@ -17,6 +17,7 @@ import { AttemptLedger, type JobUpdate } from './attempt-ledger.js';
 import { DeliveryWorker, JobCopies } from './delivery-worker.js';
 import { DELIVERY_QUEUE, type DeliveryJobData } from './job.js';
 import type { ShardQueue, Sharded } from './shards.js';
+import { Transit } from './transit.js';
 
 /** The scheduler as the consumer sees it. */
 interface Admitter {
@@ -48,6 +49,12 @@ interface ConsumerDeps {
  * shards they are shared out among them, and every shard has at least one.
  */
 const FETCHERS = 8;
+
+/**
+ * Jobs in transit beyond which fetches wait. W4's intake of mail for a suspended domain, every
+ * job fetched and parked, keeps 20 to 80 in transit; 256 of them cost a few MB at most.
+ */
+const TRANSIT_MAX = 256;
 
 /** High enough that no crash loop ever turns a stalled job into a failed one. */
 const MAX_STALLED = 1_000_000;
@@ -88,6 +95,7 @@ function returningOf(job: Job<DeliveryJobData, void>): Returning | undefined {
 export class Consumer {
   private workers: DeliveryWorker[] = [];
   private readonly copies = new JobCopies();
+  private readonly transit = new Transit(TRANSIT_MAX);
   /**
    * Each completed job's finished record, from its processor to its `completed` handler. BullMQ
    * would write a returned value into the completion's script call and its events stream, where
@@ -121,7 +129,7 @@ export class Consumer {
         ...lockTimes(this.deps.jobLockTimeout),
         // One stalled-job check serves the whole queue of a shard.
         skipStalledCheck: i > 0,
-      }, this.copies);
+      }, this.copies, this.transit);
       this.listen(worker, part.store);
       return worker;
     }));
@@ -152,6 +160,7 @@ export class Consumer {
   /** Stops taking jobs and parks held ones; waits for sessions in flight unless forced (those are retried after restart). */
   async close(force = false): Promise<void> {
     const closing = Promise.all(this.workers.map((w) => w.close(force)));
+    this.transit.open();
     this.deps.scheduler.close();
     await closing;
   }
@@ -175,6 +184,8 @@ export class Consumer {
     if (again) {
       this.deps.log.warn({ event: 'job_reclaimed', qid: job.data.qid, domain: job.data.domain, job_id: job.id, attempt: job.data.attempts + 1 },
         'job handed out again after its lock lapsed; recording the outcome of the attempt already made');
+      // Its attempt is the earlier copy's, which the scheduler holds or which is in transit itself.
+      this.transit.leave(job);
     }
     let u: JobUpdate;
     try {
@@ -228,14 +239,20 @@ export class Consumer {
     this.doomed.delete(job.id!);
     const outcome: Outcome = doom
       ? { kind: 'attempted', attempt: chargedAttempt(data.recipients, doom.reply, 'admin_fail', undefined, doom.quiet) }
-      : await new Promise<Outcome>((resolve) => this.deps.scheduler.admit({
-        jobId: job.id!, qid: data.qid, domain: data.domain, binding, sender: data.sender, recipients: data.recipients,
-        params: data, attempts: data.attempts, returning: returningOf(job), body, stillHeld: () => this.holdsLock(part.shard.prefix, job),
-        resolve: (o) => {
-          resolve(o);
-          return landing;
-        },
-      }));
+      : await new Promise<Outcome>((resolve) => {
+        let decided = false;
+        this.deps.scheduler.admit({
+          jobId: job.id!, qid: data.qid, domain: data.domain, binding, sender: data.sender, recipients: data.recipients,
+          params: data, attempts: data.attempts, returning: returningOf(job), body, stillHeld: () => this.holdsLock(part.shard.prefix, job),
+          resolve: (o) => {
+            decided = true;
+            resolve(o);
+            return landing;
+          },
+        });
+        // Not parked or bounced at once: the scheduler holds the job, and its window counts it from here.
+        if (!decided) this.transit.leave(job);
+      });
     if (outcome.kind === 'abandoned') return { kind: 'abandon', landed };
     if (outcome.kind === 'parked') return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until, landed };
     const next = await this.deps.outcomes.conclude({

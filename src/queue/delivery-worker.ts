@@ -24,11 +24,16 @@
 // (3 to 6 s seen at 80% of the maximum rate). Each fetch here ends the run, as a delayed job
 // due does in BullMQ itself, so the processor starts every job as soon as it is fetched.
 //
-// This reaches into Worker internals (createJob, nextJobFromJobData, moveToActive, blockUntil,
+// Every fetch, the Worker's own and the one BullMQ makes as a job is put back, waits while too
+// many jobs are in transit (transit.ts); a job enters transit as it is fetched and leaves it when
+// the scheduler holds it or its processor returns.
+//
+// This reaches into Worker internals (createJob, nextJobFromJobData, moveToActive, blockUntil, closing,
 // processJob, lockManager), which is why package.json pins bullmq to one version: an upgrade must
 // re-read worker.js and lock-manager.js.
 import { type Job, type JobJson, Worker, type WorkerOptions } from 'bullmq';
 import { type DeliveryJobData, JOB_OPTIONS } from './job.js';
+import type { Transit } from './transit.js';
 
 type DeliveryJob = Job<DeliveryJobData, void>;
 
@@ -48,8 +53,15 @@ export class DeliveryWorker extends Worker<DeliveryJobData, void> {
     processor: (job: DeliveryJob, token?: string) => Promise<void>,
     opts: WorkerOptions,
     private readonly copies: JobCopies,
+    private readonly transit: Transit,
   ) {
-    super(name, processor, opts);
+    super(name, async (job, token) => {
+      try {
+        await processor(job, token);
+      } finally {
+        transit.leave(job);
+      }
+    }, opts);
   }
 
   /** Each job as stored, with the options all delivery jobs share (JOB_OPTIONS), which are not stored. */
@@ -65,22 +77,43 @@ export class DeliveryWorker extends Worker<DeliveryJobData, void> {
       const older = this.copies.newest.get(job.id);
       if (older && older.worker !== this) older.worker.lockManager.untrackJob(job.id);
       this.copies.newest.set(job.id, { job, worker: this });
+      this.transit.enter(job);
       this.lockManager.trackJob(job.id, token, Date.now());
     }
     return job;
   }
 
   protected override async moveToActive(token: string, name?: string): Promise<DeliveryJob> {
-    const job = await super.moveToActive(token, name);
-    // The main loop's fetch run ends while blockUntil is set; the next fetch resets it.
-    if (job) (this as unknown as { blockUntil: number }).blockUntil ||= 1;
-    return job;
+    const room = this.transit.room();
+    try {
+      if (room) {
+        // Set as BullMQ's blocking wait for a job sets it, so that the main loop starts no other
+        // fetch and goes on handing the jobs it has to the processor: those leave transit.
+        const self = this as unknown as { waiting: Promise<unknown> | null };
+        self.waiting ??= room;
+        try {
+          await room;
+        } finally {
+          if (self.waiting === room) self.waiting = null;
+        }
+        // BullMQ takes no job once closing; it handles an empty fetch as an empty queue.
+        if (this.closing) return undefined as unknown as DeliveryJob;
+      }
+      const job = await super.moveToActive(token, name);
+      // The main loop's fetch run ends while blockUntil is set; the next fetch resets it.
+      if (job) (this as unknown as { blockUntil: number }).blockUntil ||= 1;
+      return job;
+    } finally {
+      this.transit.fetched();
+    }
   }
 
   override async processJob(job: DeliveryJob, token: string, fetchNext?: () => boolean): Promise<void | DeliveryJob> {
     try {
       return await super.processJob(job, token, fetchNext);
     } finally {
+      // Also a job BullMQ let go unprocessed, closing.
+      this.transit.leave(job);
       const newest = this.copies.newest.get(job.id!);
       if (newest?.job === job) this.copies.newest.delete(job.id!);
       else if (newest?.worker === this && newest.job.token) this.lockManager.trackJob(job.id!, newest.job.token, this.renewalDue());
