@@ -2,8 +2,9 @@
 // (just fetched, or a park or retry on its way back to the delayed set). Fetches wait while too
 // many are. BullMQ fetches the next job as each one is put back, and the Workers' own fetches run
 // beside those: when Redis slowed (its keyspace rehashing as the queue passed 2^20 keys) a
-// backlog in Redis became 4,152 jobs in transit at once, and the daemon's RSS rose by 54 MB that
-// V8 did not give back. A waiting fetch leaves the backlog in Redis, where it is stored anyway.
+// backlog in Redis became 4,152 jobs in transit at once, and the daemon's RSS rose by 54 MB
+// that Node 24's V8 did not give back. A waiting fetch leaves the backlog in Redis, where it is
+// stored anyway.
 
 export class Transit {
   private readonly jobs = new WeakSet<object>();
