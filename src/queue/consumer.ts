@@ -51,8 +51,9 @@ interface ConsumerDeps {
 const FETCHERS = 8;
 
 /**
- * Jobs in transit beyond which fetches wait. W4's intake of mail for a suspended domain, every
- * job fetched and parked, keeps 20 to 80 in transit; 256 of them cost a few MB at most.
+ * Jobs in transit per shard beyond which its fetches wait. W4's intake of mail for a suspended
+ * domain, every job fetched and parked, keeps 20 to 80 in transit; 256 of them cost a few MB at
+ * most. Per shard, so that a slow shard holds up no other shard's fetches.
  */
 const TRANSIT_MAX = 256;
 
@@ -95,7 +96,7 @@ function returningOf(job: Job<DeliveryJobData, void>): Returning | undefined {
 export class Consumer {
   private workers: DeliveryWorker[] = [];
   private readonly copies = new JobCopies();
-  private readonly transit = new Transit(TRANSIT_MAX);
+  private readonly transits: Map<string, Transit>;
   /**
    * Each completed job's finished record, from its processor to its `completed` handler. BullMQ
    * would write a returned value into the completion's script call and its events stream, where
@@ -109,6 +110,7 @@ export class Consumer {
 
   constructor(private readonly deps: ConsumerDeps) {
     this.ledger = new AttemptLedger(() => deps.clock.now());
+    this.transits = new Map(deps.shards.all.map((part) => [part.shard.prefix, new Transit(TRANSIT_MAX)]));
     this.lockReads = new Map(deps.shards.all.map((part) => [part.shard.prefix, new TurnBatch((keys: string[]) => deps.connection.mget(...keys))]));
   }
 
@@ -129,7 +131,7 @@ export class Consumer {
         ...lockTimes(this.deps.jobLockTimeout),
         // One stalled-job check serves the whole queue of a shard.
         skipStalledCheck: i > 0,
-      }, this.copies, this.transit);
+      }, this.copies, this.transits.get(part.shard.prefix)!);
       this.listen(worker, part.store);
       return worker;
     }));
@@ -160,7 +162,7 @@ export class Consumer {
   /** Stops taking jobs and parks held ones; waits for sessions in flight unless forced (those are retried after restart). */
   async close(force = false): Promise<void> {
     const closing = Promise.all(this.workers.map((w) => w.close(force)));
-    this.transit.open();
+    for (const transit of this.transits.values()) transit.open();
     this.deps.scheduler.close();
     await closing;
   }
@@ -185,7 +187,7 @@ export class Consumer {
       this.deps.log.warn({ event: 'job_reclaimed', qid: job.data.qid, domain: job.data.domain, job_id: job.id, attempt: job.data.attempts + 1 },
         'job handed out again after its lock lapsed; recording the outcome of the attempt already made');
       // Its attempt is the earlier copy's, which the scheduler holds or which is in transit itself.
-      this.transit.leave(job);
+      this.transits.get(part.shard.prefix)!.leave(job);
     }
     let u: JobUpdate;
     try {
@@ -251,7 +253,7 @@ export class Consumer {
           },
         });
         // Not parked or bounced at once: the scheduler holds the job, and its window counts it from here.
-        if (!decided) this.transit.leave(job);
+        if (!decided) this.transits.get(part.shard.prefix)!.leave(job);
       });
     if (outcome.kind === 'abandoned') return { kind: 'abandon', landed };
     if (outcome.kind === 'parked') return { kind: 'delay', data: { ...data, waiting: 'parked' }, until: outcome.until, landed };
