@@ -112,7 +112,8 @@ export class DeliveryWorker extends Worker<DeliveryJobData, void> {
     try {
       return await super.processJob(job, token, fetchNext);
     } finally {
-      // Also a job BullMQ let go unprocessed, closing.
+      // Also a job BullMQ fails without calling the processor: a deferred failure, set by its
+      // stalled check.
       this.transit.leave(job);
       const newest = this.copies.newest.get(job.id!);
       if (newest?.job === job) this.copies.newest.delete(job.id!);
