@@ -156,9 +156,11 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
   const inspector = new QueueInspector(intakeRedis, layout, bindings);
   // Built before the parts it counts; its sources read them only when scraped.
   let intake: Intake | undefined;
+  let consumer: Consumer | undefined;
   const metrics = new Metrics({
     queueCounts: () => inspector.counts(),
     held: () => scheduler?.heldCount ?? 0,
+    inTransit: () => consumer?.inTransit ?? 0,
     inbound: () => intake?.sessions ?? 0,
     outboundByBinding: () => {
       const open = scheduler?.connectionsByBinding() ?? new Map<string, number>();
@@ -210,7 +212,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
       ...(eightBit ? { eightBit } : {}), ...(smtputf8 ? { smtputf8 } : {}),
     }),
   });
-  const consumer = new Consumer({
+  consumer = new Consumer({
     connection: queueRedis, shards: queueShards, concurrency: config.max_active_messages, jobLockTimeout: config.job_lock_timeout,
     scheduler, outcomes, bindings, clock: systemClock, log,
     historyRetention: () => options.global.message_history_retention,
@@ -258,7 +260,7 @@ export async function startDaemon(loaded: LoadedConfig, opts: DaemonOptions = {}
     await nodes.stop();
     await intake!.close();
     await admin.close();
-    await consumer.close();
+    await consumer!.close();
     await webhooks!.stop();
     await leases.close();
     await hooks.idle();

@@ -21,6 +21,8 @@ export interface MetricsSources {
   queueCounts(): Promise<{ waiting: number; delayed: number }>;
   /** Messages held in memory by the scheduler (the active queue). */
   held(): number;
+  /** Jobs taken from Redis and not yet held by the scheduler nor handed back to BullMQ (the fetch bound counts these). */
+  inTransit(): number;
   /** Open SMTP intake sessions. */
   inbound(): number;
   /** Open outbound connections per binding name. */
@@ -231,6 +233,13 @@ export class Metrics {
         if (q === undefined) return;
         this.set({ state: 'waiting' }, q.waiting);
         this.set({ state: 'delayed' }, q.delayed);
+      },
+    });
+    new Gauge({
+      name: 'impulse_jobs_in_transit', registers,
+      help: 'Jobs taken from Redis and neither held by the scheduler nor handed back to Redis yet; fetches wait while 256 per shard are.',
+      collect() {
+        this.set(attempt(() => sources.inTransit()) ?? NaN);
       },
     });
     new Gauge({

@@ -159,6 +159,13 @@ export class Consumer {
     });
   }
 
+  /** Jobs in transit over all shards. */
+  get inTransit(): number {
+    let n = 0;
+    for (const transit of this.transits.values()) n += transit.size;
+    return n;
+  }
+
   /** Stops taking jobs and parks held ones; waits for sessions in flight unless forced (those are retried after restart). */
   async close(force = false): Promise<void> {
     const closing = Promise.all(this.workers.map((w) => w.close(force)));

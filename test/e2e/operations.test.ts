@@ -155,6 +155,15 @@ test('the metrics scrape counts deliveries, deferrals and connection failures as
     assert.equal(value('impulse_queue_messages{state="delayed"}'), 2);
     assert.equal(value('impulse_redis_up'), 1);
     assert.match(text, /^nodejs_eventloop_lag_seconds \d/m);
+    // Every job taken was delivered or put back, so none stays in transit (a job put back may
+    // leave a moment after its log record: scraped again until then).
+    const deadline = Date.now() + 5000;
+    let inTransit = value('impulse_jobs_in_transit');
+    while (inTransit !== 0 && Date.now() < deadline) {
+      const again = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).match(/^impulse_jobs_in_transit (\S+)$/m);
+      inTransit = Number(again?.[1]);
+    }
+    assert.equal(inTransit, 0);
 
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     assert.equal(health.status, 200);

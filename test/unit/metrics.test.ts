@@ -6,6 +6,7 @@ function sources(over: Partial<MetricsSources> = {}): MetricsSources {
   return {
     queueCounts: async () => ({ waiting: 7, delayed: 11 }),
     held: () => 5,
+    inTransit: () => 9,
     inbound: () => 3,
     outboundByBinding: () => new Map([['default', 2]]),
     redisPing: async () => 3.5,
@@ -71,6 +72,7 @@ test('a scrape shows each counter with its labels and reads every gauge from the
   assert.equal(sample(text, 'impulse_queue_messages{state="active"}'), 5);
   assert.equal(sample(text, 'impulse_queue_messages{state="waiting"}'), 7);
   assert.equal(sample(text, 'impulse_queue_messages{state="delayed"}'), 11);
+  assert.equal(sample(text, 'impulse_jobs_in_transit'), 9);
   assert.equal(sample(text, 'impulse_connections_inbound'), 3);
   assert.equal(sample(text, 'impulse_connections_outbound{binding="default"}'), 2);
   assert.equal(sample(text, 'impulse_connections_outbound{binding="bulk"}'), 0);
@@ -110,10 +112,11 @@ test('failing sources never fail a scrape: Redis down shows impulse_redis_up 0 a
   const broken = (): never => {
     throw new Error('source bug');
   };
-  const all = new Metrics({ queueCounts: broken, held: broken, inbound: broken, outboundByBinding: broken, redisPing: broken });
+  const all = new Metrics({ queueCounts: broken, held: broken, inTransit: broken, inbound: broken, outboundByBinding: broken, redisPing: broken });
   const text2 = await scrape(all);
   assert.equal(sample(text2, 'impulse_redis_up'), 0);
   assert.equal(sample(text2, 'impulse_connections_inbound'), NaN);
+  assert.equal(sample(text2, 'impulse_jobs_in_transit'), NaN);
   assert.equal(sample(text2, 'impulse_queue_messages{state="active"}'), undefined);
   all.close();
 });

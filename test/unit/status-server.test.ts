@@ -11,6 +11,7 @@ function metrics(): Metrics {
   return new Metrics({
     queueCounts: async () => ({ waiting: 0, delayed: 0 }),
     held: () => 0,
+    inTransit: () => 0,
     inbound: () => 0,
     outboundByBinding: () => new Map(),
     redisPing: async () => 1,
