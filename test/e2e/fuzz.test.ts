@@ -11,9 +11,9 @@ import { request } from 'node:http';
 import { after, before, test } from 'node:test';
 import { parse } from 'yaml';
 import type { Daemon } from '../helpers/daemon.js';
-import {
-  FUZZ_DOMAINS, type FuzzContext, SENDER_DOMAIN, type SessionResult, type Transaction, describeSession, planSession, runSession,
-} from '../helpers/fuzz-sessions.js';
+import { FUZZ_DOMAINS, type FuzzContext, SENDER_DOMAIN } from '../helpers/fuzz-segments.js';
+import { planSession } from '../helpers/fuzz-sessions.js';
+import { type SessionResult, type Transaction, describeSession, runSession } from '../helpers/fuzz-transcript.js';
 import { freePort } from '../helpers/ports.js';
 import { Prng } from '../helpers/prng.js';
 import { makeMessage, sendMail } from '../helpers/smtp-client.js';
