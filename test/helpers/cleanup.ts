@@ -1,3 +1,4 @@
+// Kills child processes and removes temp dirs a test file started, even when it ends early.
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 

@@ -1,3 +1,4 @@
+// Free TCP ports for the servers a test starts.
 import { createServer } from 'node:net';
 
 // The kernel picks the port, so parallel test files never collide on a hard-coded number.

@@ -1,3 +1,4 @@
+// A redis-server of the test's own (free port, own temp dir), and a wait for the delivery queue to empty.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,3 +1,4 @@
+// Intake's bare CR / LF detector over message data split into chunks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type BareNewline, BareNewlineDetector } from '../../src/intake/bare-newline.js';

@@ -1,3 +1,4 @@
+// How a stored body is cut into pieces that fit the allocator, and put back together.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cutBody, pieceLengths } from '../../src/store/body-pieces.js';

@@ -1,3 +1,4 @@
+// The metrics: counters, rates, and gauges read from their sources at scrape time, failing sources included.
 import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
 import { Metrics, type MetricsSources } from '../../src/observability/metrics.js';

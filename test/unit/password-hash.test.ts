@@ -1,3 +1,4 @@
+// Intake AUTH passwords: scrypt hashes and the users file.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

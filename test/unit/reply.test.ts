@@ -1,3 +1,4 @@
+// SMTP replies: parsing remote lines, formatting and classifying ours.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatReply, isTemporary, parseReply } from '../../src/core/reply.js';

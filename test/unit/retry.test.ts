@@ -1,3 +1,4 @@
+// Retry timing and how an attempt's recipients settle into delivered, failed and deferred.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { nextAttempt, retryDelay } from '../../src/outcome/retry.js';

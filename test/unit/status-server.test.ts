@@ -1,3 +1,4 @@
+// The HTTP status server: /metrics, /healthz, /readyz, and its refusals.
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { test } from 'node:test';

@@ -1,3 +1,4 @@
+// Config units: durations and sizes.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseDuration, parseSize } from '../../src/config/units.js';
