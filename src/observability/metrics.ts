@@ -237,7 +237,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'impulse_jobs_in_transit', registers,
-      help: 'Jobs taken from Redis and neither held by the scheduler nor handed back to Redis yet; fetches wait while 256 per shard are.',
+      help: 'Jobs taken from Redis and neither held by the scheduler nor handed back to Redis yet; fetches wait at a bound per shard.',
       collect() {
         this.set(attempt(() => sources.inTransit()) ?? NaN);
       },
