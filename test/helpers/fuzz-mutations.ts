@@ -3,7 +3,7 @@
 import type { Prng } from './prng.js';
 import { CRLF, FUZZ_DOMAINS, type FuzzContext, type Segment, TERMINATOR, command } from './fuzz-segments.js';
 
-export type Mutation = (r: Prng, segs: Segment[], ctx: FuzzContext) => string | undefined;
+type Mutation = (r: Prng, segs: Segment[], ctx: FuzzContext) => string | undefined;
 
 const isCommand = (s: Segment, verb?: string) => s.kind === 'command' && (verb === undefined || s.verb === verb);
 const commandsOf = (segs: Segment[], verb?: string) => segs.flatMap((s, i) => (isCommand(s, verb) ? [i] : []));
