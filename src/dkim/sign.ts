@@ -1,5 +1,5 @@
-// DKIM signatures (RFC 6376, RFC 8463) over a message as it will be stored. mailauth canonicalises
-// the body; Impulse chooses the signed fields (over-signing included, which mailauth's own signer
+// DKIM signatures (RFC 6376, RFC 8463) over a message as it will be stored. Impulse canonicalises
+// the body (mailauth where verifiers differ, or where it is large); it chooses the signed fields (over-signing included, which mailauth's own signer
 // cannot do), canonicalises them itself (relaxed-header.ts), builds the DKIM-Signature field
 // (signature-field.ts) and signs RSA with node's asynchronous crypto.sign, on libuv's pool, so the
 // event loop never waits on an RSA operation.
@@ -29,29 +29,60 @@ function split(message: Buffer): { head: Buffer; body: Buffer } {
 const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
-const TRAILING_SPACE = Buffer.from(' \r\n');
+const HTAB = 0x09;
+const ONE_SPACE = Buffer.from(' ');
+const CRLF = Buffer.from('\r\n');
+const isWsp = (b: number | undefined) => b === SP || b === HTAB;
+/** Where the next match of `what` lies at or after `from`, or Infinity. */
+const next = (body: Buffer, what: string | number, from: number) => {
+  const at = body.indexOf(what, from);
+  return at < 0 ? Infinity : at;
+};
 
 /**
- * The relaxed canonical body (RFC 6376 §3.4.4) when it is the body itself, bar its end: every
- * line ends in CRLF (no bare CR or LF), no HTAB, no run of spaces, no space before a line end.
- * Most mail is such text (and base64 always is); the body is then hashed as it stands, where
- * mailauth's canonicaliser walks it byte by byte in JavaScript. Undefined: any other body.
+ * The relaxed canonical body (RFC 6376 §3.4.4) of a body whose lines all end in CRLF, found with
+ * native searches: only the runs of SP and HTAB that the canonical form changes are visited (a
+ * run of two or more, or with an HTAB, becomes one SP; a run before a CRLF goes), the bytes
+ * between them are copied as they stand. mailauth's canonicaliser walks every byte in
+ * JavaScript (bench/dkim-body.mjs: 16 µs for 5 KB of text, 108 µs for 4.5 KB of indented HTML).
+ * Undefined: a body with a bare CR or LF, or whose last line has no CRLF and ends in SP or HTAB:
+ * verifiers differ there (mailauth 4 drops a run of two but keeps a single SP, dkimpy keeps one
+ * SP for either), so such a body keeps mailauth's reading. Mail taken over SMTP never ends so:
+ * its data ends in CRLF before the final dot.
  */
-export function plainRelaxedBody(body: Buffer): Buffer | undefined {
-  if (body.includes(0x09) || body.includes('  ') || body.includes(TRAILING_SPACE)) return undefined;
-  if (!onlyCrlf(body)) return undefined;
+export function relaxedBody(body: Buffer): Buffer | undefined {
+  if (isWsp(body[body.length - 1]) || !onlyCrlf(body)) return undefined;
+  const parts: Buffer[] = [];
+  let from = 0;
+  let tab = next(body, HTAB, 0);
+  let pair = next(body, '  ', 0);
+  let atEnd = next(body, ' \r\n', 0);
+  for (let hit = Math.min(tab, pair, atEnd); hit !== Infinity; hit = Math.min(tab, pair, atEnd)) {
+    let start = hit;
+    while (start > from && isWsp(body[start - 1])) start--;
+    let stop = hit;
+    while (isWsp(body[stop])) stop++;
+    parts.push(body.subarray(from, start));
+    // A CR is a line's end here: the body has none without its LF.
+    if (body[stop] !== CR) parts.push(ONE_SPACE);
+    from = stop;
+    if (tab < stop) tab = next(body, HTAB, stop);
+    if (pair < stop) pair = next(body, '  ', stop);
+    if (atEnd < stop) atEnd = next(body, ' \r\n', stop);
+  }
+  parts.push(body.subarray(from));
+  const canonical = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   // Empty lines at the end are ignored; a body that is not empty then ends in one CRLF.
-  let end = body.length;
-  while (end >= 2 && body[end - 2] === CR && body[end - 1] === LF) end -= 2;
+  let end = canonical.length;
+  while (end >= 2 && canonical[end - 2] === CR && canonical[end - 1] === LF) end -= 2;
   if (end === 0) return Buffer.alloc(0);
-  if (body[end - 1] === SP) return undefined;
-  return end + 2 <= body.length ? body.subarray(0, end + 2) : Buffer.concat([body, Buffer.from('\r\n')]);
+  return end + 2 <= canonical.length ? canonical.subarray(0, end + 2) : Buffer.concat([canonical.subarray(0, end), CRLF]);
 }
 
 async function bodyHash(body: Buffer): Promise<string> {
   // A larger body is canonicalised in slices, between turns of the event loop.
-  const plain = body.length <= HASH_SLICE ? plainRelaxedBody(body) : undefined;
-  if (plain) return createHash('sha256').update(plain).digest('base64');
+  const canonical = body.length <= HASH_SLICE ? relaxedBody(body) : undefined;
+  if (canonical) return createHash('sha256').update(canonical).digest('base64');
   const hasher = dkimBody(CANONICALIZATION, 'sha256', false);
   for (let at = 0; at < body.length; at += HASH_SLICE) {
     if (at > 0) await nextTurn();
