@@ -1,8 +1,9 @@
 // DKIM signatures (RFC 6376, RFC 8463) over a message as it will be stored. Impulse canonicalises
-// the body (mailauth where verifiers differ, or where it is large); it chooses the signed fields (over-signing included, which mailauth's own signer
-// cannot do), canonicalises them itself (relaxed-header.ts), builds the DKIM-Signature field
-// (signature-field.ts) and signs RSA with node's asynchronous crypto.sign, on libuv's pool, so the
-// event loop never waits on an RSA operation.
+// the body (mailauth where verifiers differ, or where it is large); it chooses the signed fields
+// (over-signing included, which mailauth's own signer cannot do), canonicalises them itself
+// (relaxed-header.ts), builds the DKIM-Signature field (signature-field.ts) and signs RSA with
+// node's asynchronous crypto.sign, on libuv's pool, so the event loop never waits on an RSA
+// operation.
 import { createHash, sign } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { promisify } from 'node:util';
