@@ -3,27 +3,15 @@
 // from a full queue, whether by its own fetch or by BullMQ's fetch after a job put back, and it
 // takes the rest as jobs land back in Redis. Against a real Redis.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { DelayedError, Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { DeliveryWorker, JobCopies } from '../../src/queue/delivery-worker.js';
 import { DELIVERY_QUEUE } from '../../src/queue/job.js';
 import { Transit } from '../../src/queue/transit.js';
-import { type TestRedis, startRedis } from '../helpers/redis.js';
+import { redisPerFile } from '../helpers/redis.js';
 import { Condition } from '../helpers/wait.js';
 
-let server: TestRedis;
-let redis: Redis;
-
-before(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url, { maxRetriesPerRequest: null });
-});
-
-after(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+const redis = redisPerFile();
 
 test('fetches under way take places as jobs do; a place freed lets one waiting fetch go; a job counts and leaves once; open lets all go', async () => {
   const t = new Transit(2);
@@ -54,7 +42,7 @@ test('fetches under way take places as jobs do; a place freed lets one waiting f
 
 test('a Worker takes no more jobs than the transit bound while they are on their way back, and takes the rest as they land', async () => {
   const prefix = 'transit';
-  const queue = new Queue(DELIVERY_QUEUE, { connection: redis, prefix });
+  const queue = new Queue(DELIVERY_QUEUE, { connection: redis(), prefix });
   const total = 30;
   const bound = 4;
   await queue.addBulk(Array.from({ length: total }, (_, i) => ({ name: 'd', data: { i }, opts: { jobId: `j${i}` } })));
@@ -89,12 +77,12 @@ test('a Worker takes no more jobs than the transit bound while they are on their
     parked++;
     changed.notify();
     throw new DelayedError();
-  }, { connection: redis, prefix, concurrency: total }, new JobCopies(), transit);
+  }, { connection: redis(), prefix, concurrency: total }, new JobCopies(), transit);
   try {
     await changed.until(() => (fetchesWaited > 0 && landings.length === bound ? true : undefined), 10_000,
       () => `${landings.length} jobs in transit, ${fetchesWaited} fetches waited`);
-    assert.equal(await redis.llen(`${prefix}:${DELIVERY_QUEUE}:active`), bound, 'the Worker holds only the jobs in transit');
-    assert.equal(await redis.llen(`${prefix}:${DELIVERY_QUEUE}:wait`), total - bound, 'the rest wait in Redis');
+    assert.equal(await redis().llen(`${prefix}:${DELIVERY_QUEUE}:active`), bound, 'the Worker holds only the jobs in transit');
+    assert.equal(await redis().llen(`${prefix}:${DELIVERY_QUEUE}:wait`), total - bound, 'the rest wait in Redis');
 
     // One landing at a time: each lets fetching go on until a fetch waits again, or none is left to fetch.
     while (parked < total) {
@@ -106,8 +94,8 @@ test('a Worker takes no more jobs than the transit bound while they are on their
         await changed.until(() => (parked === total || landings.length > 0 ? true : undefined), 10_000, () => `${parked} of ${total} put back`);
       }
     }
-    assert.equal(await redis.zcard(`${prefix}:${DELIVERY_QUEUE}:delayed`), total);
-    assert.equal(await redis.llen(`${prefix}:${DELIVERY_QUEUE}:wait`), 0);
+    assert.equal(await redis().zcard(`${prefix}:${DELIVERY_QUEUE}:delayed`), total);
+    assert.equal(await redis().llen(`${prefix}:${DELIVERY_QUEUE}:wait`), 0);
     assert.ok(peak <= bound, `at most ${bound} jobs in transit at once, saw ${peak}`);
   } finally {
     landAll = true;

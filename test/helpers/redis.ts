@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { DELIVERY_QUEUE } from '../../src/queue/job.js';
@@ -117,6 +118,27 @@ export async function startRedis(opts: TestRedisOptions = {}): Promise<TestRedis
       removeOnExit(dir);
       current = await launch(port, dir, appendfsync);
     },
+  };
+}
+
+/**
+ * A redis-server of a test file's own with one client on it, started before the file's tests and
+ * stopped after them: call at the file's top level, then the returned function inside tests.
+ */
+export function redisPerFile(): () => Redis {
+  let server: TestRedis | undefined;
+  let client: Redis | undefined;
+  before(async () => {
+    server = await startRedis();
+    client = new Redis(server.url, { maxRetriesPerRequest: null });
+  });
+  after(async () => {
+    client?.disconnect();
+    await server?.stop();
+  });
+  return () => {
+    if (!client) throw new Error('the Redis of this test file is not started yet: use it inside a test');
+    return client;
   };
 }
 

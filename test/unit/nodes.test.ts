@@ -4,29 +4,17 @@
 // other; a restart on the same machine takes its dead predecessor's name at once; a clean stop
 // removes the entry; an entry silent for a day is dropped.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { type NodeReport, NodeRegistry, type NodeStatus, type QueueFigures } from '../../src/cluster/nodes.js';
 import { type Clock, systemClock } from '../../src/core/clock.js';
 import type { LogRecord } from '../helpers/daemon.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { type TestRedis, startRedis } from '../helpers/redis.js';
+import { redisPerFile } from '../helpers/redis.js';
 
-let server: TestRedis;
-let redis: Redis;
+const redis = redisPerFile();
 let prefix = 0;
-
-before(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url, { maxRetriesPerRequest: null });
-});
-
-after(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 
 interface TestNode {
   registry: NodeRegistry;
@@ -47,7 +35,7 @@ function node(keys: string, name: string, host: string, opts: { clock?: Clock; i
     registry: undefined as unknown as NodeRegistry,
   };
   t.registry = new NodeRegistry({
-    redis, prefix: keys, name, version: '9.9.9', host, clock: opts.clock ?? new FakeClock(), ...(opts.intervalMs ? { intervalMs: opts.intervalMs } : {}),
+    redis: redis(), prefix: keys, name, version: '9.9.9', host, clock: opts.clock ?? new FakeClock(), ...(opts.intervalMs ? { intervalMs: opts.intervalMs } : {}),
     log: pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogRecord) }),
     report: () => t.report,
     queues: () => [...t.queues],
@@ -161,22 +149,22 @@ test('a clean stop removes the node\'s entry', async () => {
   await b.registry.start();
   await b.registry.stop();
   assert.deepEqual((await a.registry.list()).map((n) => n.name), ['a']);
-  assert.deepEqual(await redis.hkeys(`${keys}:nodes`), ['a']);
+  assert.deepEqual(await redis().hkeys(`${keys}:nodes`), ['a']);
   await a.registry.stop();
-  assert.equal(await redis.exists(`${keys}:nodes`), 0);
+  assert.equal(await redis().exists(`${keys}:nodes`), 0);
 });
 
 test('an entry silent for more than a day is dropped; one this version cannot read is skipped', async () => {
   const keys = freshPrefix();
   const a = node(keys, 'a', 'host-a');
   await a.registry.start();
-  const [seconds] = await redis.time();
+  const [seconds] = await redis().time();
   const old = {
     instance: 'gone', interval_ms: 2000, name: 'gone', host: 'host-g', pid: 4242, version: '0.0.1', started_at: 0,
     connections: { outbound: 0, connecting: 0, inbound: 0 }, held: 0, rates, queues: [], heartbeat_ms: Number(seconds) * 1000 - 2 * 86_400_000,
   };
-  await redis.hset(`${keys}:nodes`, 'gone', JSON.stringify(old), 'odd', '{"instance":"x"}');
+  await redis().hset(`${keys}:nodes`, 'gone', JSON.stringify(old), 'odd', '{"instance":"x"}');
   assert.deepEqual((await a.registry.list()).map((n) => n.name), ['a']);
-  assert.deepEqual((await redis.hkeys(`${keys}:nodes`)).sort(), ['a', 'odd']);
+  assert.deepEqual((await redis().hkeys(`${keys}:nodes`)).sort(), ['a', 'odd']);
   await a.registry.stop();
 });
