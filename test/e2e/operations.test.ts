@@ -141,12 +141,14 @@ test('the metrics scrape counts deliveries, deferrals and connection failures as
     await d.waitForLogs((r) => r.event === 'delivery', 4);
     await d.waitForLogs((r) => r.event === 'transient_failure', 2);
 
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    const value = (series: string) => {
-      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const valueIn = (scraped: string, series: string) => {
+      const line = scraped.split('\n').find((l) => l.startsWith(`${series} `));
       assert.ok(line, `no ${series} in the scrape`);
       return Number(line.slice(series.length + 1));
     };
+    const text = await scrape();
+    const value = (series: string) => valueIn(text, series);
     assert.equal(value('impulse_messages_received_total{binding="default"}'), 6);
     assert.equal(value('impulse_messages_delivered_total{binding="default"}'), 4);
     assert.equal(value('impulse_delivery_latency_seconds_count'), 4);
@@ -159,10 +161,7 @@ test('the metrics scrape counts deliveries, deferrals and connection failures as
     // leave a moment after its log record: scraped again until then).
     const deadline = Date.now() + 5000;
     let inTransit = value('impulse_jobs_in_transit');
-    while (inTransit !== 0 && Date.now() < deadline) {
-      const again = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).match(/^impulse_jobs_in_transit (\S+)$/m);
-      inTransit = Number(again?.[1]);
-    }
+    while (inTransit !== 0 && Date.now() < deadline) inTransit = valueIn(await scrape(), 'impulse_jobs_in_transit');
     assert.equal(inTransit, 0);
 
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
